@@ -1,0 +1,158 @@
+"""REST endpoints for comments (mobile apps and the web page). Thin: parse,
+call comments.services / comments.queries, render."""
+
+from __future__ import annotations
+
+from django.db import DatabaseError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from comments import cursors, queries, services
+from comments.models import Comment
+from comments.serializers import (
+    CommentPageSerializer,
+    ErrorSerializer,
+    OwnCommentSerializer,
+    PostCommentSerializer,
+)
+from livecomment.errors import ServiceError, Unavailable
+from livecomment.throttling import AnonIPThrottle, PostThrottle
+from videos.models import Video
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 429, 503)}
+
+
+def get_video(video_id: int) -> Video:
+    try:
+        return Video.objects.get(pk=video_id)
+    except Video.DoesNotExist:
+        raise ServiceError("not_found", f"No video {video_id}.", 404) from None
+    except DatabaseError as exc:
+        raise Unavailable("database") from exc
+
+
+def parse_cursor(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not cursors.is_valid(value):
+        raise ServiceError("invalid_cursor", f"{name} must be a stream position like 1764000000000-0.")
+    return value
+
+
+def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ServiceError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}.") from None
+    if not low <= number <= high:
+        raise ServiceError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}.")
+    return number
+
+
+def comment_json(comment: Comment) -> dict:
+    data = dict(services.events.comment_data(comment))
+    data["cursor"] = comment.cursor
+    data["status"] = comment.status
+    return data
+
+
+class CommentListView(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    throttle_classes = [AnonIPThrottle, PostThrottle]
+
+    @extend_schema(
+        operation_id="comments_list",
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.STR, description="Comments after this cursor, oldest first (catch-up)"),
+            OpenApiParameter("before", OpenApiTypes.STR, description="Comments before this cursor (history page)"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1..200, default 50"),
+        ],
+        responses={200: CommentPageSerializer, **ERRORS},
+    )
+    def get(self, request, video_id: int):
+        after = parse_cursor(request.query_params.get("after"), "after")
+        before = parse_cursor(request.query_params.get("before"), "before")
+        limit = parse_int(request.query_params.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        video = get_video(video_id)
+        try:
+            if after is not None and before is not None:
+                page = queries.page_between(video.pk, after, before, limit)
+            elif after is not None:
+                page = queries.page_after(video.pk, after, limit)
+            else:
+                page = queries.page_before(video.pk, before, limit)
+        except DatabaseError as exc:
+            raise Unavailable("database") from exc
+        return Response(page_json(page, after, before))
+
+    @extend_schema(
+        operation_id="comments_create",
+        request=PostCommentSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                description="Repeating a request with the same key within 10 minutes returns the original comment (200)",
+            )
+        ],
+        responses={201: OwnCommentSerializer, 200: OwnCommentSerializer, **ERRORS},
+    )
+    def post(self, request, video_id: int):
+        body = request.data
+        if not isinstance(body, dict):
+            raise ServiceError("invalid_body", "The body must be a JSON object like {\"text\": \"...\"}.")
+        if "text" not in body:
+            raise ServiceError("missing_text", "The body needs a \"text\" field.")
+        video = get_video(video_id)
+        result = services.post_comment(
+            video, request.user, body["text"], idempotency_key=request.headers.get("Idempotency-Key")
+        )
+        return Response(
+            comment_json(result.comment), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        )
+
+
+def page_json(page: queries.Page, after: str | None, before: str | None) -> dict:
+    next_cursor = page.last_cursor or after or before or cursors.ZERO
+    prev_cursor = page.first_cursor or before
+    return {
+        "results": page.results,
+        "cursor": next_cursor if after is not None else prev_cursor,
+        "next_cursor": next_cursor,
+        "prev_cursor": prev_cursor,
+        "has_more": page.has_more,
+    }
+
+
+class CommentDetailView(APIView):
+    throttle_classes = [AnonIPThrottle]
+
+    def get_comment(self, comment_id: int) -> Comment:
+        try:
+            return Comment.objects.in_stream().select_related("author", "video").get(pk=comment_id)
+        except Comment.DoesNotExist:
+            raise ServiceError("not_found", f"No comment {comment_id}.", 404) from None
+
+    @extend_schema(operation_id="comments_retrieve", responses={200: OwnCommentSerializer, **ERRORS})
+    def get(self, request, comment_id: int):
+        comment = self.get_comment(comment_id)
+        if comment.status != Comment.Status.VISIBLE and not (
+            request.user.is_authenticated
+            and (comment.author_id == request.user.pk or services.can_moderate(request.user, comment.video))
+        ):
+            raise ServiceError("not_found", f"No comment {comment_id}.", 404)
+        return Response(comment_json(comment))
+
+    @extend_schema(operation_id="comments_destroy", responses={204: None, **ERRORS})
+    def delete(self, request, comment_id: int):
+        comment = self.get_comment(comment_id)
+        services.delete_own_comment(comment, request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,324 @@
+"""The Redis hot store: one stream per video, plus the write path's short-lived keys.
+
+Keys (the `{<video id>}` hash tag keeps one video's keys in one cluster slot):
+
+    video:{V}:events   STREAM  every event of the video, ID = its position
+                               fields: t (event type), d (JSON data without
+                               "cursor"), c (comment id, for comment events),
+                               a ("mod" for moderator-only events)
+    video:{V}:hidden   SET     ids of comments not visible now (held, removed):
+                               readers of the stream skip their comment events
+    idem:{V}:U:KEY     STRING  Idempotency-Key of user U -> comment id ("" while
+                               the first request is in flight)
+    dup:{V}:U:SHA      STRING  same text from the same user, short window
+    slow:{V}:U         STRING  slow mode: set while user U must wait
+
+Every read returns events as `StreamEvent` tuples in stream order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+from django.conf import settings
+
+from comments import cursors
+from livecomment import redis_client
+
+MOD_AUDIENCE = "mod"
+
+# Types of stream entries that carry a comment in their "c" field.
+COMMENT_TYPES = ("comment", "comment.held")
+
+
+def stream_key(video_id: int) -> str:
+    return f"video:{{{video_id}}}:events"
+
+
+def hidden_key(video_id: int) -> str:
+    return f"video:{{{video_id}}}:hidden"
+
+
+def idem_key(video_id: int, user_id: int, key: str) -> str:
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"idem:{{{video_id}}}:{user_id}:{digest}"
+
+
+def dup_key(video_id: int, user_id: int, text: str) -> str:
+    digest = hashlib.sha256(text.casefold().encode("utf-8")).hexdigest()[:32]
+    return f"dup:{{{video_id}}}:{user_id}:{digest}"
+
+
+def slow_key(video_id: int, user_id: int) -> str:
+    return f"slow:{{{video_id}}}:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    id: str  # stream position
+    type: str
+    data: str  # JSON object text, "cursor" included
+    comment_id: int | None = None
+    audience: str = ""
+    # True when the event re-announces a comment first appended earlier
+    # (approve, restore): its "cursor" is the original position, not `id`.
+    reannounce: bool = False
+
+    @property
+    def for_moderators_only(self) -> bool:
+        return self.audience == MOD_AUDIENCE
+
+    def as_dict(self) -> dict:
+        return {"event": self.type, "id": self.id, "data": json.loads(self.data)}
+
+
+def with_cursor(data_json: str, cursor: str) -> str:
+    """Add "cursor" to a JSON object's text without decoding it."""
+    if data_json == "{}":
+        return '{"cursor":"%s"}' % cursor
+    return '{"cursor":"%s",%s' % (cursor, data_json[1:])
+
+
+def _event(entry_id: str, fields: dict) -> StreamEvent:
+    comment = fields.get("c")
+    return StreamEvent(
+        id=entry_id,
+        type=fields.get("t", ""),
+        data=with_cursor(fields.get("d", "{}"), fields.get("k") or entry_id),
+        comment_id=int(comment) if comment else None,
+        audience=fields.get("a", ""),
+        reannounce=bool(fields.get("k")),
+    )
+
+
+# -- writing ------------------------------------------------------------------
+
+# Appends one event and returns {previous last ID, new ID}. Reading the previous
+# ID and appending in one script is what lets every event carry "prev", which
+# gateways use to notice a lost message (dispatcher/gateway.py).
+_APPEND = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+return {prev, id}
+"""
+
+# Checks and takes the write path's keys in one round trip. Returns
+#   {'ok'}                       all taken
+#   {'idem', <comment id or ''>} Idempotency-Key seen before
+#   {'dup'}                      same text within the window
+#   {'slow', <ttl ms>}           slow mode
+# KEYS: idem (or ''), dup (or ''), slow (or '')
+# ARGV: idem ttl s, dup ttl s, slow ttl s
+_RESERVE = """
+if KEYS[1] ~= '' then
+  local seen = redis.call('GET', KEYS[1])
+  if seen then return {'idem', seen} end
+end
+if KEYS[3] ~= '' then
+  local ttl = redis.call('PTTL', KEYS[3])
+  if ttl > 0 then return {'slow', tostring(ttl)} end
+end
+if KEYS[2] ~= '' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'dup'} end
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+end
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], '1', 'EX', ARGV[3]) end
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], '', 'EX', ARGV[1]) end
+return {'ok'}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    outcome: str  # ok | idem | dup | slow
+    comment_id: int | None = None  # for idem: the original comment ("" = in flight)
+    retry_after_ms: int = 0
+    keys: tuple[str, ...] = ()
+
+
+def reserve(
+    video_id: int,
+    user_id: int,
+    text: str,
+    idempotency_key: str | None,
+    slow_mode_seconds: int,
+) -> Reservation:
+    ikey = idem_key(video_id, user_id, idempotency_key) if idempotency_key else ""
+    window = settings.DUPLICATE_TEXT_WINDOW_SECONDS
+    dkey = dup_key(video_id, user_id, text) if window > 0 else ""
+    skey = slow_key(video_id, user_id) if slow_mode_seconds > 0 else ""
+    client = redis_client.for_video(video_id)
+    result = client.eval(
+        _RESERVE, 3, ikey, dkey, skey,
+        settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1),
+    )
+    outcome = result[0]
+    if outcome == "idem":
+        return Reservation("idem", comment_id=int(result[1]) if result[1] else None)
+    if outcome == "slow":
+        return Reservation("slow", retry_after_ms=int(result[1]))
+    if outcome == "dup":
+        return Reservation("dup")
+    return Reservation("ok", keys=tuple(k for k in (ikey, dkey, skey) if k))
+
+
+def release(video_id: int, keys: Iterable[str]) -> None:
+    """Give back what reserve() took, after the write failed."""
+    keys = list(keys)
+    if keys:
+        redis_client.for_video(video_id).delete(*keys)
+
+
+def remember_idempotent(video_id: int, user_id: int, key: str, comment_id: int) -> None:
+    redis_client.for_video(video_id).set(
+        idem_key(video_id, user_id, key), str(comment_id), ex=settings.IDEMPOTENCY_TTL_SECONDS
+    )
+
+
+def append(
+    video_id: int,
+    event_type: str,
+    data: dict,
+    comment_id: int | None = None,
+    audience: str = "",
+    original_cursor: str = "",
+) -> tuple[str, str]:
+    """Append an event to the video's stream; returns (previous ID, new ID).
+
+    `data` is stored without "cursor": the stream ID is the cursor, unless
+    `original_cursor` says the event re-announces an older comment.
+    """
+    fields: list[str] = ["t", event_type, "d", json.dumps(data, ensure_ascii=False, separators=(",", ":"))]
+    if comment_id is not None:
+        fields += ["c", str(comment_id)]
+    if audience:
+        fields += ["a", audience]
+    if original_cursor:
+        fields += ["k", original_cursor]
+    client = redis_client.for_video(video_id)
+    prev, new = client.eval(_APPEND, 1, stream_key(video_id), settings.STREAM_MAXLEN, *fields)
+    return prev, new
+
+
+def delete_entry(video_id: int, entry_id: str) -> None:
+    """Undo an append whose database transaction did not commit."""
+    redis_client.for_video(video_id).xdel(stream_key(video_id), entry_id)
+
+
+def set_hidden(video_id: int, comment_id: int, hidden: bool) -> None:
+    client = redis_client.for_video(video_id)
+    if hidden:
+        client.sadd(hidden_key(video_id), comment_id)
+    else:
+        client.srem(hidden_key(video_id), comment_id)
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def _hidden_among(client, video_id: int, events: list[StreamEvent]) -> set[int]:
+    ids = sorted({e.comment_id for e in events if e.comment_id is not None})
+    if not ids:
+        return set()
+    flags = client.smismember(hidden_key(video_id), ids)
+    return {cid for cid, flag in zip(ids, flags) if flag}
+
+
+def first_id(video_id: int) -> str | None:
+    entries = redis_client.for_video(video_id).xrange(stream_key(video_id), "-", "+", count=1)
+    return entries[0][0] if entries else None
+
+
+def last_id(video_id: int) -> str:
+    entries = redis_client.for_video(video_id).xrevrange(stream_key(video_id), "+", "-", count=1)
+    return entries[0][0] if entries else cursors.ZERO
+
+
+def covers(video_id: int, after: str) -> bool:
+    """Does the stream still hold every event after `after`?
+
+    True when its first entry is at or before `after` (nothing after it was
+    trimmed). An empty stream covers nothing but the very start.
+    """
+    first = first_id(video_id)
+    return first is not None and cursors.compare(first, after) <= 0
+
+
+def read_range(video_id: int, after: str, until: str = "+", count: int | None = None) -> list[StreamEvent]:
+    """Raw events after `after` (exclusive) up to `until` (inclusive)."""
+    client = redis_client.for_video(video_id)
+    entries = client.xrange(stream_key(video_id), f"({after}", until, count=count)
+    return [_event(entry_id, fields) for entry_id, fields in entries]
+
+
+def filter_for_viewer(video_id: int, events: list[StreamEvent], moderator: bool = False) -> list[StreamEvent]:
+    """Drop what a viewer must not see: moderator-only events, hidden comments."""
+    if not moderator:
+        events = [e for e in events if not e.for_moderators_only]
+    hidden = _hidden_among(redis_client.for_video(video_id), video_id, events)
+    return [e for e in events if not (e.type == "comment" and e.comment_id in hidden)]
+
+
+def comments_after(video_id: int, after: str, limit: int) -> tuple[list[StreamEvent], bool]:
+    """Visible comments after `after`, oldest first, read from the stream.
+
+    Returns (comments, complete): complete is False when the stream does not
+    hold the whole range and the caller must ask the database.
+    """
+    if not covers(video_id, after):
+        return [], False
+    client = redis_client.for_video(video_id)
+    found: list[StreamEvent] = []
+    start = after
+    batch = max(limit * 2, 50)
+    while len(found) < limit:
+        entries = client.xrange(stream_key(video_id), f"({start}", "+", count=batch)
+        if not entries:
+            break
+        events = [_event(i, f) for i, f in entries]
+        start = events[-1].id
+        candidates = [e for e in events if _is_original_comment(e)]
+        hidden = _hidden_among(client, video_id, candidates)
+        found.extend(e for e in candidates if e.comment_id not in hidden)
+        if len(entries) < batch:
+            break
+    return found[:limit], True
+
+
+def comments_before(video_id: int, before: str, limit: int) -> tuple[list[StreamEvent], bool]:
+    """Visible comments before `before` (exclusive; "+" = the end), oldest first.
+
+    Complete only when `limit` comments were found in the stream: reaching the
+    stream's start says nothing of what was trimmed or lost before it, so the
+    caller then asks the database.
+    """
+    client = redis_client.for_video(video_id)
+    found: list[StreamEvent] = []
+    end = before
+    batch = max(limit * 2, 50)
+    while len(found) < limit:
+        entries = client.xrevrange(stream_key(video_id), "+" if end == "+" else f"({end}", "-", count=batch)
+        if not entries:
+            break
+        events = [_event(i, f) for i, f in entries]
+        end = events[-1].id
+        candidates = [e for e in events if _is_original_comment(e)]
+        hidden = _hidden_among(client, video_id, candidates)
+        found.extend(e for e in candidates if e.comment_id not in hidden)
+        if len(entries) < batch:
+            break
+    if len(found) < limit:
+        return [], False
+    found = found[:limit]
+    found.reverse()
+    return found, True
+
+
+def _is_original_comment(event: StreamEvent) -> bool:
+    """The entry at which a comment was first appended (its cursor)."""
+    return event.type in COMMENT_TYPES and not event.reannounce

@@ -1,0 +1,46 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+
+class AuthorSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class CommentSerializer(serializers.Serializer):
+    """A comment as clients see it (the same object as the `comment` event's data)."""
+
+    id = serializers.IntegerField()
+    cursor = serializers.CharField(help_text="Stream position: pass as after= / before= / Last-Event-ID")
+    video = serializers.IntegerField()
+    author = AuthorSerializer()
+    text = serializers.CharField()
+    created = serializers.DateTimeField()
+
+
+class OwnCommentSerializer(CommentSerializer):
+    status = serializers.ChoiceField(choices=["visible", "held", "removed"])
+
+
+class CommentPageSerializer(serializers.Serializer):
+    results = CommentSerializer(many=True)
+    cursor = serializers.CharField(help_text="Continue from here in the direction asked (after= or before=)")
+    next_cursor = serializers.CharField(help_text="Pass as after= to catch up on newer comments")
+    prev_cursor = serializers.CharField(allow_null=True, help_text="Pass as before= for older comments")
+    has_more = serializers.BooleanField(help_text="More comments exist in the direction asked")
+
+
+class PostCommentSerializer(serializers.Serializer):
+    # Validated by comments.services.clean_text so every transport gives the
+    # same answer; here only for the schema.
+    text = serializers.CharField(help_text="1 to 500 characters after stripping; newlines allowed")
+
+
+@extend_schema_field({"type": "object", "properties": {"error": {"type": "object", "properties": {
+    "code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]}}})
+class ErrorField(serializers.Field):
+    pass
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.DictField()

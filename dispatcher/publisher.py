@@ -1,0 +1,69 @@
+"""dispatcher.publish(): the one entry point that sends an event to viewers.
+
+Called only by the write-path services (comments/services.py), after the
+database commit. It sends one channel-layer message to group `video.<id>`,
+whose members are the gateway processes that have viewers of that video (the
+endpoint store, see dispatcher/gateway.py) -- one message per subscribed
+gateway process, never one per viewer. It keeps no state, so any process can
+publish: a web request, a management command, a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "lc.event"
+
+
+class Event(TypedDict, total=False):
+    type: str  # comment | comment.removed | comment.held | video.state | ...
+    id: str  # stream position
+    prev: str  # position of the event before it in this video's stream
+    data: dict  # the payload clients receive
+    audience: str  # "" for everyone, "mod" for moderators only
+
+
+def group_name(video_id: int) -> str:
+    return f"video.{video_id}"
+
+
+def message_for(video_id: int, event: Event) -> dict:
+    import json
+
+    return {
+        "type": MESSAGE_TYPE,
+        "v": video_id,
+        "e": event["type"],
+        "id": event.get("id", ""),
+        "prev": event.get("prev", ""),
+        # Encoded once here; gateways splice it into frames without decoding.
+        "d": json.dumps(event["data"], ensure_ascii=False, separators=(",", ":")),
+        "a": event.get("audience", ""),
+    }
+
+
+def publish(video_id: int, event: Event) -> None:
+    """Send `event` to every gateway with viewers of `video_id`.
+
+    A failure here never undoes the write: the event is in the stream, and
+    gateways repair the gap when the next event arrives; clients resume.
+    """
+    layer = get_channel_layer()
+    try:
+        async_to_sync(layer.group_send)(group_name(video_id), message_for(video_id, event))
+    except Exception:  # noqa: BLE001 - delivery is repaired from the stream
+        log.exception("publish of %s %s to video %s failed", event.get("type"), event.get("id"), video_id)
+
+
+async def apublish(video_id: int, event: Event) -> None:
+    layer = get_channel_layer()
+    try:
+        await layer.group_send(group_name(video_id), message_for(video_id, event))
+    except Exception:  # noqa: BLE001
+        log.exception("publish of %s %s to video %s failed", event.get("type"), event.get("id"), video_id)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LivecommentConfig(AppConfig):
+    name = "livecomment"
+    verbose_name = "livecomment"

@@ -1,0 +1,26 @@
+"""ASGI entry point for Daphne and uvicorn: HTTP (Django + the SSE stream) and WebSocket.
+
+    daphne livecomment.asgi:application
+    uvicorn livecomment.asgi:application
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livecomment.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from livecomment.embedded_redis import ensure_from_settings  # noqa: E402
+
+# With no REDIS_URL, share (or start, and own) the embedded redis-server.
+ensure_from_settings()
+
+django_asgi_app = get_asgi_application()
+
+from livecomment.routing import build_application  # noqa: E402
+
+application = build_application(django_asgi_app)

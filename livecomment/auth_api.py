@@ -1,0 +1,51 @@
+"""Token authentication for mobile apps: obtain and revoke."""
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from livecomment.errors import ServiceError
+from livecomment.throttling import AnonIPThrottle
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField()
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class TokenView(APIView):
+    """POST: exchange username and password for a token. DELETE: revoke it."""
+
+    throttle_classes = [AnonIPThrottle]
+
+    def get_permissions(self):
+        return [IsAuthenticated()] if self.request.method == "DELETE" else [AllowAny()]
+
+    @extend_schema(
+        operation_id="auth_token_create", request=TokenRequestSerializer, responses={200: TokenResponseSerializer}
+    )
+    def post(self, request):
+        body = request.data
+        if not isinstance(body, dict):
+            raise ServiceError("invalid_body", "The body must be a JSON object with username and password.")
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+            raise ServiceError("missing_credentials", "username and password are required strings.")
+        user = authenticate(request._request, username=username, password=password)
+        if user is None or not user.is_active:
+            raise ServiceError("invalid_credentials", "Wrong username or password.", 400)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+    @extend_schema(operation_id="auth_token_destroy", request=None, responses={204: None})
+    def delete(self, request):
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=204)

@@ -1,0 +1,23 @@
+"""Routes for the real-time endpoints; everything else goes to Django."""
+
+from channels.routing import ProtocolTypeRouter, URLRouter
+
+
+def build_application(django_asgi_app):
+    from django.urls import re_path
+
+    http_routes = []
+    websocket_routes = []
+    try:
+        from dispatcher.routing import http_routes as rt_http, websocket_routes as rt_ws
+
+        http_routes, websocket_routes = list(rt_http), list(rt_ws)
+    except ImportError:
+        pass
+    routes = {"http": URLRouter(http_routes + [re_path(r"", django_asgi_app)])}
+    if websocket_routes:
+        from channels.auth import AuthMiddlewareStack
+        from channels.security.websocket import AllowedHostsOriginValidator
+
+        routes["websocket"] = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes)))
+    return ProtocolTypeRouter(routes)

@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from comments.api import CommentDetailView, CommentListView
+from livecomment.auth_api import TokenView
+from livecomment.health import healthz
+from videos.api import VideoDetailView, VideoListView
+
+api_v1 = [
+    path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("videos/", VideoListView.as_view(), name="api-videos"),
+    path("videos/<int:video_id>/", VideoDetailView.as_view(), name="api-video"),
+    path("videos/<int:video_id>/comments/", CommentListView.as_view(), name="api-comments"),
+    path("comments/<int:comment_id>/", CommentDetailView.as_view(), name="api-comment"),
+]
+
+urlpatterns = [
+    path("", include("videos.urls")),
+    path("accounts/", include("livecomment.accounts_urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+]
+
+handler400 = "livecomment.errors.handler400"
+handler404 = "livecomment.errors.handler404"
+handler500 = "livecomment.errors.handler500"

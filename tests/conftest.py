@@ -1,0 +1,31 @@
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+from livecomment import redis_client
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Every test starts with an empty Redis and default limits."""
+    redis_client.sync_client().flushdb()
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def redis():
+    return redis_client.sync_client()
+
+
+@pytest.fixture
+def no_throttle(settings):
+    settings.THROTTLE_POST_RATE = "100000/min"
+    settings.THROTTLE_ANON_RATE = "100000/min"
+
+
+@pytest.fixture(autouse=True)
+def _generous_throttles(settings):
+    # Tests of throttling lower these again on purpose.
+    settings.THROTTLE_POST_RATE = "100000/min"
+    settings.THROTTLE_ANON_RATE = "100000/min"
