@@ -29,3 +29,6 @@ def _generous_throttles(settings):
     # Tests of throttling lower these again on purpose.
     settings.THROTTLE_POST_RATE = "100000/min"
     settings.THROTTLE_ANON_RATE = "100000/min"
+
+
+from tests.servers import gateways  # noqa: E402,F401  (fixture)
