@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-_CURSOR = re.compile(r"^(\d{1,13})-(\d{1,6})$")
+# ASCII digits only and the whole string (fullmatch: "$" would allow a trailing
+# newline): anything else passing here reaches Redis as a stream ID and fails.
+_CURSOR = re.compile(r"([0-9]{1,13})-([0-9]{1,6})")
 SEQ_FACTOR = 1_000_000
 ZERO = "0-0"
 
@@ -20,7 +22,7 @@ class InvalidCursor(ValueError):
 
 
 def parse(cursor: str) -> tuple[int, int]:
-    match = _CURSOR.match(cursor or "")
+    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
     if not match:
         raise InvalidCursor(f"not a stream position: {cursor!r}")
     return int(match.group(1)), int(match.group(2))
@@ -36,7 +38,7 @@ def from_position(position: int) -> str:
 
 
 def is_valid(cursor: str) -> bool:
-    return bool(_CURSOR.match(cursor or ""))
+    return isinstance(cursor, str) and _CURSOR.fullmatch(cursor) is not None
 
 
 def compare(a: str, b: str) -> int:
