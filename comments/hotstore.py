@@ -180,6 +180,29 @@ def remember_idempotent(video_id: int, user_id: int, key: str, comment_id: int) 
     )
 
 
+# Deletes an Idempotency-Key's in-flight marker ('') once it is at least
+# ARGV[1] ms old (its TTL, set to the full idempotency TTL, has run down past
+# ARGV[2] ms). Returns 1 when the key is gone.
+_DROP_ABANDONED = """
+local seen = redis.call('GET', KEYS[1])
+if not seen then return 1 end
+if seen ~= '' then return 0 end
+if redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def drop_abandoned_idempotency_key(video_id: int, user_id: int, key: str, older_than_seconds: int) -> bool:
+    """Free a key whose first request died in flight (reserve() took it, the
+    write failed, and Redis was away when the reservation was to be released)."""
+    max_pttl = (settings.IDEMPOTENCY_TTL_SECONDS - older_than_seconds) * 1000
+    result = redis_client.for_video(video_id).eval(
+        _DROP_ABANDONED, 1, idem_key(video_id, user_id, key), older_than_seconds * 1000, max_pttl
+    )
+    return result == 1
+
+
 def append(
     video_id: int,
     event_type: str,

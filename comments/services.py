@@ -114,6 +114,8 @@ def post_comment(video: Video, author, text, idempotency_key=None) -> PostResult
         log.warning("redis unavailable on reserve: %s", exc)
         raise Unavailable("redis") from exc
 
+    if reservation.outcome == "idem" and reservation.comment_id is None:
+        reservation = _retake_abandoned_key(video, author, text, idempotency_key, slow, reservation)
     if reservation.outcome == "idem":
         return PostResult(_original_for_key(video, author, idempotency_key, reservation.comment_id), False)
     if reservation.outcome == "dup":
@@ -149,23 +151,49 @@ def post_comment(video: Video, author, text, idempotency_key=None) -> PostResult
     return PostResult(comment, True)
 
 
-def _original_for_key(video: Video, author, key: str | None, comment_id: int | None) -> Comment:
-    if comment_id is not None:
-        found = Comment.objects.in_stream().select_related("author").filter(pk=comment_id).first()
-        if found is not None:
-            return found
+# No write takes this long (Redis answers within its socket timeout, the
+# database within its lock timeout): an Idempotency-Key still marked in flight
+# after this belongs to a request that died before it could release it.
+IN_FLIGHT_MAX_SECONDS = 60
+
+
+def _retake_abandoned_key(video: Video, author, text: str, key: str, slow: int, reservation):
+    """The key is marked in flight. When no comment has it and the marker is
+    older than any write takes, its request died (Redis went away mid-write,
+    so its reservation could not be released): the retry takes the key over
+    instead of being told "in progress" until the key expires."""
+    if _find_by_key(video, author, key) is not None:
+        return reservation
+    try:
+        if hotstore.drop_abandoned_idempotency_key(video.pk, author.pk, key, IN_FLIGHT_MAX_SECONDS):
+            return hotstore.reserve(video.pk, author.pk, text, key, slow)
+    except UNAVAILABLE_ERRORS as exc:
+        raise Unavailable("redis") from exc
+    return reservation
+
+
+def _find_by_key(video: Video, author, key: str | None) -> Comment | None:
     window = timezone.now() - timezone.timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
-    found = (
+    return (
         Comment.objects.in_stream()
         .select_related("author")
         .filter(video=video, author=author, idempotency_key=key, created__gte=window)
         .order_by("-position")
         .first()
     )
+
+
+def _original_for_key(video: Video, author, key: str | None, comment_id: int | None) -> Comment:
+    if comment_id is not None:
+        found = Comment.objects.in_stream().select_related("author").filter(pk=comment_id).first()
+        if found is not None:
+            return found
+    found = _find_by_key(video, author, key)
     if found is None:
         # The first request with this key is still being written.
         raise ServiceError(
-            "request_in_progress", "A request with this Idempotency-Key is still in progress.", 409
+            "request_in_progress", "A request with this Idempotency-Key is still in progress.", 409,
+            headers={"Retry-After": "1"},
         )
     return found
 

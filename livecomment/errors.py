@@ -75,7 +75,30 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
+def _outage(exc) -> ServiceError | None:
+    """Unavailable for an error that means a backing service is down.
+
+    The write path turns these into `Unavailable` itself; this catches the
+    rest (a cache read, a query outside the services), so that an outage
+    answers 503 with the error shape rather than a 500.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    from livecomment.redis_client import UNAVAILABLE_ERRORS
+
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return Unavailable("database")
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return Unavailable("redis")
+    return None
+
+
 def api_exception_handler(exc, context):
+    if not isinstance(exc, (ServiceError, drf.APIException)):
+        outage = _outage(exc)
+        if outage is not None:
+            log.warning("%s: %s", outage.code, exc)
+            exc = outage
     if isinstance(exc, ServiceError):
         return Response(exc.as_dict(), status=exc.status, headers=exc.headers)
     response = drf_default_handler(exc, context)
