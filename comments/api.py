@@ -75,6 +75,10 @@ class CommentListView(APIView):
             OpenApiParameter("after", OpenApiTypes.STR, description="Comments after this cursor, oldest first (catch-up)"),
             OpenApiParameter("before", OpenApiTypes.STR, description="Comments before this cursor (history page)"),
             OpenApiParameter("limit", OpenApiTypes.INT, description="1..200, default 50"),
+            OpenApiParameter(
+                "wait", OpenApiTypes.INT,
+                description="Long-poll (with after=): wait up to this many seconds (1..30) for a new comment",
+            ),
         ],
         responses={200: CommentPageSerializer, **ERRORS},
     )

@@ -82,7 +82,8 @@ def with_cursor(data_json: str, cursor: str) -> str:
     return '{"cursor":"%s",%s' % (cursor, data_json[1:])
 
 
-def _event(entry_id: str, fields: dict) -> StreamEvent:
+def parse_entry(entry_id: str, fields: dict) -> StreamEvent:
+    """A stream entry as an event, with \"cursor\" spliced into its data."""
     comment = fields.get("c")
     return StreamEvent(
         id=entry_id,
@@ -276,7 +277,7 @@ def read_range(video_id: int, after: str, until: str = "+", count: int | None = 
     """Raw events after `after` (exclusive) up to `until` (inclusive)."""
     client = redis_client.for_video(video_id)
     entries = client.xrange(stream_key(video_id), f"({after}", until, count=count)
-    return [_event(entry_id, fields) for entry_id, fields in entries]
+    return [parse_entry(entry_id, fields) for entry_id, fields in entries]
 
 
 def filter_for_viewer(video_id: int, events: list[StreamEvent], moderator: bool = False) -> list[StreamEvent]:
@@ -303,7 +304,7 @@ def comments_after(video_id: int, after: str, limit: int) -> tuple[list[StreamEv
         entries = client.xrange(stream_key(video_id), f"({start}", "+", count=batch)
         if not entries:
             break
-        events = [_event(i, f) for i, f in entries]
+        events = [parse_entry(i, f) for i, f in entries]
         start = events[-1].id
         candidates = [e for e in events if _is_original_comment(e)]
         hidden = _hidden_among(client, video_id, candidates)
@@ -328,7 +329,7 @@ def comments_before(video_id: int, before: str, limit: int) -> tuple[list[Stream
         entries = client.xrevrange(stream_key(video_id), "+" if end == "+" else f"({end}", "-", count=batch)
         if not entries:
             break
-        events = [_event(i, f) for i, f in entries]
+        events = [parse_entry(i, f) for i, f in entries]
         end = events[-1].id
         candidates = [e for e in events if _is_original_comment(e)]
         hidden = _hidden_among(client, video_id, candidates)

@@ -11,12 +11,16 @@ publish: a web request, a management command, a worker.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 log = logging.getLogger(__name__)
+
+# Messages this process handed to the channel layer (one per group_send).
+stats: Counter = Counter()
 
 MESSAGE_TYPE = "lc.event"
 
@@ -57,6 +61,7 @@ def publish(video_id: int, event: Event) -> None:
     layer = get_channel_layer()
     try:
         async_to_sync(layer.group_send)(group_name(video_id), message_for(video_id, event))
+        stats["group_sends"] += 1
     except Exception:  # noqa: BLE001 - delivery is repaired from the stream
         log.exception("publish of %s %s to video %s failed", event.get("type"), event.get("id"), video_id)
 
@@ -65,5 +70,6 @@ async def apublish(video_id: int, event: Event) -> None:
     layer = get_channel_layer()
     try:
         await layer.group_send(group_name(video_id), message_for(video_id, event))
+        stats["group_sends"] += 1
     except Exception:  # noqa: BLE001
         log.exception("publish of %s %s to video %s failed", event.get("type"), event.get("id"), video_id)

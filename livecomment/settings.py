@@ -189,6 +189,21 @@ COMMENT_MAX_LENGTH = env_int("COMMENT_MAX_LENGTH", 500, minimum=1)
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 600, minimum=1)
 DUPLICATE_TEXT_WINDOW_SECONDS = env_int("DUPLICATE_TEXT_WINDOW_SECONDS", 30, minimum=0)
 
+# --- Real-time delivery (dispatcher/) -----------------------------------------
+REALTIME_HEARTBEAT_SECONDS = env_float("REALTIME_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
+REALTIME_BACKLOG = env_int("REALTIME_BACKLOG", 50, minimum=0)
+REALTIME_RETRY_MS = env_int("REALTIME_RETRY_MS", 2000, minimum=0)
+# A client that falls behind gets this much buffer, then is closed (it resumes).
+REALTIME_BUFFER_EVENTS = env_int("REALTIME_BUFFER_EVENTS", 1000, minimum=1)
+REALTIME_BUFFER_BYTES = env_int("REALTIME_BUFFER_BYTES", 1024 * 1024, minimum=1024)
+# How often each gateway compares each stream's tip with what it delivered.
+REALTIME_TIP_CHECK_SECONDS = env_float("REALTIME_TIP_CHECK_SECONDS", 5.0, minimum=0.05)
+REALTIME_VIEWERS_INTERVAL = env_float("REALTIME_VIEWERS_INTERVAL", 2.0, minimum=0.05)
+REALTIME_VIEWERS_TTL = env_int("REALTIME_VIEWERS_TTL", 30, minimum=1)
+LONG_POLL_MAX_SECONDS = env_int("LONG_POLL_MAX_SECONDS", 30, minimum=1)
+# /gateway/stats (JSON counters of this process) answers loopback clients only.
+GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
+
 # --- REST API -----------------------------------------------------------------
 THROTTLE_POST_RATE = env.str("THROTTLE_POST_RATE", default="30/min")
 THROTTLE_ANON_RATE = env.str("THROTTLE_ANON_RATE", default="120/min")

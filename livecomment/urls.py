@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from comments.api import CommentDetailView, CommentListView
+from comments.api import CommentDetailView
+from comments.longpoll import comments_endpoint
 from livecomment.auth_api import TokenView
 from livecomment.health import healthz
 from videos.api import VideoDetailView, VideoListView
@@ -11,7 +12,7 @@ api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("videos/", VideoListView.as_view(), name="api-videos"),
     path("videos/<int:video_id>/", VideoDetailView.as_view(), name="api-video"),
-    path("videos/<int:video_id>/comments/", CommentListView.as_view(), name="api-comments"),
+    path("videos/<int:video_id>/comments/", comments_endpoint, name="api-comments"),
     path("comments/<int:comment_id>/", CommentDetailView.as_view(), name="api-comment"),
 ]
 

@@ -1,0 +1,80 @@
+"""Long-poll: GET /api/v1/videos/<id>/comments/?after=<cursor>&wait=<1..30>.
+
+For clients that cannot keep a stream open. The request returns as soon as
+there is a comment after the cursor, or with an empty page once `wait`
+seconds pass. While it waits it is a `Waiter` in this process's hub (no
+Redis connection, no thread held): registered *before* the second look, so a
+comment posted between the look and the wait still wakes it.
+
+An async view in front of the DRF one: without `wait` it just calls the DRF
+view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from comments.api import CommentListView
+from dispatcher.connections import Waiter
+from dispatcher.hub import get_hub
+from livecomment.errors import error_body
+from livecomment.redis_client import UNAVAILABLE_ERRORS
+
+_list_view = CommentListView.as_view()
+_call_view = sync_to_async(_list_view)
+
+
+def _has_results(response) -> bool:
+    return response.status_code != 200 or bool(getattr(response, "data", {}).get("results"))
+
+
+@csrf_exempt
+async def comments_endpoint(request, video_id: int):
+    wait_param = request.GET.get("wait")
+    if request.method != "GET" or wait_param is None:
+        return await _call_view(request, video_id=video_id)
+    limit = settings.LONG_POLL_MAX_SECONDS
+    try:
+        wait = int(wait_param)
+    except ValueError:
+        wait = -1
+    if not 1 <= wait <= limit:
+        return JsonResponse(error_body("invalid_wait", f"wait must be a whole number from 1 to {limit}."), status=400)
+    if not request.GET.get("after"):
+        return JsonResponse(error_body("missing_after", "wait= needs after=<cursor>."), status=400)
+
+    response = await _call_view(request, video_id=video_id)
+    if _has_results(response):
+        return response
+    hub = get_hub()
+    waiter = Waiter(video_id)
+    try:
+        await hub.subscribe(video_id, waiter)
+    except UNAVAILABLE_ERRORS:
+        return response  # cannot wait without Redis: answer what we have
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            response = await _call_view(request, video_id=video_id)
+            remaining = deadline - time.monotonic()
+            if _has_results(response) or remaining <= 0:
+                return response
+            try:
+                await asyncio.wait_for(waiter.event.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            waiter.event.clear()
+    finally:
+        hub.unsubscribe(waiter)
+
+
+# The OpenAPI generator documents the DRF view this endpoint wraps.
+comments_endpoint.cls = CommentListView
+comments_endpoint.initkwargs = {}
+comments_endpoint.view_class = CommentListView

@@ -1,0 +1,91 @@
+"""Who is on the other end of a stream: token (?token= or Authorization) or session cookie.
+
+The real-time routes do not use Channels' AuthMiddlewareStack, whose session
+wrapper would stand between the hub and the server's raw `send` (the hub
+needs the raw one to detect a slow socket, dispatcher/connections.py).
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+from django.contrib.auth.models import AnonymousUser
+from django.db import close_old_connections
+from django.utils.crypto import constant_time_compare
+from importlib import import_module
+
+
+def headers_of(scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def query_of(scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+def _user_for_token(key: str):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=key).first()
+    if token is None or not token.user.is_active:
+        return None
+    return token.user
+
+
+def _user_for_session(session_key: str):
+    engine = import_module(settings.SESSION_ENGINE)
+    session = engine.SessionStore(session_key)
+    try:
+        user_id = session[SESSION_KEY]
+        backend_path = session[BACKEND_SESSION_KEY]
+    except KeyError:
+        return AnonymousUser()
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return AnonymousUser()
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None:
+        return AnonymousUser()
+    if hasattr(user, "get_session_auth_hash"):
+        stored = session.get(HASH_SESSION_KEY)
+        if not stored or not constant_time_compare(stored, user.get_session_auth_hash()):
+            return AnonymousUser()
+    return user
+
+
+class BadToken(Exception):
+    pass
+
+
+def authenticate_scope(scope):
+    """The user of a real-time request (sync; run it in a thread)."""
+    close_old_connections()
+    headers = headers_of(scope)
+    token = query_of(scope).get("token")
+    auth = headers.get("authorization", "")
+    if not token and auth.lower().startswith("token "):
+        token = auth[6:].strip()
+    if token:
+        user = _user_for_token(token)
+        if user is None:
+            raise BadToken()
+        return user
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # noqa: BLE001 - a malformed cookie header means no session
+        return AnonymousUser()
+    morsel = cookie.get(settings.SESSION_COOKIE_NAME)
+    if morsel is None or not morsel.value:
+        return AnonymousUser()
+    return _user_for_session(morsel.value)
+
+
+async def run_sync(func, *args, **kwargs):
+    """Run blocking ORM/Redis work in the thread pool (not the one shared thread),
+    closing stale database connections like Channels' database_sync_to_async."""
+    return await database_sync_to_async(func, thread_sensitive=False)(*args, **kwargs)

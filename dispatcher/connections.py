@@ -1,0 +1,286 @@
+"""One viewer's connection, as the hub writes to it.
+
+The fast path calls the ASGI server's `send` directly and drives the
+coroutine by hand: when the server accepts the bytes without suspending (its
+socket keeps up) the write costs no task, no queue and no await. A connection
+whose send suspends (uvicorn pauses a transport above its write high-water
+mark) leaves the fast path: the suspended send is finished by a task of its
+own, and later frames wait in a bounded buffer that is written as one
+coalesced chunk when the send completes. Past the buffer's bounds the
+connection is closed and the client resumes from its last id, so one stalled
+client never holds up the others (invariant 6).
+
+Daphne never suspends a send (daphne#170: it has no write backpressure), so
+for it the transport's own buffer is read after each write and the same
+bound applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Callable
+
+from django.conf import settings
+
+from dispatcher.frames import Frame
+
+log = logging.getLogger(__name__)
+
+
+class _Resume:
+    """Await a coroutine that was started by hand and suspended on `future`."""
+
+    __slots__ = ("coro", "future")
+
+    def __init__(self, coro, future):
+        self.coro, self.future = coro, future
+
+    def __await__(self):
+        future = self.future
+        while True:
+            try:
+                yield future
+            except BaseException as exc:  # cancelled (or thrown into) while waiting
+                try:
+                    future = self.coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                future = self.coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+
+
+class TransportProbe:
+    """Reads how many bytes wait in the server's socket buffer; aborts it.
+
+    Knows uvicorn (asyncio transports) and Daphne (Twisted transports); with
+    any other server it is absent and only suspension is detected.
+    """
+
+    __slots__ = ("transport", "twisted")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.twisted = not hasattr(transport, "get_write_buffer_size")
+
+    @classmethod
+    def for_send(cls, send) -> "TransportProbe | None":
+        owner = getattr(send, "__self__", None)  # uvicorn: bound method of the cycle/protocol
+        if owner is None and getattr(send, "args", None):  # daphne: partial(server.handle_reply, protocol)
+            owner = send.args[0]
+            channel = getattr(owner, "channel", None)
+            if channel is not None:
+                owner = channel
+        transport = getattr(owner, "transport", None)
+        return cls(transport) if transport is not None else None
+
+    def buffered(self) -> int:
+        t = self.transport
+        if t is None:
+            return 0
+        if not self.twisted:
+            return t.get_write_buffer_size()
+        data = getattr(t, "dataBuffer", b"")
+        return len(data) - getattr(t, "offset", 0) + getattr(t, "_tempDataLen", 0)
+
+    def abort(self) -> None:
+        t = self.transport
+        if t is None:
+            return
+        try:
+            if hasattr(t, "abortConnection"):
+                t.abortConnection()
+            elif hasattr(t, "abort"):
+                t.abort()
+            else:
+                t.loseConnection()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+class Connection:
+    """Base: SSE and WebSocket differ only in the message they send."""
+
+    kind = "base"
+    __slots__ = (
+        "_send", "video_id", "moderator", "viewer", "skip_to", "last_id", "started", "closed",
+        "buffer", "buffered_bytes", "pending", "probe", "on_close", "close_reason", "early", "__weakref__",
+    )
+
+    def __init__(self, send, video_id: int, moderator: bool = False, viewer: bool = True,
+                 on_close: Callable[["Connection", str], None] | None = None):
+        self._send = send
+        self.video_id = video_id
+        self.moderator = moderator
+        self.viewer = viewer  # counts in the `viewers` total
+        self.skip_to = 0  # live events at or before this position are already sent
+        self.last_id = ""
+        self.started = False  # False while the backlog is being read and sent
+        self.closed = False
+        self.buffer: deque = deque()
+        self.buffered_bytes = 0
+        self.pending: asyncio.Future | None = None
+        self.probe = TransportProbe.for_send(send)
+        self.on_close = on_close
+        self.close_reason = ""
+        self.early: list[Frame] | None = []  # live frames that arrive while the backlog is read
+
+    # -- what differs per transport --
+    def message(self, frame: Frame) -> dict:
+        raise NotImplementedError
+
+    def size(self, message: dict) -> int:
+        raise NotImplementedError
+
+    def coalesce(self, messages: list[dict]) -> list[dict]:
+        return messages
+
+    # -- the hub's side --
+    def deliver(self, frame: Frame) -> None:
+        if self.closed:
+            return
+        if frame.audience and not self.moderator:
+            return
+        if not self.started:
+            early = self.early
+            early.append(frame)
+            if len(early) > settings.REALTIME_BUFFER_EVENTS:
+                self.close("overflow")
+            return
+        position = frame.position
+        if position:
+            if position <= self.skip_to:
+                return  # already sent (backlog, or a repaired gap)
+            self.skip_to = position
+            self.last_id = frame.id
+        message = self.message(frame)
+        if self.pending is not None:
+            self._enqueue(message)
+        else:
+            self._write(message)
+
+    def start(self, after_position: int) -> None:
+        """The backlog (up to `after_position`) is sent: go live."""
+        if self.closed:
+            return
+        self.skip_to = max(self.skip_to, after_position)
+        self.started = True
+        early, self.early = self.early or [], None
+        for frame in early:
+            self.deliver(frame)
+
+    def send_now(self, message: dict) -> None:
+        """A reply of the connection's own (WebSocket ack), in order with events."""
+        if self.closed:
+            return
+        if self.pending is not None:
+            self._enqueue(message)
+        else:
+            self._write(message)
+
+    def _enqueue(self, message: dict) -> None:
+        self.buffer.append(message)
+        self.buffered_bytes += self.size(message)
+        if len(self.buffer) > settings.REALTIME_BUFFER_EVENTS or self.buffered_bytes > settings.REALTIME_BUFFER_BYTES:
+            self.close("overflow")
+
+    def _write(self, message: dict) -> None:
+        coro = self._send(message)
+        try:
+            future = coro.send(None)
+        except StopIteration:
+            probe = self.probe
+            if probe is not None and probe.twisted and probe.buffered() > settings.REALTIME_BUFFER_BYTES:
+                self.close("overflow")
+            return
+        except Exception as exc:  # noqa: BLE001 - the client is gone
+            self.close(f"send failed: {exc!r}")
+            return
+        self.pending = asyncio.ensure_future(self._finish(coro, future))
+
+    async def _finish(self, coro, future) -> None:
+        try:
+            await _Resume(coro, future)
+            await self._drain_buffer()
+        except asyncio.CancelledError:
+            coro.close()
+        except Exception as exc:  # noqa: BLE001
+            self.close(f"send failed: {exc!r}")
+        finally:
+            self.pending = None
+
+    async def _drain_buffer(self) -> None:
+        while self.buffer and not self.closed:
+            messages = list(self.buffer)
+            self.buffer.clear()
+            self.buffered_bytes = 0
+            for message in self.coalesce(messages):
+                await self._send(message)
+
+    def close(self, reason: str) -> None:
+        """Stop writing; abort the socket when it is stuck; tell the owner."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.buffer.clear()
+        self.buffered_bytes = 0
+        pending, self.pending = self.pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+        if reason == "overflow":
+            log.info("closing slow %s client of video %s: buffer overflow", self.kind, self.video_id)
+            if self.probe is not None:
+                self.probe.abort()
+        if self.on_close is not None:
+            try:
+                self.on_close(self, reason)
+            except Exception:  # noqa: BLE001
+                log.exception("on_close failed")
+
+
+class SSEConnection(Connection):
+    kind = "sse"
+    __slots__ = ()
+
+    def message(self, frame: Frame) -> dict:
+        return frame.sse_message
+
+    def size(self, message: dict) -> int:
+        return len(message.get("body", b""))
+
+    def coalesce(self, messages: list[dict]) -> list[dict]:
+        if len(messages) == 1:
+            return messages
+        return [{"type": "http.response.body", "body": b"".join(m["body"] for m in messages), "more_body": True}]
+
+
+class WebSocketConnection(Connection):
+    kind = "ws"
+    __slots__ = ()
+
+    def message(self, frame: Frame) -> dict:
+        return frame.ws_message
+
+    def size(self, message: dict) -> int:
+        return len(message.get("text") or "") + len(message.get("bytes") or b"")
+
+
+class Waiter(Connection):
+    """A long-poll request waiting for anything new in a video (not a viewer)."""
+
+    kind = "wait"
+    __slots__ = ("event",)
+
+    def __init__(self, video_id: int):
+        super().__init__(None, video_id, viewer=False)
+        self.event = asyncio.Event()
+        self.started = True
+
+    def deliver(self, frame: Frame) -> None:
+        if frame.position:
+            self.event.set()

@@ -1,0 +1,75 @@
+"""Frames: one event encoded once per process, for every SSE and WebSocket client.
+
+SSE:        id: <position>\nevent: <type>\ndata: <json>\n\n
+WebSocket:  {"event": <type>, "id": <position>, "data": <json>}
+"""
+
+from __future__ import annotations
+
+from comments.cursors import to_position
+
+PING_SSE = b": ping\n\n"
+PING_WS = '{"event":"ping"}'
+RETRY_MS = 2000
+# ~2 KB of comment first, so buffering proxies flush the stream's first bytes.
+SSE_PADDING = b":" + b" " * 2048 + b"\n\n"
+
+
+class Frame:
+    """One event, encoded lazily and at most once for each transport."""
+
+    __slots__ = ("type", "id", "position", "data", "audience", "_sse", "_ws", "_sse_msg", "_ws_msg")
+
+    def __init__(self, type: str, id: str, data: str, audience: str = ""):
+        self.type = type
+        self.id = id  # "" for events that are not in the stream (viewers, ping)
+        self.position = to_position(id) if id else 0
+        self.data = data  # JSON text
+        self.audience = audience
+        self._sse = self._ws = None
+        self._sse_msg = self._ws_msg = None
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            if self.type == "ping":
+                self._sse = PING_SSE
+            elif self.id:
+                self._sse = f"id: {self.id}\nevent: {self.type}\ndata: {self.data}\n\n".encode()
+            else:
+                self._sse = f"event: {self.type}\ndata: {self.data}\n\n".encode()
+        return self._sse
+
+    @property
+    def ws(self) -> str:
+        if self._ws is None:
+            if self.type == "ping":
+                self._ws = PING_WS
+            elif self.id:
+                self._ws = f'{{"event":"{self.type}","id":"{self.id}","data":{self.data}}}'
+            else:
+                self._ws = f'{{"event":"{self.type}","data":{self.data}}}'
+        return self._ws
+
+    # The ASGI messages are built once too: servers only read them.
+    @property
+    def sse_message(self) -> dict:
+        if self._sse_msg is None:
+            self._sse_msg = {"type": "http.response.body", "body": self.sse, "more_body": True}
+        return self._sse_msg
+
+    @property
+    def ws_message(self) -> dict:
+        if self._ws_msg is None:
+            self._ws_msg = {"type": "websocket.send", "text": self.ws}
+        return self._ws_msg
+
+    @classmethod
+    def from_stream(cls, event) -> "Frame":
+        return cls(event.type, event.id, event.data, event.audience)
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.type} {self.id}>"
+
+
+PING = Frame("ping", "", "{}")

@@ -1,0 +1,356 @@
+"""The gateway hub: this process's viewers, and the one receiver that feeds them.
+
+See docs/realtime.md for the whole picture. In short:
+
+* Endpoint store. The process owns one channel-layer channel. When its first
+  local connection for video X arrives it joins group `video.X`; when its last
+  one leaves it discards it. Group membership in the channel layer (Redis)
+  is the endpoint store: `dispatcher.publish` sends one message per member,
+  i.e. per gateway process, never per viewer. Memberships are re-added every
+  `group_expiry / 3` seconds, so a live gateway keeps its groups forever and a
+  crashed one's expire.
+* Hub. `{video_id: VideoSubscription}`, each holding that video's local
+  connections. One incoming message becomes one `Frame`, encoded once, and
+  is handed to every connection (dispatcher/connections.py writes it).
+* Gap repair. Every event carries its stream position and the previous one.
+  When `prev` is not the last position this process delivered for the video,
+  a message was lost (the channel layer drops past capacity, or Redis
+  restarted): the missing range is read from the stream and delivered first,
+  in order. A periodic check of each stream's tip catches a lost last event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from comments import hotstore
+from comments.cursors import ZERO, to_position
+from dispatcher.connections import Connection
+from dispatcher.frames import PING, Frame
+from dispatcher.publisher import MESSAGE_TYPE, group_name
+from livecomment import redis_client
+
+log = logging.getLogger(__name__)
+
+_hubs: dict[asyncio.AbstractEventLoop, "Hub"] = {}
+
+
+def get_hub() -> "Hub":
+    """The hub of this process (one per event loop, i.e. per server process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        for old_loop in [lp for lp in _hubs if lp.is_closed()]:
+            del _hubs[old_loop]
+        hub = _hubs[loop] = Hub()
+    return hub
+
+
+def current_hub() -> "Hub | None":
+    try:
+        return _hubs.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return None
+
+
+class VideoSubscription:
+    __slots__ = ("video_id", "connections", "last_id", "last_position", "lock", "joined", "viewers_sent", "local_sent")
+
+    def __init__(self, video_id: int):
+        self.video_id = video_id
+        self.connections: set[Connection] = set()
+        self.last_id = ZERO  # last stream position delivered to this process's connections
+        self.last_position = 0
+        self.lock = asyncio.Lock()  # delivery of stream events is one at a time per video
+        self.joined: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.viewers_sent = -1
+        self.local_sent = -1
+
+    def advance(self, event_id: str) -> None:
+        self.last_id = event_id
+        self.last_position = to_position(event_id)
+
+
+def viewers_key(video_id: int) -> str:
+    return f"viewers:{{{video_id}}}"
+
+
+class Hub:
+    def __init__(self):
+        self.layer = get_channel_layer()
+        self.channel_name: str | None = None
+        self.videos: dict[int, VideoSubscription] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.started = False
+        self._start_lock = asyncio.Lock()
+        self.draining = False
+        self.stats: Counter = Counter()
+        self.received_by_video: Counter = Counter()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def ensure_started(self) -> None:
+        if self.started:
+            return
+        async with self._start_lock:
+            if self.started:
+                return
+            self.channel_name = await self.layer.new_channel(prefix="gateway")
+            loop = asyncio.get_running_loop()
+            self.tasks = [
+                loop.create_task(self._receive_loop(), name="hub-receive"),
+                loop.create_task(self._every(settings.REALTIME_HEARTBEAT_SECONDS, self._heartbeat), name="hub-ping"),
+                loop.create_task(self._every(self.refresh_interval(), self._refresh_groups), name="hub-refresh"),
+                loop.create_task(self._every(settings.REALTIME_TIP_CHECK_SECONDS, self._check_tips), name="hub-tips"),
+                loop.create_task(self._every(settings.REALTIME_VIEWERS_INTERVAL, self._report_viewers), name="hub-viewers"),
+            ]
+            self.started = True
+
+    def refresh_interval(self) -> float:
+        expiry = getattr(self.layer, "group_expiry", 86400)
+        return max(1.0, expiry / 3)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        self.tasks = []
+        for video_id in list(self.videos):
+            try:
+                await self.layer.group_discard(group_name(video_id), self.channel_name)
+            except Exception:  # noqa: BLE001
+                pass
+        self.videos.clear()
+        self.started = False
+
+    # -- the endpoint store ----------------------------------------------------
+
+    async def subscribe(self, video_id: int, connection: Connection) -> VideoSubscription:
+        """Register a connection; join the video's group if it is the first.
+
+        Returns once this process is in the group and knows the stream's tip,
+        so a backlog read after it cannot miss an event (invariant 4).
+        """
+        await self.ensure_started()
+        sub = self.videos.get(video_id)
+        if sub is None:
+            sub = self.videos[video_id] = VideoSubscription(video_id)
+            sub.connections.add(connection)
+            try:
+                await self.layer.group_add(group_name(video_id), self.channel_name)
+                tip = await self._tip(video_id)
+                sub.advance(tip)
+            except BaseException as exc:
+                if self.videos.get(video_id) is sub:
+                    del self.videos[video_id]
+                sub.joined.set_exception(exc)
+                sub.joined.exception()  # mark retrieved
+                raise
+            sub.joined.set_result(True)
+            self.stats["groups_joined"] += 1
+        else:
+            sub.connections.add(connection)
+            await asyncio.shield(sub.joined)
+        self.stats["connections_opened"] += 1
+        return sub
+
+    def unsubscribe(self, connection: Connection) -> None:
+        sub = self.videos.get(connection.video_id)
+        if sub is None or connection not in sub.connections:
+            return
+        sub.connections.discard(connection)
+        self.stats["connections_closed"] += 1
+        if not sub.connections and sub.joined.done():
+            del self.videos[connection.video_id]
+            asyncio.get_running_loop().create_task(self._leave(connection.video_id))
+
+    async def _leave(self, video_id: int) -> None:
+        if video_id in self.videos:  # somebody came back meanwhile
+            return
+        try:
+            await self.layer.group_discard(group_name(video_id), self.channel_name)
+            await redis_client.async_for_video(video_id).hdel(viewers_key(video_id), self.channel_name)
+            self.stats["groups_left"] += 1
+        except Exception as exc:  # noqa: BLE001 - the membership expires anyway
+            log.warning("leaving group of video %s failed: %s", video_id, exc)
+
+    async def _refresh_groups(self) -> None:
+        for video_id in list(self.videos):
+            await self.layer.group_add(group_name(video_id), self.channel_name)
+
+    # -- receiving -------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away: retry, then resync
+                self.stats["receive_errors"] += 1
+                log.warning("channel layer receive failed (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                try:
+                    await self._resync()
+                    backoff = 0.1
+                except Exception as exc2:  # noqa: BLE001
+                    log.info("resync failed: %s", exc2)
+                continue
+            if message.get("type") != MESSAGE_TYPE:
+                continue
+            try:
+                await self.handle(message)
+            except Exception:  # noqa: BLE001
+                log.exception("handling %s failed", message.get("e"))
+
+    async def handle(self, message: dict) -> None:
+        video_id = message["v"]
+        self.stats["messages_received"] += 1
+        self.received_by_video[video_id] += 1
+        sub = self.videos.get(video_id)
+        if sub is None:
+            self.stats["messages_unexpected"] += 1
+            return
+        event_id = message.get("id") or ""
+        frame = Frame(message["e"], event_id, message["d"], message.get("a") or "")
+        if not event_id:
+            self._fan_out(sub, frame)
+            return
+        async with sub.lock:
+            if not sub.joined.done():
+                await asyncio.shield(sub.joined)
+            if frame.position <= sub.last_position:
+                self.stats["messages_stale"] += 1  # already delivered through a repair
+                return
+            if message.get("prev") != sub.last_id:
+                await self._repair(sub, upto=event_id)
+                return
+            sub.advance(event_id)
+            self._fan_out(sub, frame)
+
+    async def _repair(self, sub: VideoSubscription, upto: str = "+") -> int:
+        """Deliver what the stream holds after what was last delivered. Caller holds sub.lock."""
+        client = redis_client.async_for_video(sub.video_id)
+        entries = await client.xrange(hotstore.stream_key(sub.video_id), f"({sub.last_id}", upto)
+        if entries:
+            self.stats["gap_repairs"] += 1
+            self.stats["repaired_events"] += len(entries)
+        for entry_id, fields in entries:
+            event = hotstore.parse_entry(entry_id, fields)
+            sub.advance(event.id)
+            self._fan_out(sub, Frame.from_stream(event))
+        return len(entries)
+
+    def _fan_out(self, sub: VideoSubscription, frame: Frame) -> None:
+        connections = sub.connections
+        self.stats["deliveries"] += len(connections)
+        for connection in tuple(connections) if len(connections) < 64 else list(connections):
+            connection.deliver(frame)
+
+    async def _tip(self, video_id: int) -> str:
+        client = redis_client.async_for_video(video_id)
+        entries = await client.xrevrange(hotstore.stream_key(video_id), "+", "-", count=1)
+        return entries[0][0] if entries else ZERO
+
+    async def _check_tips(self) -> None:
+        for video_id, sub in list(self.videos.items()):
+            if not sub.joined.done():
+                continue
+            tip = await self._tip(video_id)
+            if tip != sub.last_id and to_position(tip) > sub.last_position:
+                async with sub.lock:
+                    if to_position(tip) > sub.last_position:
+                        self.stats["tip_repairs"] += 1
+                        await self._repair(sub)
+
+    async def _resync(self) -> None:
+        """After the channel layer was unreachable: rejoin every group, then repair."""
+        for video_id, sub in list(self.videos.items()):
+            await self.layer.group_add(group_name(video_id), self.channel_name)
+            async with sub.lock:
+                tip = await self._tip(video_id)
+                if to_position(tip) < sub.last_position:
+                    # The stream restarted empty (Redis lost its data): new
+                    # positions are later in time, so start from its tip.
+                    sub.advance(tip)
+                else:
+                    await self._repair(sub)
+        self.stats["resyncs"] += 1
+
+    # -- periodic work -----------------------------------------------------------
+
+    async def _every(self, seconds: float, job) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s failed: %s", getattr(job, "__name__", job), exc)
+
+    async def _heartbeat(self) -> None:
+        for sub in list(self.videos.values()):
+            for connection in tuple(sub.connections):
+                connection.deliver(PING)
+
+    async def _report_viewers(self) -> None:
+        """Publish this process's viewer counts; send totals that changed (at most every interval)."""
+        if not self.videos:
+            return
+        now = int(time.time())
+        stale = now - settings.REALTIME_VIEWERS_TTL
+        for video_id, sub in list(self.videos.items()):
+            local = sum(1 for c in sub.connections if c.viewer)
+            client = redis_client.async_for_video(video_id)
+            key = viewers_key(video_id)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hset(key, self.channel_name, f"{local}:{now}")
+                pipe.expire(key, settings.REALTIME_VIEWERS_TTL * 2)
+                pipe.hgetall(key)
+                _, _, counts = await pipe.execute()
+            total = _sum_counts(counts, stale)
+            if total != sub.viewers_sent:
+                sub.viewers_sent = total
+                self._fan_out(sub, Frame("viewers", "", '{"count":%d}' % total))
+
+    def snapshot(self) -> dict:
+        return {
+            "channel": self.channel_name,
+            "videos": {str(v): len(s.connections) for v, s in self.videos.items()},
+            "received_by_video": {str(v): n for v, n in self.received_by_video.items()},
+            **self.stats,
+        }
+
+
+def _sum_counts(counts: dict, stale_before: int) -> int:
+    total = 0
+    for value in counts.values():
+        count, _, stamp = value.partition(":")
+        try:
+            if int(stamp) >= stale_before:
+                total += int(count)
+        except ValueError:
+            continue
+    return total
+
+
+def viewer_count(video_id: int) -> int:
+    """Total viewers of a video over all gateways (sync, for pages and the API)."""
+    try:
+        counts = redis_client.for_video(video_id).hgetall(viewers_key(video_id))
+    except redis_client.UNAVAILABLE_ERRORS:
+        return 0
+    return _sum_counts(counts, int(time.time()) - settings.REALTIME_VIEWERS_TTL)

@@ -1,0 +1,78 @@
+"""What the SSE and WebSocket consumers share: opening a live connection.
+
+1. authorise and look up the video (404 / 401 before anything is streamed);
+2. register the connection with the hub (joins the video's group if first);
+3. read the backlog (resume point or recent history) -- after 2, so nothing
+   falls between backlog and live (invariant 4);
+4. the consumer writes the backlog, then `connection.start()` goes live and
+   drops live events the backlog already held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from comments import cursors
+from comments.services import can_moderate
+from dispatcher import backlog
+from dispatcher.auth import BadToken, authenticate_scope, headers_of, query_of, run_sync
+from livecomment.errors import ServiceError, Unavailable
+from livecomment.redis_client import UNAVAILABLE_ERRORS
+from videos.models import Video
+
+
+@dataclass
+class StreamRequest:
+    video: Video
+    user: object
+    moderator: bool
+    last_event_id: str | None
+
+
+def _resume_point(scope) -> str | None:
+    value = headers_of(scope).get("last-event-id") or query_of(scope).get("last_event_id")
+    if not value:
+        return None
+    if not cursors.is_valid(value):
+        raise ServiceError("invalid_last_event_id", "Last-Event-ID must be a stream position like 1764000000000-0.")
+    return value
+
+
+def _prepare(scope, video_id: int) -> StreamRequest:
+    last_event_id = _resume_point(scope)
+    try:
+        user = authenticate_scope(scope)
+    except BadToken:
+        raise ServiceError("authentication_failed", "Invalid token.", 401) from None
+    video = Video.objects.filter(pk=video_id).first()
+    if video is None:
+        raise ServiceError("not_found", f"No video {video_id}.", 404)
+    return StreamRequest(video, user, can_moderate(user, video), last_event_id)
+
+
+async def prepare(scope, video_id: int) -> StreamRequest:
+    from django.db import DatabaseError
+
+    try:
+        return await run_sync(_prepare, scope, video_id)
+    except DatabaseError as exc:
+        raise Unavailable("database") from exc
+
+
+def _read_backlog(request: StreamRequest) -> backlog.Backlog:
+    if request.last_event_id is not None:
+        return backlog.resume(request.video.pk, request.last_event_id, request.moderator)
+    return backlog.latest(request.video.pk, settings.REALTIME_BACKLOG, request.moderator)
+
+
+async def read_backlog(request: StreamRequest) -> backlog.Backlog:
+    from django.db import DatabaseError
+
+    try:
+        return await run_sync(_read_backlog, request)
+    except UNAVAILABLE_ERRORS as exc:
+        raise Unavailable("redis") from exc
+    except DatabaseError as exc:
+        raise Unavailable("database") from exc

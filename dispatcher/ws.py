@@ -1,0 +1,122 @@
+"""ws://…/ws/videos/<id>/ -- the WebSocket fallback (docs/realtime.md).
+
+Same events as the SSE stream, as JSON text frames {"event", "id", "data"};
+`?last_event_id=` resumes. A signed-in client may also post:
+{"action": "post", "text": "...", "idempotency_key": "...", "ref": "..."},
+answered with {"event": "ack", "ref", "data": <comment>} or
+{"event": "error", "ref", "error": {"code", "message"}} -- the REST API's
+error object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
+
+from comments import services
+from comments.api import comment_json
+from dispatcher import streams
+from dispatcher.auth import run_sync
+from dispatcher.connections import WebSocketConnection
+from dispatcher.frames import Frame
+from dispatcher.hub import get_hub
+from livecomment.errors import ServiceError, Unavailable
+from livecomment.redis_client import UNAVAILABLE_ERRORS
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024
+
+# Close codes in the application range: the reason is in the code.
+CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 400: 4400, 503: 4503}
+
+
+class VideoSocketConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = "__none__"
+    connection: WebSocketConnection | None = None
+    request: streams.StreamRequest | None = None
+
+    async def connect(self):
+        video_id = int(self.scope["url_route"]["kwargs"]["video_id"])
+        try:
+            self.request = await streams.prepare(self.scope, video_id)
+            hub = get_hub()
+            if hub.draining:
+                raise Unavailable("gateway")
+            connection = WebSocketConnection(
+                self.base_send, video_id, moderator=self.request.moderator, on_close=self._closed_by_hub
+            )
+            sub = await hub.subscribe(video_id, connection)
+            self.connection = connection
+            backlog = await streams.read_backlog(self.request)
+        except ServiceError as exc:
+            await self._refuse(exc)
+            return
+        except UNAVAILABLE_ERRORS:
+            await self._refuse(Unavailable("redis"))
+            return
+        await self.accept()
+        for event in backlog.events:
+            await self.send(text_data=Frame.from_stream(event).ws)
+        if sub.viewers_sent >= 0:
+            await self.send(text_data=Frame("viewers", "", '{"count":%d}' % sub.viewers_sent).ws)
+        if backlog.events:
+            connection.last_id = backlog.events[-1].id
+        connection.start(backlog.last_position)
+
+    async def _refuse(self, error: ServiceError) -> None:
+        if self.connection is not None:
+            get_hub().unsubscribe(self.connection)
+            self.connection = None
+        # Accept, say why, close: a browser cannot read an HTTP 403's body.
+        await self.accept()
+        await self.send(text_data=json.dumps({"event": "error", **error.as_dict()}))
+        await self.close(code=CLOSE_CODES.get(error.status, 4000))
+
+    def _closed_by_hub(self, connection, reason: str) -> None:
+        get_hub().unsubscribe(connection)
+
+    async def disconnect(self, code):
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.closed = True
+            get_hub().unsubscribe(connection)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        ref = None
+        try:
+            if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
+                raise ServiceError("invalid_message", f"Send JSON text frames of at most {MAX_MESSAGE_BYTES} bytes.")
+            try:
+                message = json.loads(text_data)
+            except ValueError:
+                raise ServiceError("invalid_json", "The frame is not valid JSON.") from None
+            if not isinstance(message, dict):
+                raise ServiceError("invalid_message", 'Send an object like {"action": "post", "text": "..."}.')
+            ref = message.get("ref")
+            if message.get("action") != "post":
+                raise ServiceError("unknown_action", 'The only action is "post".')
+            if "text" not in message:
+                raise ServiceError("missing_text", 'The message needs a "text" field.')
+            comment = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))
+            reply = {"event": "ack", "ref": ref, "data": comment}
+        except ServiceError as exc:
+            reply = {"event": "error", "ref": ref, **exc.as_dict()}
+        self._reply(reply)
+
+    def _post(self, text, idempotency_key):
+        if self.request is None:
+            raise ServiceError("not_connected", "Not connected.", 400)
+        try:
+            result = services.post_comment(self.request.video, self.request.user, text, idempotency_key)
+        except DatabaseError as exc:
+            raise Unavailable("database") from exc
+        return comment_json(result.comment)
+
+    def _reply(self, reply: dict) -> None:
+        text = json.dumps(reply, ensure_ascii=False)
+        if self.connection is not None:
+            self.connection.send_now({"type": "websocket.send", "text": text})

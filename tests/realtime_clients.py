@@ -1,0 +1,211 @@
+"""Real SSE and WebSocket clients for tests, each reading in a thread of its own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+from websockets.sync.client import connect as ws_connect
+
+
+class _Collector:
+    def __init__(self):
+        self.events: list[dict] = []
+        self.lock = threading.Condition()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.opened = threading.Event()
+
+    def add(self, event: dict) -> None:
+        with self.lock:
+            event["received_at"] = time.monotonic()
+            self.events.append(event)
+            self.lock.notify_all()
+
+    def wait_until(self, predicate, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.lock.wait(min(remaining, 0.2))
+        return True
+
+    def of_type(self, kind: str) -> list[dict]:
+        with self.lock:
+            return [e for e in self.events if e.get("event") == kind]
+
+    def comments(self) -> list[dict]:
+        return self.of_type("comment")
+
+    def comment_ids(self) -> list[int]:
+        return [e["data"]["id"] for e in self.comments()]
+
+    def wait_for_comments(self, count: int, timeout: float = 10.0) -> bool:
+        return self.wait_until(lambda c: len(c.comments()) >= count, timeout)
+
+    @property
+    def last_id(self) -> str | None:
+        with self.lock:
+            ids = [e["id"] for e in self.events if e.get("id")]
+        return ids[-1] if ids else None
+
+
+class SSEClient(_Collector):
+    """GET <url> with Accept: text/event-stream; parses frames as they come."""
+
+    def __init__(self, url: str, last_event_id: str | None = None, headers: dict | None = None):
+        super().__init__()
+        self.url = url
+        self.headers = {"Accept": "text/event-stream", **(headers or {})}
+        if last_event_id:
+            self.headers["Last-Event-ID"] = last_event_id
+        self.status: int | None = None
+        self.response_headers: dict = {}
+        self.raw_comments: list[str] = []  # ": ping" and other comment lines
+        self.retry: int | None = None
+        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._client.stream("GET", self.url, headers=self.headers) as response:
+                self.status = response.status_code
+                self.response_headers = dict(response.headers)
+                self.opened.set()
+                if response.status_code != 200:
+                    self.body = response.read()
+                    return
+                event: dict = {}
+                data_lines: list[str] = []
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line == "":
+                        if data_lines or event:
+                            event["data"] = json.loads("\n".join(data_lines)) if data_lines else None
+                            self.add(event)
+                        event, data_lines = {}, []
+                        continue
+                    if line.startswith(":"):
+                        if line.strip(": "):
+                            self.raw_comments.append(line)
+                        elif line.startswith(": ping"):
+                            self.raw_comments.append(line)
+                        continue
+                    field, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if field == "data":
+                        data_lines.append(value)
+                    elif field == "id":
+                        event["id"] = value
+                    elif field == "event":
+                        event["event"] = value
+                    elif field == "retry":
+                        self.retry = int(value)
+        except BaseException as exc:  # noqa: BLE001
+            if not self._stop.is_set():
+                self.error = exc
+        finally:
+            with self.lock:
+                self.closed = True
+                self.lock.notify_all()
+            self.opened.set()
+
+    def wait_open(self, timeout: float = 10.0) -> "SSEClient":
+        assert self.opened.wait(timeout), "stream did not open"
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._client.close()
+        self.thread.join(5)
+
+
+class WSClient(_Collector):
+    def __init__(self, url: str, origin: str | None = None):
+        super().__init__()
+        parts = urlsplit(url)
+        self.ws = ws_connect(url, origin=origin or f"http://{parts.hostname}:{parts.port}", open_timeout=10)
+        self.opened.set()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for message in self.ws:
+                self.add(json.loads(message))
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+        finally:
+            with self.lock:
+                self.closed = True
+                self.lock.notify_all()
+
+    def send(self, payload: dict) -> None:
+        self.ws.send(json.dumps(payload))
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.thread.join(5)
+
+
+class StalledReader:
+    """Opens an SSE stream and then never reads: its socket buffers fill up."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect((parts.hostname, parts.port))
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+
+    def is_closed_by_server(self, timeout: float = 10.0) -> bool:
+        """Drain what is buffered and see whether the server ended the connection."""
+        self.sock.settimeout(0.5)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError:
+                return True  # reset
+            if chunk == b"":
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Poster:
+    """Posts comments through a gateway's REST API with a user's token."""
+
+    def __init__(self, base_url: str, token: str):
+        self.client = httpx.Client(base_url=base_url, headers={"Authorization": f"Token {token}"}, timeout=10)
+
+    def post(self, video_id: int, text: str) -> dict:
+        r = self.client.post(f"/api/v1/videos/{video_id}/comments/", json={"text": text})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def delete(self, comment_id: int) -> None:
+        r = self.client.delete(f"/api/v1/comments/{comment_id}/")
+        assert r.status_code == 204, r.text
+
+    def close(self) -> None:
+        self.client.close()
