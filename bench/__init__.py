@@ -1,0 +1,1 @@
+"""livecomment benchmark: `python -m bench --help`; see docs/BENCHMARKS.md."""
