@@ -10,6 +10,8 @@ from livecomment.throttling import AnonIPThrottle
 from videos.models import Video
 from videos.serializers import VideoSerializer
 
+LIST_MAX = 500
+
 
 class VideoListView(APIView):
     throttle_classes = [AnonIPThrottle]
@@ -22,14 +24,12 @@ class VideoListView(APIView):
     def get(self, request):
         videos = Video.objects.all()
         state = request.query_params.get("state")
-        if state is not None:
+        if state:  # absent or empty: every state
             if state not in Video.State.values:
                 raise ServiceError("invalid_state", f"state must be one of {', '.join(Video.State.values)}.")
             videos = videos.filter(state=state)
-        # Live first, then upcoming, then ended; newest first within each.
-        order = {Video.State.LIVE: 0, Video.State.SCHEDULED: 1, Video.State.ENDED: 2}
         try:
-            rows = sorted(videos[:500], key=lambda v: order.get(v.state, 3))
+            rows = list(videos.live_first()[:LIST_MAX])
         except DatabaseError as exc:
             raise Unavailable("database") from exc
         return Response({"results": VideoSerializer(rows, many=True).data})

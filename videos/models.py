@@ -2,6 +2,19 @@ from django.conf import settings
 from django.db import models
 
 
+class VideoQuerySet(models.QuerySet):
+    def live_first(self):
+        """Live, then scheduled, then ended; newest first within each. In the
+        query, so a slice keeps every live video however many others exist."""
+        rank = models.Case(
+            models.When(state=Video.State.LIVE, then=models.Value(0)),
+            models.When(state=Video.State.SCHEDULED, then=models.Value(1)),
+            default=models.Value(2),
+            output_field=models.IntegerField(),
+        )
+        return self.order_by(rank, "-created", "-pk")
+
+
 class Video(models.Model):
     class State(models.TextChoices):
         SCHEDULED = "scheduled"
@@ -22,6 +35,8 @@ class Video(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = VideoQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]

@@ -4,9 +4,7 @@ from videos.models import Video
 
 
 def index(request):
-    videos = Video.objects.exclude(state=Video.State.ENDED)
-    order = {Video.State.LIVE: 0, Video.State.SCHEDULED: 1}
-    videos = sorted(videos[:200], key=lambda v: order.get(v.state, 2))
+    videos = Video.objects.exclude(state=Video.State.ENDED).live_first()[:200]
     return render(request, "videos/index.html", {"videos": videos})
 
 
