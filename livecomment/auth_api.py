@@ -12,6 +12,16 @@ from livecomment.errors import ServiceError
 from livecomment.throttling import AnonIPThrottle
 
 
+# Longer than any username Django accepts (150); also bounds the hashing work.
+CREDENTIAL_MAX = 1024
+
+
+def _plausible(value: str) -> bool:
+    """Could an account have this? No control characters: PostgreSQL cannot
+    even compare a string holding NUL (a 500 if it reached the query)."""
+    return len(value) <= CREDENTIAL_MAX and value.isprintable()
+
+
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField()
@@ -39,6 +49,8 @@ class TokenView(APIView):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise ServiceError("missing_credentials", "username and password are required strings.")
+        if not _plausible(username) or len(password) > CREDENTIAL_MAX:
+            raise ServiceError("invalid_credentials", "Wrong username or password.", 400)
         user = authenticate(request._request, username=username, password=password)
         if user is None or not user.is_active:
             raise ServiceError("invalid_credentials", "Wrong username or password.", 400)
