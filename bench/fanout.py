@@ -227,6 +227,8 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
     span = max((last / 1e9 - pub.first_send) if last and pub.first_send else 0, comments / rate if rate else 0)
     pub_span = pub.last_send - pub.first_send
     gw_cpu = cpu1.gateway_cpu - cpu0.gateway_cpu
+    lost = sum(r["lost"] for r in reports)
+    max_ms = round(max((r["max_us"] for r in reports), default=0) / 1000, 2)
     expected = acked * conns
     # Deliveries/s while publishing: count the 100 ms buckets that fall in the
     # publishing window (steady state, excludes the drain).
@@ -244,8 +246,8 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
             "offered_actual_per_s": round(pub.rate * conns, 1),
             "deliveries": deliveries,
             "expected": expected,
-            "delivered_pct": round(100.0 * deliveries / expected, 3) if expected else 0.0,
-            "lost": sum(r["lost"] for r in reports),
+            "delivered_pct": round(100.0 * (expected - lost) / expected, 3) if expected else 0.0,
+            "lost": lost,
             "conns_with_loss": sum(r["conns_with_loss"] for r in reports),
             "duplicated": sum(r["duplicated"] for r in reports),
             "out_of_order": sum(r["out_of_order"] for r in reports),
@@ -256,7 +258,8 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
             # all deliveries over first send -> last receipt: the sustained rate
             "deliveries_per_s": round(deliveries / span, 1) if span > 0 else 0.0,
             "deliveries_per_s_in_window": round(in_window / (window_buckets / 10), 1),
-            "latency_ms": hist_percentiles(hist) | {"max": round(max((r["max_us"] for r in reports), default=0) / 1000, 2)},
+            "latency_ms": {k: (min(v, max_ms) if v is not None else None) for k, v in hist_percentiles(hist).items()}
+            | {"max": max_ms},
             "rss_before": before.gateway_rss,
             "rss_after": after.gateway_rss,
             "rss_per_conn_kib": round((after.gateway_rss - before.gateway_rss) / conns / 1024, 2) if conns else None,
