@@ -1,0 +1,145 @@
+"""The OpenAPI schema, Swagger UI served without a CDN, and static files with DEBUG=0."""
+
+import json
+import re
+import subprocess
+import sys
+
+import httpx
+import pytest
+from django.core.management import call_command
+from django.urls import URLPattern, URLResolver, get_resolver
+from drf_spectacular.validation import validate_schema
+
+from tests.servers import ROOT
+
+EXPECTED = {
+    "/api/v1/auth/token/": {"post", "delete"},
+    "/api/v1/videos/": {"get"},
+    "/api/v1/videos/{video_id}/": {"get"},
+    "/api/v1/videos/{video_id}/comments/": {"get", "post"},
+    "/api/v1/comments/{comment_id}/": {"get", "delete"},
+}
+
+
+def api_routes():
+    """Every URL pattern under /api/v1/ in the URLconf, as OpenAPI paths."""
+    found = set()
+
+    def walk(patterns, prefix):
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, route)
+            elif isinstance(p, URLPattern):
+                found.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route))
+
+    walk(get_resolver().url_patterns, "")
+    return {r for r in found if r.startswith("/api/v1/")}
+
+
+@pytest.fixture
+def schema(client, db):
+    r = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert r.status_code == 200, r.content
+    return json.loads(r.content)
+
+
+def test_it_serves_a_valid_openapi_3_document(schema):
+    assert schema["openapi"].startswith("3.")
+    validate_schema(schema)  # the official OpenAPI 3 JSON schema
+    assert schema["info"]["title"] == "livecomment API"
+
+
+def test_it_serves_yaml_by_default(client, db):
+    import yaml
+
+    r = client.get("/api/schema/")
+    assert r.status_code == 200
+    assert yaml.safe_load(r.content)["openapi"].startswith("3.")
+
+
+def test_it_lists_every_endpoint_and_method(schema):
+    paths = schema["paths"]
+    for path, methods in EXPECTED.items():
+        assert path in paths, f"{path} missing from the schema"
+        assert methods <= set(paths[path]), f"{path}: {set(paths[path])}"
+    # Every API route in the URLconf is documented, including ones added later.
+    assert api_routes() <= set(paths), api_routes() - set(paths)
+
+
+def test_it_documents_parameters_responses_and_errors(schema):
+    comments = schema["paths"]["/api/v1/videos/{video_id}/comments/"]
+    params = {p["name"] for p in comments["get"]["parameters"]}
+    assert {"video_id", "after", "before", "limit"} <= params
+    post_params = {p["name"] for p in comments["post"]["parameters"]}
+    assert "Idempotency-Key" in post_params
+    assert {"200", "201", "400", "401", "404", "409", "429", "503"} <= set(comments["post"]["responses"])
+    assert {"200", "400", "404"} <= set(comments["get"]["responses"])
+    video_list = schema["paths"]["/api/v1/videos/"]["get"]
+    state = next(p for p in video_list["parameters"] if p["name"] == "state")
+    assert set(state["schema"]["enum"]) == {"scheduled", "live", "ended"}
+    assert "tokenAuth" in schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"]["tokenAuth"]["in"] == "header"
+
+
+def test_it_generates_without_warnings(tmp_path, db):
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert out.stat().st_size > 1000
+
+
+def test_the_docs_reference_only_local_assets(client, db):
+    r = client.get("/api/docs/")
+    assert r.status_code == 200
+    assert r["Content-Type"].startswith("text/html")
+    html = r.content.decode()
+    assert "swagger-ui" in html
+    assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.I), "external URL in /api/docs/"
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+    assert '"/api/schema/"' in html
+    # With DEBUG=1 the assets come straight from the apps (WhiteNoise finders).
+    for asset in assets:
+        got = client.get(asset)
+        assert got.status_code == 200, asset
+        assert (b"".join(got.streaming_content) if got.streaming else got.content), asset
+
+
+@pytest.mark.processes
+def test_it_serves_static_files_with_debug_off(gateways, tmp_path):
+    """DEBUG=0, nothing in front: WhiteNoise serves collectstatic's output."""
+    static_root = tmp_path / "static"
+    env = gateways.env(DEBUG="0", STATIC_ROOT=str(static_root))
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT, env=env, check=True, timeout=120,
+    )
+    gateway = gateways.start(DEBUG="0", STATIC_ROOT=str(static_root))
+
+    r = httpx.get(gateway.url("/api/docs/"))
+    assert r.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    bundle = next(a for a in assets if "swagger-ui-bundle" in a)
+    # Manifest storage: hashed names, cacheable forever.
+    assert re.search(r"swagger-ui-bundle\.[0-9a-f]{12}\.js$", bundle), bundle
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        got = httpx.get(gateway.url(asset))
+        assert got.status_code == 200, asset
+        assert got.content
+    got = httpx.get(gateway.url(bundle), headers={"Accept-Encoding": "gzip"})
+    assert got.headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    assert got.headers.get("content-encoding") == "gzip"
+    assert "immutable" in got.headers.get("cache-control", "") or "max-age" in got.headers.get("cache-control", "")
+
+    # The admin's assets too; and a missing file is a 404, not a 500.
+    r = httpx.get(gateway.url("/admin/login/"))
+    assert r.status_code == 200
+    css = next(a for a in re.findall(r'href="([^"]+\.css)"', r.text) if a.startswith("/static/admin/"))
+    assert httpx.get(gateway.url(css)).status_code == 200
+    assert httpx.get(gateway.url("/static/nope.js")).status_code == 404
+    assert httpx.get(gateway.url("/api/v1/nope/")).status_code == 404
+    assert httpx.get(gateway.url("/api/v1/nope/")).json()["error"]["code"] == "not_found"
