@@ -1,0 +1,56 @@
+"""GET /healthz: 200 when the database and Redis answer, 503 naming what is down."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.separate_redis import separate_redis  # noqa: F401
+
+
+def test_it_answers_ok_when_everything_is_up(client, db):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r["Content-Type"] == "application/json"
+    assert r.json() == {"status": "ok", "db": "ok", "redis": "ok"}
+
+
+def test_it_answers_503_naming_redis_when_redis_is_down(client, db, separate_redis):
+    assert client.get("/healthz").status_code == 200
+    separate_redis.stop()
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json() == {"status": "down", "db": "ok", "redis": "down"}
+
+    # And recovers by itself once Redis is back.
+    separate_redis.start()
+    r = client.get("/healthz")
+    assert r.status_code == 200, r.content
+    assert r.json()["redis"] == "ok"
+
+
+def test_it_answers_503_naming_redis_when_nothing_listens(client, db, settings):
+    from tests.separate_redis import point_app_at
+    from tests.servers import free_port
+
+    point_app_at(settings, f"redis://127.0.0.1:{free_port()}/0")
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json()["redis"] == "down"
+
+
+@pytest.mark.processes
+def test_it_answers_503_naming_the_database_when_it_is_down(gateways, tmp_path):
+    """A gateway whose database cannot be opened still answers, with 503."""
+    gateway = gateways.start(DATABASE_URL=f"sqlite:///{tmp_path}/missing-dir/db.sqlite3", wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        assert gateway.alive(), gateway.log()
+        try:
+            r = httpx.get(gateway.url("/healthz"), timeout=5)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, gateway.log()
+            time.sleep(0.1)
+    assert r.status_code == 503
+    assert r.json() == {"status": "down", "db": "down", "redis": "ok"}
