@@ -62,8 +62,8 @@ def publish(video_id: int, event: Event) -> None:
     try:
         async_to_sync(layer.group_send)(group_name(video_id), message_for(video_id, event))
         stats["group_sends"] += 1
-    except Exception:  # noqa: BLE001 - delivery is repaired from the stream
-        log.exception("publish of %s %s to video %s failed", event.get("type"), event.get("id"), video_id)
+    except Exception as exc:  # noqa: BLE001 - delivery is repaired from the stream
+        log.warning("publish of %s %s to video %s failed: %r", event.get("type"), event.get("id"), video_id, exc)
 
 
 async def apublish(video_id: int, event: Event) -> None:
@@ -71,5 +71,5 @@ async def apublish(video_id: int, event: Event) -> None:
     try:
         await layer.group_send(group_name(video_id), message_for(video_id, event))
         stats["group_sends"] += 1
-    except Exception:  # noqa: BLE001
-        log.exception("publish of %s %s to video %s failed", event.get("type"), event.get("id"), video_id)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("publish of %s %s to video %s failed: %r", event.get("type"), event.get("id"), video_id, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -57,7 +58,11 @@ class _Collector:
 
 
 class SSEClient(_Collector):
-    """GET <url> with Accept: text/event-stream; parses frames as they come."""
+    """GET <url> with Accept: text/event-stream; parses frames as they come.
+
+    Plain http.client over a socket this class can shut down, so close()
+    returns at once even while the reader thread is blocked.
+    """
 
     def __init__(self, url: str, last_event_id: str | None = None, headers: dict | None = None):
         super().__init__()
@@ -69,47 +74,52 @@ class SSEClient(_Collector):
         self.response_headers: dict = {}
         self.raw_comments: list[str] = []  # ": ping" and other comment lines
         self.retry: int | None = None
-        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
+        self.body = b""
+        parts = urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            with self._client.stream("GET", self.url, headers=self.headers) as response:
-                self.status = response.status_code
-                self.response_headers = dict(response.headers)
-                self.opened.set()
-                if response.status_code != 200:
-                    self.body = response.read()
+            self._conn.request("GET", self._path, headers=self.headers)
+            response = self._conn.getresponse()
+            self.status = response.status
+            self.response_headers = {k.lower(): v for k, v in response.getheaders()}
+            self._conn.sock.settimeout(None)
+            self.opened.set()
+            if response.status != 200:
+                self.body = response.read()
+                return
+            event: dict = {}
+            data_lines: list[str] = []
+            while not self._stop.is_set():
+                raw = response.readline()
+                if not raw:
                     return
-                event: dict = {}
-                data_lines: list[str] = []
-                for line in response.iter_lines():
-                    if self._stop.is_set():
-                        return
-                    if line == "":
-                        if data_lines or event:
-                            event["data"] = json.loads("\n".join(data_lines)) if data_lines else None
-                            self.add(event)
-                        event, data_lines = {}, []
-                        continue
-                    if line.startswith(":"):
-                        if line.strip(": "):
-                            self.raw_comments.append(line)
-                        elif line.startswith(": ping"):
-                            self.raw_comments.append(line)
-                        continue
-                    field, _, value = line.partition(":")
-                    value = value[1:] if value.startswith(" ") else value
-                    if field == "data":
-                        data_lines.append(value)
-                    elif field == "id":
-                        event["id"] = value
-                    elif field == "event":
-                        event["event"] = value
-                    elif field == "retry":
-                        self.retry = int(value)
+                line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+                if line == "":
+                    if data_lines or event:
+                        event["data"] = json.loads("\n".join(data_lines)) if data_lines else None
+                        self.add(event)
+                    event, data_lines = {}, []
+                    continue
+                if line.startswith(":"):
+                    if line.strip(": "):
+                        self.raw_comments.append(line)
+                    continue
+                field, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "data":
+                    data_lines.append(value)
+                elif field == "id":
+                    event["id"] = value
+                elif field == "event":
+                    event["event"] = value
+                elif field == "retry":
+                    self.retry = int(value)
         except BaseException as exc:  # noqa: BLE001
             if not self._stop.is_set():
                 self.error = exc
@@ -125,7 +135,13 @@ class SSEClient(_Collector):
 
     def close(self) -> None:
         self._stop.set()
-        self._client.close()
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn.close()
         self.thread.join(5)
 
 
