@@ -58,9 +58,14 @@ def _answers(path: Path, timeout: float = 0.5) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
+    """preexec_fn: the kernel sends SIGTERM to the child when the thread that
+    started it exits, however that happens (call it from the main thread)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_die_with_parent = die_with_parent
 
 
 class EmbeddedRedis:

@@ -89,7 +89,9 @@ class Command(BaseCommand):
                 "--loop", "uvloop", "--http", "httptools", "--proxy-headers",
                 "--timeout-graceful-shutdown", "5", app,
             ]
-        return subprocess.Popen(cmd, env=env, pass_fds=(fd,))
+        # Like the embedded Redis, workers die with this process even when it
+        # is SIGKILLed (parent-death signal): no orphan keeps serving the port.
+        return subprocess.Popen(cmd, env=env, pass_fds=(fd,), preexec_fn=embedded_redis.die_with_parent)
 
     def _on_signal(self, signum, frame):
         self.stopping = True
