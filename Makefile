@@ -35,3 +35,23 @@ fmt: venv
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts
+
+# --- benchmark (bench/, docs/BENCHMARKS.md) ------------------------------------
+# `make bench` runs the standard matrix and rewrites docs/BENCHMARKS.md and
+# docs/bench-fanout.png; BENCH_DATABASE_URL / BENCH_REDIS_URL add the write
+# benchmark on PostgreSQL + Redis (use a Redis db of its own, e.g. /14).
+BENCH_ARGS ?=
+BENCH_DATABASE_URL ?=
+BENCH_REDIS_URL ?=
+
+$(BIN)/.bench-installed: requirements-bench.txt $(BIN)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-bench.txt
+	touch $@
+
+bench: venv $(BIN)/.bench-installed
+	$(BIN)/python -m bench matrix \
+		$(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL)) \
+		$(if $(BENCH_REDIS_URL),--redis-url $(BENCH_REDIS_URL)) $(BENCH_ARGS)
+
+bench-smoke: venv
+	$(BIN)/python -m bench smoke

@@ -27,10 +27,23 @@ def add_target_args(p: argparse.ArgumentParser, default_target: str = "livecomme
     p.add_argument("--posters", type=int, default=8, help="posting users (livecomment)")
     p.add_argument("--database-url", default=None, help="livecomment: PostgreSQL URL instead of SQLite")
     p.add_argument("--redis-url", default=None, help="external Redis (use its own db, e.g. /14) instead of embedded")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for livecomment's gateways (repeatable), e.g. DB_CONN_MAX_AGE=0")
+
+
+def parse_env(items: list[str]) -> dict:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env wants KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
 
 
 def make_target(args) -> targets.Target:
-    return targets.make_target(args.target, args.server, args.gateways, args.posters, args.database_url, args.redis_url)
+    return targets.make_target(args.target, args.server, args.gateways, args.posters, args.database_url,
+                               args.redis_url, env=parse_env(args.env))
 
 
 def cmd_fanout(args) -> int:

@@ -36,6 +36,8 @@ class PublishResult:
     first_send: float = 0.0
     last_send: float = 0.0
     max_lag_ms: float = 0.0
+    planned: int = 0
+    gave_up: int = 0
 
     @property
     def rate(self) -> float:
@@ -44,7 +46,9 @@ class PublishResult:
 
     def as_dict(self) -> dict:
         return {
+            "planned": self.planned,
             "sent": self.sent,
+            "not_sent": self.gave_up,
             "acked": len(self.acked),
             "statuses": {str(k): v for k, v in self.statuses.items()},
             "errors": dict(self.errors),
@@ -64,8 +68,13 @@ def percentiles(values: list[float], points=(50, 90, 99)) -> dict:
 
 
 async def publish_open_loop(target, run: str, count: int, rate: float, *, kind: str = "m", seq_start: int = 1,
-                            max_inflight: int = 32, timeout: float = 10.0) -> PublishResult:
+                            max_inflight: int = 32, timeout: float = 10.0,
+                            deadline: float | None = None) -> PublishResult:
+    """Post `count` comments at `rate`/s. Stops scheduling new ones after
+    `deadline` seconds (default: twice the schedule plus 20 s) -- a publisher
+    that fell that far behind has said what there is to say."""
     res = PublishResult()
+    res.planned = count
     pool: asyncio.Queue = asyncio.Queue()
     for _ in range(max_inflight):
         pool.put_nowait(httpc.Conn("127.0.0.1", target.port))
@@ -92,12 +101,20 @@ async def publish_open_loop(target, run: str, count: int, rate: float, *, kind: 
             pool.put_nowait(conn)
 
     start = loop.time()
+    stop_at = start + (deadline if deadline is not None else 2 * count / rate + 20)
     for i in range(count):
+        if loop.time() > stop_at:
+            res.gave_up = count - i
+            break
         due = start + i / rate
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        conn = await pool.get()
+        try:
+            conn = await asyncio.wait_for(pool.get(), max(0.01, stop_at - loop.time()) + timeout)
+        except asyncio.TimeoutError:
+            res.gave_up = count - i
+            break
         res.max_lag_ms = max(res.max_lag_ms, (loop.time() - due) * 1000)
         tasks.append(loop.create_task(send(i, seq_start + i, conn)))
     if tasks:

@@ -202,10 +202,16 @@ class Livecomment(Target):
 
     @property
     def label(self) -> str:
-        return f"livecomment {self.server} x{self.gateways}"
+        extra = "".join(f" [{k}={v}]" for k, v in self.extra_env.items())
+        return f"livecomment {self.server} x{self.gateways}{extra}"
 
     def command(self) -> str:
-        return f"--target livecomment --server {self.server} --gateways {self.gateways}"
+        cmd = f"--target livecomment --server {self.server} --gateways {self.gateways}"
+        if self.database_url:
+            cmd += f" --database-url {self.database_url}"
+        if self.redis_url:
+            cmd += f" --redis-url {self.redis_url}"
+        return cmd + "".join(f" --env {k}={v}" for k, v in self.extra_env.items())
 
     def env(self) -> dict:
         env = os.environ.copy()
@@ -364,9 +370,9 @@ def ensure_pg_database(url: str) -> None:
 
 
 def make_target(kind: str, server: str = "daphne", gateways: int = 1, posters: int = 8,
-                database_url: str | None = None, redis_url: str | None = None) -> Target:
+                database_url: str | None = None, redis_url: str | None = None, env: dict | None = None) -> Target:
     if kind == "livecomment":
-        return Livecomment(server, gateways, posters, database_url, redis_url)
+        return Livecomment(server, gateways, posters, database_url, redis_url, env)
     if kind == "ceiling":
         return Ceiling()
     if kind == "eventstream":
