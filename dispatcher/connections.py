@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from typing import Callable
 
@@ -87,6 +88,17 @@ class TransportProbe:
         data = getattr(t, "dataBuffer", b"")
         return len(data) - getattr(t, "offset", 0) + getattr(t, "_tempDataLen", 0)
 
+    def limit_send_buffer(self, size: int) -> None:
+        """Cap the kernel's send buffer, so a stalled reader is noticed after
+        `size` bytes instead of after the kernel's autotuned megabytes."""
+        t = self.transport
+        sock = t.get_extra_info("socket") if hasattr(t, "get_extra_info") else getattr(t, "socket", None)
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            except OSError:
+                pass
+
     def abort(self) -> None:
         t = self.transport
         if t is None:
@@ -125,6 +137,8 @@ class Connection:
         self.buffered_bytes = 0
         self.pending: asyncio.Future | None = None
         self.probe = TransportProbe.for_send(send)
+        if self.probe is not None and settings.REALTIME_SOCKET_SNDBUF:
+            self.probe.limit_send_buffer(settings.REALTIME_SOCKET_SNDBUF)
         self.on_close = on_close
         self.close_reason = ""
         self.early: list[Frame] | None = []  # live frames that arrive while the backlog is read

@@ -85,7 +85,10 @@ class StreamConsumer(AsyncHttpConsumer):
         await self.send_response(error.status, json.dumps(error.as_dict()).encode(), headers=headers)
 
     def _closed_by_hub(self, connection: SSEConnection, reason: str) -> None:
-        get_hub().unsubscribe(connection)
+        hub = get_hub()
+        if reason == "overflow":
+            hub.stats["overflows"] += 1
+        hub.unsubscribe(connection)
         if connection.probe is None:  # cannot abort the socket: end the response instead
             asyncio.ensure_future(self.send_body(b"", more_body=False))
 

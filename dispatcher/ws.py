@@ -77,7 +77,10 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_CODES.get(error.status, 4000))
 
     def _closed_by_hub(self, connection, reason: str) -> None:
-        get_hub().unsubscribe(connection)
+        hub = get_hub()
+        if reason == "overflow":
+            hub.stats["overflows"] += 1
+        hub.unsubscribe(connection)
 
     async def disconnect(self, code):
         connection, self.connection = self.connection, None

@@ -140,7 +140,7 @@ CHANNEL_LAYERS = {
             "capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000, minimum=1),
             # Gateways refresh their groups well within this, so only a dead
             # gateway's memberships expire.
-            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300, minimum=10),
+            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 300, minimum=2),
             "expiry": 60,
         },
     }
@@ -196,6 +196,8 @@ REALTIME_RETRY_MS = env_int("REALTIME_RETRY_MS", 2000, minimum=0)
 # A client that falls behind gets this much buffer, then is closed (it resumes).
 REALTIME_BUFFER_EVENTS = env_int("REALTIME_BUFFER_EVENTS", 1000, minimum=1)
 REALTIME_BUFFER_BYTES = env_int("REALTIME_BUFFER_BYTES", 1024 * 1024, minimum=1024)
+# Kernel send buffer per client socket (0 = the kernel's autotuning, up to MBs).
+REALTIME_SOCKET_SNDBUF = env_int("REALTIME_SOCKET_SNDBUF", 0, minimum=0)
 # How often each gateway compares each stream's tip with what it delivered.
 REALTIME_TIP_CHECK_SECONDS = env_float("REALTIME_TIP_CHECK_SECONDS", 5.0, minimum=0.05)
 REALTIME_VIEWERS_INTERVAL = env_float("REALTIME_VIEWERS_INTERVAL", 2.0, minimum=0.05)

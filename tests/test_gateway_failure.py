@@ -1,0 +1,62 @@
+"""A gateway dies: its clients resume elsewhere, its endpoint-store entries expire."""
+
+import time
+
+import httpx
+from rest_framework.authtoken.models import Token
+
+from dispatcher.publisher import group_name
+from tests.base import alice, video  # noqa: F401
+from tests.realtime_clients import Poster, SSEClient, WSClient
+
+EXPIRY = 3  # seconds; gateways refresh their groups every EXPIRY / 3
+
+
+def members(redis, video):
+    return set(redis.zrange(f"lc:{'group:'}{group_name(video.pk)}", 0, -1))
+
+
+def test_it_resumes_on_another_gateway_after_a_kill(gateways, video, alice):
+    a, b = gateways.start(), gateways.start()
+    poster = Poster(b.base, Token.objects.create(user=alice).key)
+    sse = SSEClient(a.url(f"/api/v1/videos/{video.pk}/stream")).wait_open()
+    ws = WSClient(a.ws_url(f"/ws/videos/{video.pk}/"))
+    before = [poster.post(video.pk, f"before {i}") for i in range(5)]
+    for client in (sse, ws):
+        assert client.wait_for_comments(5)
+    a.kill()  # SIGKILL: no goodbye
+    for client in (sse, ws):
+        assert client.wait_until(lambda c: c.closed, 10)
+    during = [poster.post(video.pk, f"during {i}") for i in range(10)]
+    # The clients come back through the load balancer, which now picks b.
+    sse2 = SSEClient(b.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=sse.last_id).wait_open()
+    ws2 = WSClient(b.ws_url(f"/ws/videos/{video.pk}/?last_event_id={ws.last_id}"))
+    after = [poster.post(video.pk, f"after {i}") for i in range(5)]
+    expected = [c["id"] for c in before + during + after]
+    for first, second in ((sse, sse2), (ws, ws2)):
+        assert second.wait_for_comments(15)
+        time.sleep(0.2)
+        assert first.comment_ids() + second.comment_ids() == expected
+    sse2.close()
+    ws2.close()
+    poster.close()
+
+
+def test_it_keeps_a_live_gateways_groups_and_expires_a_dead_ones(gateways, video, alice, redis):
+    env = {"CHANNEL_LAYER_GROUP_EXPIRY": EXPIRY}
+    live, doomed = gateways.start(**env), gateways.start(**env)
+    clients = [SSEClient(g.url(f"/api/v1/videos/{video.pk}/stream")).wait_open() for g in (live, doomed)]
+    for client in clients:
+        client.wait_until(lambda c: c.retry is not None, 5)
+    live_channel = httpx.get(live.url("/gateway/stats")).json()["channel"]
+    doomed_channel = httpx.get(doomed.url("/gateway/stats")).json()["channel"]
+    assert members(redis, video) == {live_channel, doomed_channel}
+    doomed.kill()
+    time.sleep(EXPIRY * 2.5)  # well past group_expiry: only refreshed memberships survive
+    poster = Poster(live.base, Token.objects.create(user=alice).key)
+    posted = poster.post(video.pk, "still here")  # group_send prunes expired members
+    assert members(redis, video) == {live_channel}
+    assert clients[0].wait_for_comments(1)
+    assert clients[0].comment_ids() == [posted["id"]]
+    clients[0].close()
+    poster.close()
