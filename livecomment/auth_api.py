@@ -22,6 +22,15 @@ def _plausible(value: str) -> bool:
     return len(value) <= CREDENTIAL_MAX and value.isprintable()
 
 
+def _encodable(value: str) -> bool:
+    """Password hashers encode to UTF-8; a lone surrogate cannot be."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField()
@@ -49,7 +58,7 @@ class TokenView(APIView):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise ServiceError("missing_credentials", "username and password are required strings.")
-        if not _plausible(username) or len(password) > CREDENTIAL_MAX:
+        if not _plausible(username) or len(password) > CREDENTIAL_MAX or not _encodable(password):
             raise ServiceError("invalid_credentials", "Wrong username or password.", 400)
         user = authenticate(request._request, username=username, password=password)
         if user is None or not user.is_active:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
@@ -94,6 +96,17 @@ def _outage(exc) -> ServiceError | None:
 
 
 def api_exception_handler(exc, context):
+    # Django's own exceptions, raised inside DRF (e.g. Http404 from content
+    # negotiation for ?format=xml): DRF's handler answers them, but they carry
+    # no .detail for the error body below.
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("body_too_large", "The request body is too large."), status=413
+        )
     if not isinstance(exc, (ServiceError, drf.APIException)):
         outage = _outage(exc)
         if outage is not None:

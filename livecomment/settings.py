@@ -217,7 +217,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["livecomment.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["livecomment.throttling.AnonIPThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": THROTTLE_ANON_RATE,
