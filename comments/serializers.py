@@ -24,7 +24,10 @@ class OwnCommentSerializer(CommentSerializer):
 
 class CommentPageSerializer(serializers.Serializer):
     results = CommentSerializer(many=True)
-    cursor = serializers.CharField(help_text="Continue from here in the direction asked (after= or before=)")
+    cursor = serializers.CharField(
+        allow_null=True,
+        help_text="Continue from here in the direction asked (after= or before=); null on an empty first page",
+    )
     next_cursor = serializers.CharField(help_text="Pass as after= to catch up on newer comments")
     prev_cursor = serializers.CharField(allow_null=True, help_text="Pass as before= for older comments")
     has_more = serializers.BooleanField(help_text="More comments exist in the direction asked")

@@ -285,3 +285,15 @@ def test_it_rejects_cursors_redis_would_not_parse(anon_client, video, alice, nam
     r = anon_client.get(f"/api/v1/videos/{video.pk}/comments/", {name: cursor})
     assert r.status_code == 400, r.content
     assert r.json()["error"]["code"] == "invalid_cursor"
+
+
+def test_it_documents_the_null_cursor_of_an_empty_first_page(client, video):
+    """The schema must allow what the empty history page returns."""
+    import json as _json
+
+    body = client.get(url(video)).json()
+    assert body["cursor"] is None and body["prev_cursor"] is None
+    schema = _json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    page = schema["components"]["schemas"]["CommentPage"]["properties"]
+    assert page["cursor"].get("nullable") is True
+    assert page["prev_cursor"].get("nullable") is True
