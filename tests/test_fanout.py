@@ -1,9 +1,11 @@
 """Fan-out across gateway processes: one message per gateway, every viewer once, in order."""
 
 import httpx
+import pytest
 from rest_framework.authtoken.models import Token
 
 from tests.base import alice, video  # noqa: F401
+from tests.endpoint_store import member_count
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
 
@@ -15,8 +17,9 @@ def stats(gateway):
     return httpx.get(gateway.url("/gateway/stats"), timeout=5).json()
 
 
-def test_it_delivers_a_comment_to_sse_and_ws_clients_on_two_gateways(gateways, video, alice):
-    a, b = gateways.start(), gateways.start()
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+def test_it_delivers_a_comment_to_sse_and_ws_clients_on_two_gateways(gateways, video, alice, layer):
+    a, b = gateways.start(CHANNEL_LAYER=layer), gateways.start(CHANNEL_LAYER=layer)
     clients = [
         SSEClient(stream_url(a, video)).wait_open(),
         SSEClient(stream_url(b, video)).wait_open(),
@@ -43,8 +46,9 @@ def test_it_delivers_a_comment_to_sse_and_ws_clients_on_two_gateways(gateways, v
         poster.close()
 
 
-def test_it_sends_one_message_per_gateway_not_per_viewer(gateways, video, alice):
-    a, b, idle = gateways.start(), gateways.start(), gateways.start()
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+def test_it_sends_one_message_per_gateway_not_per_viewer(gateways, video, alice, layer):
+    a, b, idle = (gateways.start(CHANNEL_LAYER=layer) for _ in range(3))
     clients = [SSEClient(stream_url(g, video)).wait_open() for g in (a, a, a, b, b, b, b)]
     poster = Poster(a.base, Token.objects.create(user=alice).key)
     try:
@@ -72,15 +76,14 @@ def test_it_leaves_the_group_when_the_last_viewer_goes(gateways, video, alice, r
     a = gateways.start()
     client = SSEClient(stream_url(a, video)).wait_open()
     client.wait_until(lambda c: c.retry is not None, 5)
-    group_key = f"lc:group:video.{video.pk}"
-    assert redis.zcard(group_key) == 1
+    assert member_count(redis, video.pk) == 1
     client.close()
     import time
 
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and redis.zcard(group_key) != 0:
+    while time.monotonic() < deadline and member_count(redis, video.pk) != 0:
         time.sleep(0.05)
-    assert redis.zcard(group_key) == 0
+    assert member_count(redis, video.pk) == 0
     s = stats(a)
     assert s["videos"] == {}
     assert s["groups_left"] == 1

@@ -11,6 +11,7 @@ from rest_framework.authtoken.models import Token
 from comments import services
 from dispatcher import publisher
 from tests.base import alice, video  # noqa: F401
+from tests.endpoint_store import layer_settings
 from tests.realtime_clients import Poster, SSEClient
 
 
@@ -54,13 +55,13 @@ def test_it_repairs_a_lost_last_message_with_the_tip_check(gateways, video, alic
 
 @pytest.mark.parametrize("capacity", [1])
 def test_it_repairs_what_a_full_channel_drops(gateways, video, alice, capacity, settings):
-    """channels-redis drops group messages beyond a channel's capacity; nothing is lost to viewers."""
-    gateway = gateways.start(CHANNEL_LAYER_CAPACITY=capacity)
+    """channels-redis's list layer drops group messages beyond a channel's
+    capacity; nothing is lost to viewers."""
+    gateway = gateways.start(CHANNEL_LAYER="core", CHANNEL_LAYER_CAPACITY=capacity)
     clients = [SSEClient(stream_url(gateway, video)).wait_open() for _ in range(3)]
     for c in clients:
         c.wait_until(lambda c: c.retry is not None, 5)
-    layers = dict(settings.CHANNEL_LAYERS)
-    layers["default"] = {**layers["default"], "CONFIG": {**layers["default"]["CONFIG"], "capacity": capacity}}
+    layers = layer_settings("core", capacity=capacity)
     # Freeze the gateway so its channel fills up: all but `capacity` messages are dropped.
     gateway.process.send_signal(signal.SIGSTOP)
     try:

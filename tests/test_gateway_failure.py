@@ -5,15 +5,11 @@ import time
 import httpx
 from rest_framework.authtoken.models import Token
 
-from dispatcher.publisher import group_name
 from tests.base import alice, video  # noqa: F401
+from tests.endpoint_store import core_members, member_count
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
 EXPIRY = 3  # seconds; gateways refresh their groups every EXPIRY / 3
-
-
-def members(redis, video):
-    return set(redis.zrange(f"lc:{'group:'}{group_name(video.pk)}", 0, -1))
 
 
 def test_it_resumes_on_another_gateway_after_a_kill(gateways, video, alice):
@@ -42,20 +38,39 @@ def test_it_resumes_on_another_gateway_after_a_kill(gateways, video, alice):
     poster.close()
 
 
-def test_it_keeps_a_live_gateways_groups_and_expires_a_dead_ones(gateways, video, alice, redis):
-    env = {"CHANNEL_LAYER_GROUP_EXPIRY": EXPIRY}
+def test_it_keeps_a_live_core_gateways_groups_and_expires_a_dead_ones(gateways, video, alice, redis):
+    env = {"CHANNEL_LAYER": "core", "CHANNEL_LAYER_GROUP_EXPIRY": EXPIRY}
     live, doomed = gateways.start(**env), gateways.start(**env)
     clients = [SSEClient(g.url(f"/api/v1/videos/{video.pk}/stream")).wait_open() for g in (live, doomed)]
     for client in clients:
         client.wait_until(lambda c: c.retry is not None, 5)
     live_channel = httpx.get(live.url("/gateway/stats")).json()["channel"]
     doomed_channel = httpx.get(doomed.url("/gateway/stats")).json()["channel"]
-    assert members(redis, video) == {live_channel, doomed_channel}
+    assert core_members(redis, video.pk) == {live_channel, doomed_channel}
     doomed.kill()
     time.sleep(EXPIRY * 2.5)  # well past group_expiry: only refreshed memberships survive
     poster = Poster(live.base, Token.objects.create(user=alice).key)
     posted = poster.post(video.pk, "still here")  # group_send prunes expired members
-    assert members(redis, video) == {live_channel}
+    assert core_members(redis, video.pk) == {live_channel}
+    assert clients[0].wait_for_comments(1)
+    assert clients[0].comment_ids() == [posted["id"]]
+    clients[0].close()
+    poster.close()
+
+
+def test_it_drops_a_dead_pubsub_gateway_from_the_group_at_once(gateways, video, alice, redis):
+    live, doomed = gateways.start(CHANNEL_LAYER="pubsub"), gateways.start(CHANNEL_LAYER="pubsub")
+    clients = [SSEClient(g.url(f"/api/v1/videos/{video.pk}/stream")).wait_open() for g in (live, doomed)]
+    for client in clients:
+        client.wait_until(lambda c: c.retry is not None, 5)
+    assert member_count(redis, video.pk, "pubsub") == 2
+    doomed.kill()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and member_count(redis, video.pk, "pubsub") != 1:
+        time.sleep(0.05)
+    assert member_count(redis, video.pk, "pubsub") == 1
+    poster = Poster(live.base, Token.objects.create(user=alice).key)
+    posted = poster.post(video.pk, "still here")
     assert clients[0].wait_for_comments(1)
     assert clients[0].comment_ids() == [posted["id"]]
     clients[0].close()
