@@ -19,9 +19,8 @@ The order of the two writes (ARCHITECTURE.md, "The path of one comment"):
 4. publish(): the event goes to every gateway serving the video.
 
 Readers only ever see committed rows that carry a position, and stream
-entries whose commit succeeded (the window between XADD and COMMIT is the
-length of one UPDATE; a process killed inside it leaves a stream entry
-without a row, which `manage.py reconcile_streams` removes).
+entries whose commit succeeded -- except inside the window between XADD and
+COMMIT, one UPDATE long (ARCHITECTURE.md, "Known limits").
 """
 
 from __future__ import annotations
