@@ -25,6 +25,14 @@ def no_throttle(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Django's PBKDF2 costs ~0.3 s per user created or signed in; tests that
+    # are not about hashing need none of it. Autouse: applies before the user
+    # fixtures of tests/base.py.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _generous_throttles(settings):
     # Tests of throttling lower these again on purpose.
     settings.THROTTLE_POST_RATE = "100000/min"

@@ -9,12 +9,6 @@ from tests.base import *  # noqa: F403
 URL = "/api/v1/auth/token/"
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Autouse, so it applies before the user fixtures hash their passwords.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def obtain(client, body, **kwargs):
     return client.post(URL, body, format="json", **kwargs)
 

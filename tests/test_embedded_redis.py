@@ -177,8 +177,10 @@ def test_a_signal_to_the_server_alone_stops_its_redis(serve, var_dir, signum):
         wait_until(lambda pid=pid: gone(pid), 10, f"child {pid} to exit")
 
 
-def test_sigkill_of_the_server_leaves_no_redis_behind(serve, var_dir):
-    """No chance to clean up: the kernel's parent-death signal stops redis-server."""
+def test_sigkill_of_the_server_leaves_nothing_behind(serve, var_dir):
+    """No chance to clean up: the kernel's parent-death signal stops
+    redis-server and the workers. The next start then reuses the directory
+    (and its stale socket)."""
     s = serve()
     redis_pid = s.redis_pid()
     s.process.kill()
@@ -189,22 +191,11 @@ def test_sigkill_of_the_server_leaves_no_redis_behind(serve, var_dir):
     for pid in s.pids_seen:
         wait_until(lambda pid=pid: gone(pid), 10, f"worker {pid} to exit after SIGKILL of serve")
 
-
-def test_the_next_start_reuses_the_directory(serve, var_dir):
-    """A stale socket from a killed run does not stop the next one."""
-    first = serve()
-    first_redis = first.redis_pid()
-    first.process.kill()
-    first.process.wait(10)
-    wait_until(lambda: gone(first_redis), 10, "redis-server to exit")
-    for pid in first.pids_seen:
-        if not gone(pid):
-            os.kill(pid, signal.SIGKILL)
-    second = serve()
-    assert second.redis_pid() != first_redis
-    assert redis_servers_on(socket_path(var_dir)) == [second.redis_pid()]
-    os.killpg(second.process.pid, signal.SIGINT)
-    assert second.process.wait(20) == 0, second.log()
+    again = serve()
+    assert again.redis_pid() != redis_pid
+    assert redis_servers_on(socket_path(var_dir)) == [again.redis_pid()]
+    os.killpg(again.process.pid, signal.SIGINT)
+    assert again.process.wait(20) == 0, again.log()
 
 
 CALLER = textwrap.dedent(

@@ -10,11 +10,6 @@ from rest_framework.test import APIClient
 from tests.base import *  # noqa: F403
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def client(alice):
     # Real requests raise nothing into the test: see what a client would get.
