@@ -84,13 +84,13 @@ def _outage(exc) -> ServiceError | None:
     rest (a cache read, a query outside the services), so that an outage
     answers 503 with the error shape rather than a 500.
     """
+    import redis
     from django.db import InterfaceError, OperationalError
-
-    from livecomment.redis_client import UNAVAILABLE_ERRORS
 
     if isinstance(exc, (OperationalError, InterfaceError)):
         return Unavailable("database")
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    # Only redis-py's own errors: a bare OSError may come from anywhere.
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return Unavailable("redis")
     return None
 
