@@ -54,3 +54,10 @@ def test_it_answers_503_naming_the_database_when_it_is_down(gateways, tmp_path):
             time.sleep(0.1)
     assert r.status_code == 503
     assert r.json() == {"status": "down", "db": "down", "redis": "ok"}
+
+    # The API says the same, in its error shape, on every endpoint.
+    for path in ("/api/v1/videos/", "/api/v1/videos/1/", "/api/v1/videos/1/comments/", "/api/v1/comments/1/"):
+        r = httpx.get(gateway.url(path), timeout=5)
+        assert r.status_code == 503, (path, r.text[:300])
+        assert r.json()["error"]["code"] == "database_unavailable", path
+        assert r.headers["Retry-After"]
