@@ -107,6 +107,7 @@ def post_comment(video: Video, author, text, idempotency_key=None) -> PostResult
     _check_video_open(video)
 
     slow = 0 if can_moderate(author, video) else video.slow_mode_seconds
+    _retry_undos()
     try:
         reservation = hotstore.reserve(video.pk, author.pk, text, idempotency_key, slow)
     except UNAVAILABLE_ERRORS as exc:
@@ -136,10 +137,7 @@ def post_comment(video: Video, author, text, idempotency_key=None) -> PostResult
     try:
         comment = _store_and_append(video, author, text, idempotency_key or "")
     except BaseException:
-        try:
-            hotstore.release(video.pk, reservation.keys)
-        except UNAVAILABLE_ERRORS:
-            pass  # the keys expire on their own
+        _undo(hotstore.release, video.pk, reservation.keys)
         raise
 
     if idempotency_key:
@@ -230,10 +228,31 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str) -> 
 
 
 def _undo_append(video_id: int, entry_id: str) -> None:
+    _undo(hotstore.delete_entry, video_id, entry_id)
+
+
+# Undo steps that could not run because Redis was away (a stream entry whose
+# commit failed, reserved dedup/slow-mode keys of a failed write). Retried
+# before this process's next write, so they do not outlive the outage.
+_pending_undos: list[tuple] = []
+
+
+def _undo(func, *args) -> None:
     try:
-        hotstore.delete_entry(video_id, entry_id)
+        func(*args)
     except UNAVAILABLE_ERRORS:
-        log.error("could not remove stream entry %s of video %s after a failed commit", entry_id, video_id)
+        log.warning("%s%r failed: Redis unavailable; will retry", func.__name__, args)
+        _pending_undos.append((func, args))
+
+
+def _retry_undos() -> None:
+    while _pending_undos:
+        func, args = _pending_undos[0]
+        try:
+            func(*args)
+        except UNAVAILABLE_ERRORS:
+            return
+        _pending_undos.pop(0)
 
 
 # Tests set this to a callable raising an exception at a named point of the

@@ -8,9 +8,15 @@ from livecomment import redis_client
 @pytest.fixture(autouse=True)
 def clean_redis():
     """Every test starts with an empty Redis and default limits."""
+    from comments import services
+
     redis_client.sync_client().flushdb()
     cache.clear()
+    services._pending_undos.clear()
+    services.FAIL_POINTS.clear()
     yield
+    services._pending_undos.clear()
+    services.FAIL_POINTS.clear()
 
 
 @pytest.fixture
