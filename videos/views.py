@@ -1,13 +1,55 @@
-from django.shortcuts import get_object_or_404, render
+from urllib.parse import quote
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from dispatcher.hub import viewer_count
 from videos.models import Video
+
+# Moderator badges: the comment payload names only the author (id, name), so
+# the page carries the ids of the people who may moderate this video (staff
+# site-wide plus the video's own moderators). Bounded: a site with more staff
+# than this shows badges for the first ones only.
+MAX_MODERATOR_IDS = 500
 
 
 def index(request):
-    videos = Video.objects.exclude(state=Video.State.ENDED).live_first()[:200]
+    videos = list(Video.objects.exclude(state=Video.State.ENDED).live_first()[:200])
+    for video in videos:
+        video.viewers = viewer_count(video.pk) if video.is_live else 0
     return render(request, "videos/index.html", {"videos": videos})
 
 
+def moderator_ids(video: Video) -> list[int]:
+    User = get_user_model()
+    staff = User.objects.filter(is_staff=True, is_active=True).values_list("pk", flat=True)[:MAX_MODERATOR_IDS]
+    own = video.moderators.values_list("pk", flat=True)[:MAX_MODERATOR_IDS]
+    return sorted(set(staff) | set(own))
+
+
+@ensure_csrf_cookie
 def video_page(request, video_id: int):
     video = get_object_or_404(Video, pk=video_id)
-    return render(request, "videos/video.html", {"video": video})
+    user = request.user
+    config = {
+        "videoId": video.pk,
+        "state": video.state,
+        "streamUrl": f"/api/v1/videos/{video.pk}/stream",
+        "wsPath": f"/ws/videos/{video.pk}/",
+        "commentsUrl": reverse("api-comments", args=[video.pk]),
+        "commentUrl": "/api/v1/comments/{id}/",
+        "reportUrl": "/api/v1/comments/{id}/report/",
+        "heartbeatSeconds": settings.REALTIME_HEARTBEAT_SECONDS,
+        "maxLength": settings.COMMENT_MAX_LENGTH,
+        "maxNodes": 500,
+        "slowModeSeconds": video.slow_mode_seconds,
+        "commentsEnabled": video.comments_enabled,
+        "user": {"id": user.pk, "name": user.get_username()} if user.is_authenticated else None,
+        "moderatorIds": moderator_ids(video),
+        "loginUrl": f"{settings.LOGIN_URL}?next={quote(request.get_full_path())}",
+    }
+    context = {"video": video, "config": config, "viewers": viewer_count(video.pk) if video.is_live else 0}
+    return render(request, "videos/video.html", context)
