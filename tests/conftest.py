@@ -46,3 +46,4 @@ def _generous_throttles(settings):
 
 
 from tests.servers import gateways  # noqa: E402,F401  (fixture)
+from tests.separate_redis import persistent_separate_redis, separate_redis  # noqa: E402,F401  (fixtures)

@@ -5,8 +5,6 @@ import time
 import httpx
 import pytest
 
-from tests.separate_redis import separate_redis  # noqa: F401
-
 
 def test_it_answers_ok_when_everything_is_up(client, db):
     r = client.get("/healthz")

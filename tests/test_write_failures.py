@@ -11,8 +11,8 @@ from django.db import DatabaseError
 
 from comments import hotstore, services
 from comments.models import Comment
-from tests.base import alice, bob, client_for, video  # noqa: F401
-from tests.separate_redis import persistent_separate_redis, separate_redis  # noqa: F401
+from tests.base import *  # noqa: F403
+from tests.base import client_for
 
 
 @pytest.fixture(autouse=True)
