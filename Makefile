@@ -22,8 +22,18 @@ run: venv
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT) --workers $(WORKERS) --server $(SERVER)
 
-test: venv
+test: venv browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for the browser tests (tests/test_browser_*.py, Playwright
+# driving Debian's chromium; never `playwright install`). Installed when
+# missing and we are root; otherwise those tests skip and say why.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "browser-deps: installing Debian's chromium for the browser tests"; \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null ) \
+			|| echo "browser-deps: could not install chromium; the browser tests will skip"; \
+	fi
 
 lint: venv
 	$(BIN)/ruff check .

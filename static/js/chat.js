@@ -319,7 +319,7 @@
   }
 
   function backoff() {
-    var delay = Math.min(8000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
+    var delay = Math.min(5000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
     attempts += 1;
     return delay;
   }
@@ -379,9 +379,9 @@
       }
     }, SSE_SILENCE_MS);
     es.onopen = function () {
-      if (source !== es) return;
-      if (sseProven) setStatus("live");
-      else if (el.status.dataset.state !== "live") setStatus("connecting");
+      // The response started; the silence watchdog still checks that events
+      // actually come through (a buffering proxy sends headers, then nothing).
+      if (source === es) setStatus("live");
     };
     EVENT_TYPES.forEach(function (type) {
       es.addEventListener(type, function (event) {
