@@ -53,3 +53,109 @@ class Comment(models.Model):
     def set_cursor(self, cursor: str) -> None:
         self.cursor = cursor
         self.position = cursors.to_position(cursor)
+
+
+class Ban(models.Model):
+    """A user may not post in one video (or anywhere, with no video) until expires_at (None = for good)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bans")
+    video = models.ForeignKey(
+        "videos.Video", null=True, blank=True, on_delete=models.CASCADE, related_name="bans",
+        help_text="Empty: banned site-wide",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: permanent")
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["user", "video"], name="ban_user_video")]
+
+    def __str__(self) -> str:
+        where = f"video {self.video_id}" if self.video_id else "site-wide"
+        until = self.expires_at.isoformat() if self.expires_at else "permanent"
+        return f"{self.user} banned ({where}, {until})"
+
+    @property
+    def is_active(self) -> bool:
+        from django.utils import timezone
+
+        return self.lifted_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class BlockedTerm(models.Model):
+    class Action(models.TextChoices):
+        HOLD = "hold", "Hold for review"
+        REJECT = "reject", "Reject"
+
+    term = models.CharField(max_length=200, help_text="Matched case-insensitively; a regular expression if 'regex' is set")
+    regex = models.BooleanField(default=False)
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.HOLD)
+    video = models.ForeignKey(
+        "videos.Video", null=True, blank=True, on_delete=models.CASCADE, related_name="blocked_terms",
+        help_text="Empty: applies to every video",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["term"]
+
+    def __str__(self) -> str:
+        return f"{self.term} ({self.action})"
+
+
+class Report(models.Model):
+    comment = models.ForeignKey(Comment, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports")
+    reason = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    resolved = models.BooleanField(default=False, db_index=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [models.UniqueConstraint(fields=["comment", "reporter"], name="one_report_per_user")]
+
+    def __str__(self) -> str:
+        return f"report of comment {self.comment_id} by {self.reporter}"
+
+
+class ModerationAction(models.Model):
+    """The audit log: one row per moderation action, never changed or deleted."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=32, db_index=True)
+    video = models.ForeignKey("videos.Video", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    comment = models.ForeignKey(Comment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} at {self.created:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("the moderation log is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("the moderation log is append-only")

@@ -26,15 +26,18 @@ COMMIT, one UPDATE long (ARCHITECTURE.md, "Known limits").
 from __future__ import annotations
 
 import logging
+import re
+import time
 import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from comments import events, hotstore
-from comments.models import Comment
+from comments import cursors, events, hotstore
+from comments.models import Ban, BlockedTerm, Comment, ModerationAction, Report
 from dispatcher import publish
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
@@ -105,8 +108,11 @@ def post_comment(video: Video, author, text, idempotency_key=None) -> PostResult
     if not author.is_authenticated:
         raise ServiceError("not_authenticated", "Sign in to post comments.", 401)
     _check_video_open(video)
+    moderator = can_moderate(author, video)
+    _check_not_banned(video, author)
+    held = False if moderator else _screen_terms(video, text)
 
-    slow = 0 if can_moderate(author, video) else video.slow_mode_seconds
+    slow = 0 if moderator else video.slow_mode_seconds
     _retry_undos()
     try:
         reservation = hotstore.reserve(video.pk, author.pk, text, idempotency_key, slow)
@@ -135,7 +141,7 @@ def post_comment(video: Video, author, text, idempotency_key=None) -> PostResult
         )
 
     try:
-        comment = _store_and_append(video, author, text, idempotency_key or "")
+        comment = _store_and_append(video, author, text, idempotency_key or "", held=held)
     except BaseException:
         _undo(hotstore.release, video.pk, reservation.keys)
         raise
@@ -195,16 +201,24 @@ def _original_for_key(video: Video, author, key: str | None, comment_id: int | N
     return found
 
 
-def _store_and_append(video: Video, author, text: str, idempotency_key: str) -> Comment:
+def _store_and_append(video: Video, author, text: str, idempotency_key: str, held: bool = False) -> Comment:
     appended: str | None = None
+    status = Comment.Status.HELD if held else Comment.Status.VISIBLE
+    # A held comment goes to moderators only, as `comment.held`; it is hidden
+    # before it is appended so no reader of the stream ever takes it for visible.
+    event_type, audience = ("comment.held", hotstore.MOD_AUDIENCE) if held else ("comment", "")
     try:
         with transaction.atomic():
             comment = Comment.objects.create(
-                video=video, author=author, text=text, idempotency_key=idempotency_key
+                video=video, author=author, text=text, idempotency_key=idempotency_key, status=status
             )
             data = events.comment_data(comment)
             try:
-                prev, appended = hotstore.append(video.pk, "comment", dict(data), comment_id=comment.pk)
+                if held:
+                    hotstore.set_hidden(video.pk, comment.pk, True)
+                prev, appended = hotstore.append(
+                    video.pk, event_type, dict(data), comment_id=comment.pk, audience=audience
+                )
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("redis unavailable on append: %s", exc)
                 raise Unavailable("redis") from exc
@@ -213,7 +227,10 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str) -> 
             _fail_point("before_commit")
             payload = dict(data, cursor=appended)
             transaction.on_commit(
-                lambda: publish(video.pk, {"type": "comment", "id": appended, "prev": prev, "data": payload})
+                lambda: publish(
+                    video.pk,
+                    {"type": event_type, "id": appended, "prev": prev, "data": payload, "audience": audience},
+                )
             )
     except DatabaseError as exc:
         log.warning("database write failed: %s", exc)
@@ -266,49 +283,343 @@ def _fail_point(name: str) -> None:
         action()
 
 
-def remove_comment(comment: Comment, by, reason: str = "") -> Comment:
-    """Hide a comment from everyone (author deleting their own, or a moderator)."""
-    if comment.status == Comment.Status.REMOVED:
-        return comment
+# -- status changes: remove, restore, approve ------------------------------------
+
+
+def _audit(actor, action: str, video=None, comment=None, target_user=None, reason: str = "", **details):
+    return ModerationAction.objects.create(
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        action=action, video=video, comment=comment, target_user=target_user,
+        reason=(reason or "")[:500], details=details,
+    )
+
+
+def _change_status(comment: Comment, new_status: str, by, action: str, reason: str = "") -> Comment:
+    """Move a comment to `new_status`, in both stores, audited, then publish.
+
+    Removal appends `comment.removed`; making a comment visible (restore,
+    approve) appends a new `comment` event that carries the comment's
+    original cursor, so clients place it where it was first posted.
+    """
     video_id = comment.video_id
     try:
         with transaction.atomic():
-            locked = Comment.objects.select_for_update().get(pk=comment.pk)
-            if locked.status == Comment.Status.REMOVED:
+            locked = Comment.objects.select_for_update().select_related("author").get(pk=comment.pk)
+            old_status = locked.status
+            if old_status == new_status:
                 return locked
+            visible = new_status == Comment.Status.VISIBLE
             try:
-                hotstore.set_hidden(video_id, locked.pk, True)
-                prev, appended = hotstore.append(
-                    video_id, "comment.removed", {"id": locked.pk},
-                    comment_id=None, original_cursor=locked.cursor or "",
-                )
+                hotstore.set_hidden(video_id, locked.pk, not visible)
+                if visible:
+                    data = dict(events.comment_data(locked))
+                    event_type, audience = "comment", ""
+                    prev, appended = hotstore.append(
+                        video_id, event_type, data, comment_id=locked.pk, original_cursor=locked.cursor or ""
+                    )
+                else:
+                    data = {"id": locked.pk}
+                    event_type = "comment.removed"
+                    # Viewers never saw a held comment: only moderators hear of it going.
+                    audience = hotstore.MOD_AUDIENCE if old_status == Comment.Status.HELD else ""
+                    prev, appended = hotstore.append(
+                        video_id, event_type, data, audience=audience, original_cursor=locked.cursor or ""
+                    )
             except UNAVAILABLE_ERRORS as exc:
                 raise Unavailable("redis") from exc
-            from comments import cursors
-
-            locked.status = Comment.Status.REMOVED
+            locked.status = new_status
             locked.status_position = cursors.to_position(appended)
             locked.save(update_fields=["status", "status_position"])
-            payload = {"id": locked.pk, "cursor": locked.cursor}
+            _audit(by, action, video=locked.video, comment=locked, target_user=locked.author, reason=reason,
+                   previous_status=old_status)
+            payload = dict(data, cursor=locked.cursor)
             transaction.on_commit(
-                lambda: publish(video_id, {"type": "comment.removed", "id": appended, "prev": prev, "data": payload})
+                lambda: publish(
+                    video_id,
+                    {"type": event_type, "id": appended, "prev": prev, "data": payload, "audience": audience},
+                )
             )
     except DatabaseError as exc:
-        # The comment stays visible in the database; undo the hidden flag so
-        # the stream agrees with it. The appended removal event is harmless
-        # for clients (removing what they show) but keep the stores in step.
-        try:
-            hotstore.set_hidden(video_id, comment.pk, False)
-        except UNAVAILABLE_ERRORS:
-            pass
+        # The database keeps the old status; put the hidden flag back in step.
+        _undo(hotstore.set_hidden, video_id, comment.pk, comment.status != Comment.Status.VISIBLE)
         raise Unavailable("database") from exc
     comment.refresh_from_db()
     return comment
 
 
+def remove_comment(comment: Comment, by, reason: str = "", action: str = "remove") -> Comment:
+    """Hide a comment from everyone (its author deleting it, or a moderator)."""
+    return _change_status(comment, Comment.Status.REMOVED, by, action, reason)
+
+
 def delete_own_comment(comment: Comment, user) -> Comment:
     if not user.is_authenticated:
         raise ServiceError("not_authenticated", "Sign in to delete comments.", 401)
-    if comment.author_id != user.pk and not can_moderate(user, comment.video):
-        raise ServiceError("permission_denied", "You can only delete your own comments.", 403)
-    return remove_comment(comment, by=user)
+    if comment.author_id == user.pk:
+        return remove_comment(comment, by=user, action="delete_own")
+    if can_moderate(user, comment.video):
+        return remove_comment(comment, by=user)
+    raise ServiceError("permission_denied", "You can only delete your own comments.", 403)
+
+
+MODERATE_ACTIONS = ("remove", "restore", "approve")
+
+
+def moderate_comment(comment: Comment, by, action: str, reason: str = "") -> Comment:
+    """A moderator's remove / restore (a removed comment) / approve (a held one)."""
+    _require_moderator(by, comment.video)
+    if action == "remove":
+        return remove_comment(comment, by, reason)
+    if action == "restore":
+        if comment.status != Comment.Status.REMOVED:
+            raise ServiceError("invalid_state", f"Only removed comments can be restored; this one is {comment.status}.", 409)
+        return _change_status(comment, Comment.Status.VISIBLE, by, "restore", reason)
+    if action == "approve":
+        if comment.status != Comment.Status.HELD:
+            raise ServiceError("invalid_state", f"Only held comments can be approved; this one is {comment.status}.", 409)
+        return _change_status(comment, Comment.Status.VISIBLE, by, "approve", reason)
+    raise ServiceError("invalid_action", f"action must be one of {', '.join(MODERATE_ACTIONS)}.")
+
+
+# -- who may do what ---------------------------------------------------------------
+
+
+def _require_moderator(user, video: Video | None) -> None:
+    if not getattr(user, "is_authenticated", False):
+        raise ServiceError("not_authenticated", "Sign in first.", 401)
+    if video is None:
+        if not user.is_staff:
+            raise ServiceError("permission_denied", "Only staff may act site-wide.", 403)
+        return
+    if not can_moderate(user, video):
+        raise ServiceError("permission_denied", "You are not a moderator of this video.", 403)
+
+
+# -- bans and time-outs --------------------------------------------------------------
+
+
+def active_ban(video: Video, user) -> Ban | None:
+    now = timezone.now()
+    return (
+        Ban.objects.filter(user=user, lifted_at__isnull=True)
+        .filter(Q(video=video) | Q(video__isnull=True))
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by(F("expires_at").desc(nulls_first=True))
+        .first()
+    )
+
+
+def _check_not_banned(video: Video, user) -> None:
+    ban = active_ban(video, user)
+    if ban is None:
+        return
+    if ban.expires_at is None:
+        raise ServiceError("banned", "You are banned from commenting here.", 403, ends_at=None)
+    seconds = max(1, int((ban.expires_at - timezone.now()).total_seconds()))
+    raise ServiceError(
+        "banned",
+        f"You are timed out from commenting here for {seconds} more seconds.",
+        403,
+        ends_at=events.timestamp(ban.expires_at),
+        retry_after=seconds,
+    )
+
+
+REMOVE_RECENT_SECONDS = 3600
+
+
+def ban_user(video: Video | None, user, by, duration_seconds: int | None = None, reason: str = "",
+             remove_recent: bool = False) -> Ban:
+    """Ban `user` from `video` (None: site-wide, staff only) for a while or for good.
+
+    With remove_recent, their visible comments of the last hour in that video
+    are removed too, each one live for every viewer.
+    """
+    _require_moderator(by, video)
+    if duration_seconds is not None and (not isinstance(duration_seconds, int) or duration_seconds < 1):
+        raise ServiceError("invalid_duration", "duration_seconds must be a positive whole number, or null for a permanent ban.")
+    if user.pk == getattr(by, "pk", None):
+        raise ServiceError("invalid_target", "You cannot ban yourself.")
+    if user.is_staff and not by.is_staff:
+        raise ServiceError("permission_denied", "Only staff may ban staff.", 403)
+    expires_at = timezone.now() + timezone.timedelta(seconds=duration_seconds) if duration_seconds else None
+    with transaction.atomic():
+        ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=(reason or "")[:500], created_by=by)
+        _audit(by, "timeout" if duration_seconds else "ban", video=video, target_user=user, reason=reason,
+               duration_seconds=duration_seconds, ban_id=ban.pk)
+    if remove_recent and video is not None:
+        since = timezone.now() - timezone.timedelta(seconds=REMOVE_RECENT_SECONDS)
+        for comment in Comment.objects.in_stream().filter(
+            video=video, author=user, status=Comment.Status.VISIBLE, created__gte=since
+        ):
+            remove_comment(comment, by, reason=f"ban: {reason}" if reason else "ban")
+    return ban
+
+
+def lift_ban(video: Video | None, user, by, reason: str = "") -> int:
+    """End every active ban of `user` in `video` (or the site-wide ones)."""
+    _require_moderator(by, video)
+    now = timezone.now()
+    with transaction.atomic():
+        lifted = (
+            Ban.objects.filter(user=user, video=video, lifted_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .update(lifted_at=now)
+        )
+        if lifted:
+            _audit(by, "unban", video=video, target_user=user, reason=reason, bans=lifted)
+    return lifted
+
+
+# -- blocked terms ---------------------------------------------------------------------
+
+TERMS_CACHE_SECONDS = 5.0
+_terms_cache: dict[int, tuple[float, list]] = {}
+
+
+def _terms_for(video: Video) -> list[tuple[object, str]]:
+    """(compiled pattern, action) for the video and site-wide terms, cached a few seconds."""
+    now = time.monotonic()
+    cached = _terms_cache.get(video.pk)
+    if cached is not None and now - cached[0] < TERMS_CACHE_SECONDS:
+        return cached[1]
+    compiled = []
+    for term in BlockedTerm.objects.filter(Q(video=video) | Q(video__isnull=True)):
+        try:
+            pattern = term.term if term.regex else re.escape(term.term)
+            compiled.append((re.compile(pattern, re.IGNORECASE), term.action))
+        except re.error:
+            log.warning("blocked term %r is not a valid regular expression; skipped", term.term)
+    _terms_cache[video.pk] = (now, compiled)
+    return compiled
+
+
+def _screen_terms(video: Video, text: str) -> bool:
+    """Raise for a reject term; True when a hold term matches."""
+    held = False
+    for pattern, action in _terms_for(video):
+        if pattern.search(text):
+            if action == BlockedTerm.Action.REJECT:
+                raise ServiceError("blocked_term", "Your comment contains a blocked term.")
+            held = True
+    return held
+
+
+def save_blocked_term(term: BlockedTerm, by) -> BlockedTerm:
+    _require_moderator(by, term.video)
+    if term.regex:
+        try:
+            re.compile(term.term)
+        except re.error as exc:
+            raise ServiceError("invalid_pattern", f"Not a valid regular expression: {exc}") from None
+    created = term.pk is None
+    with transaction.atomic():
+        term.created_by = term.created_by or by
+        term.save()
+        _audit(by, "term_add" if created else "term_change", video=term.video, term=term.term, term_action=term.action)
+    _terms_cache.clear()
+    return term
+
+
+def delete_blocked_term(term: BlockedTerm, by) -> None:
+    _require_moderator(by, term.video)
+    with transaction.atomic():
+        _audit(by, "term_delete", video=term.video, term=term.term)
+        term.delete()
+    _terms_cache.clear()
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def report_comment(comment: Comment, reporter, reason: str = "") -> Report:
+    if not getattr(reporter, "is_authenticated", False):
+        raise ServiceError("not_authenticated", "Sign in to report comments.", 401)
+    if not isinstance(reason, str):
+        raise ServiceError("invalid_reason", "reason must be a string.")
+    if comment.status != Comment.Status.VISIBLE and not can_moderate(reporter, comment.video):
+        raise ServiceError("not_found", f"No comment {comment.pk}.", 404)
+    try:
+        with transaction.atomic():
+            report = Report.objects.create(comment=comment, reporter=reporter, reason=reason.strip()[:500])
+    except IntegrityError:
+        raise ServiceError("already_reported", "You have already reported this comment.", 409) from None
+    data = {"id": report.pk, "comment": comment.pk, "comment_cursor": comment.cursor,
+            "reporter": {"id": reporter.pk, "name": reporter.get_username()}, "reason": report.reason}
+    try:
+        prev, appended = hotstore.append(comment.video_id, "report.created", data, audience=hotstore.MOD_AUDIENCE)
+    except UNAVAILABLE_ERRORS:
+        log.warning("report %s stored but not announced: Redis unavailable", report.pk)
+        return report
+    publish(comment.video_id, {"type": "report.created", "id": appended, "prev": prev, "data": dict(data, cursor=appended),
+                               "audience": hotstore.MOD_AUDIENCE})
+    return report
+
+
+def resolve_report(report: Report, by, reason: str = "") -> Report:
+    _require_moderator(by, report.comment.video)
+    if report.resolved:
+        return report
+    with transaction.atomic():
+        report.resolved, report.resolved_by, report.resolved_at = True, by, timezone.now()
+        report.save(update_fields=["resolved", "resolved_by", "resolved_at"])
+        _audit(by, "resolve_report", video=report.comment.video, comment=report.comment,
+               target_user=report.comment.author, reason=reason, report_id=report.pk)
+    return report
+
+
+# -- video settings -------------------------------------------------------------------------
+
+VIDEO_FIELDS = ("slow_mode_seconds", "comments_enabled", "state")
+
+
+def update_video(video: Video, by, **changes) -> Video:
+    """Slow mode, comments on/off and the video's state; each change audited and announced live."""
+    _require_moderator(by, video)
+    unknown = set(changes) - set(VIDEO_FIELDS)
+    if unknown:
+        raise ServiceError("unknown_fields", f"Unknown fields: {', '.join(sorted(unknown))}.")
+    if "slow_mode_seconds" in changes:
+        value = changes["slow_mode_seconds"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
+            raise ServiceError("invalid_slow_mode", "slow_mode_seconds must be a whole number from 0 to 86400.")
+    if "comments_enabled" in changes and not isinstance(changes["comments_enabled"], bool):
+        raise ServiceError("invalid_comments_enabled", "comments_enabled must be true or false.")
+    if "state" in changes and changes["state"] not in Video.State.values:
+        raise ServiceError("invalid_state", f"state must be one of {', '.join(Video.State.values)}.")
+    changed = {k: v for k, v in changes.items() if getattr(video, k) != v}
+    if not changed:
+        return video
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Video.objects.select_for_update().get(pk=video.pk)
+        for field, value in changed.items():
+            setattr(locked, field, value)
+        if changed.get("state") == Video.State.LIVE and locked.started_at is None:
+            locked.started_at = now
+        if changed.get("state") == Video.State.ENDED:
+            locked.ended_at = now
+        locked.save()
+        for field, value in changed.items():
+            _audit(by, field if field != "state" else "video_state", video=locked, value=value)
+        announcements = []
+        if "state" in changed:
+            announcements.append(("video.state", {"state": locked.state}))
+        if {"slow_mode_seconds", "comments_enabled"} & set(changed):
+            announcements.append(("video.settings", {"slow_mode_seconds": locked.slow_mode_seconds,
+                                                     "comments_enabled": locked.comments_enabled}))
+        appended_events = []
+        try:
+            for event_type, data in announcements:
+                prev, appended = hotstore.append(video.pk, event_type, data)
+                appended_events.append((event_type, prev, appended, dict(data, cursor=appended)))
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable("redis") from exc
+
+        def announce():
+            for event_type, prev, appended, payload in appended_events:
+                publish(video.pk, {"type": event_type, "id": appended, "prev": prev, "data": payload})
+
+        transaction.on_commit(announce)
+    video.refresh_from_db()
+    return video

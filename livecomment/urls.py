@@ -4,6 +4,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from comments.api import CommentDetailView
 from comments.longpoll import comments_endpoint
+from comments.moderation_api import (
+    BanDetailView,
+    BanListView,
+    HeldQueueView,
+    ModerateView,
+    ModerationLogView,
+    ReportView,
+)
 from livecomment.auth_api import TokenView
 from livecomment.health import healthz
 from videos.api import VideoDetailView, VideoListView
@@ -14,6 +22,12 @@ api_v1 = [
     path("videos/<int:video_id>/", VideoDetailView.as_view(), name="api-video"),
     path("videos/<int:video_id>/comments/", comments_endpoint, name="api-comments"),
     path("comments/<int:comment_id>/", CommentDetailView.as_view(), name="api-comment"),
+    path("comments/<int:comment_id>/moderate/", ModerateView.as_view(), name="api-comment-moderate"),
+    path("comments/<int:comment_id>/report/", ReportView.as_view(), name="api-comment-report"),
+    path("videos/<int:video_id>/bans/", BanListView.as_view(), name="api-bans"),
+    path("videos/<int:video_id>/bans/<int:user_id>/", BanDetailView.as_view(), name="api-ban"),
+    path("videos/<int:video_id>/moderation-log/", ModerationLogView.as_view(), name="api-moderation-log"),
+    path("videos/<int:video_id>/held/", HeldQueueView.as_view(), name="api-held"),
 ]
 
 urlpatterns = [

@@ -1,6 +1,7 @@
 from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -11,6 +12,12 @@ from videos.models import Video
 from videos.serializers import VideoSerializer
 
 LIST_MAX = 500
+
+
+class VideoUpdateSerializer(serializers.Serializer):
+    slow_mode_seconds = serializers.IntegerField(required=False, min_value=0, max_value=86400)
+    comments_enabled = serializers.BooleanField(required=False)
+    state = serializers.ChoiceField(choices=Video.State.choices, required=False)
 
 
 class VideoListView(APIView):
@@ -41,3 +48,16 @@ class VideoDetailView(APIView):
     @extend_schema(operation_id="videos_retrieve", responses={200: VideoSerializer, **ERRORS})
     def get(self, request, video_id: int):
         return Response(VideoSerializer(get_video(video_id)).data)
+
+    @extend_schema(operation_id="videos_partial_update", request=VideoUpdateSerializer, responses={200: VideoSerializer, **ERRORS})
+    def patch(self, request, video_id: int):
+        """Moderators: slow mode, comments on/off, state. Each change is audited and announced live."""
+        from comments import services
+
+        if not request.user.is_authenticated:
+            raise ServiceError("not_authenticated", "Sign in first.", 401)
+        if not isinstance(request.data, dict):
+            raise ServiceError("invalid_body", "The body must be a JSON object.")
+        video = get_video(video_id)
+        video = services.update_video(video, request.user, **request.data)
+        return Response(VideoSerializer(video).data)

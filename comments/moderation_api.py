@@ -1,0 +1,226 @@
+"""Moderator endpoints (and reporting, for any signed-in user). Thin: parse, call services, render."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from comments import services
+from comments.api import ERRORS, comment_json, get_video
+from comments.events import timestamp
+from comments.models import Ban, Comment, ModerationAction
+from comments.serializers import OwnCommentSerializer
+from livecomment.errors import ServiceError
+from livecomment.throttling import AnonIPThrottle
+
+
+def get_comment(comment_id: int) -> Comment:
+    try:
+        return Comment.objects.in_stream().select_related("author", "video").get(pk=comment_id)
+    except Comment.DoesNotExist:
+        raise ServiceError("not_found", f"No comment {comment_id}.", 404) from None
+
+
+def body_of(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ServiceError("invalid_body", "The body must be a JSON object.")
+    return request.data
+
+
+def optional_reason(body: dict) -> str:
+    reason = body.get("reason", "")
+    if reason is None:
+        return ""
+    if not isinstance(reason, str):
+        raise ServiceError("invalid_reason", "reason must be a string.")
+    return reason
+
+
+class ModerateRequest(serializers.Serializer):
+    action = serializers.ChoiceField(choices=services.MODERATE_ACTIONS)
+    reason = serializers.CharField(required=False, allow_blank=True)
+
+
+class ModerateView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="comments_moderate", request=ModerateRequest, responses={200: OwnCommentSerializer, **ERRORS})
+    def post(self, request, comment_id: int):
+        body = body_of(request)
+        action = body.get("action")
+        if action not in services.MODERATE_ACTIONS:
+            raise ServiceError("invalid_action", f"action must be one of {', '.join(services.MODERATE_ACTIONS)}.")
+        comment = get_comment(comment_id)
+        comment = services.moderate_comment(comment, request.user, action, optional_reason(body))
+        return Response(comment_json(comment))
+
+
+class ReportRequest(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True)
+
+
+class ReportResponse(serializers.Serializer):
+    id = serializers.IntegerField()
+    comment = serializers.IntegerField()
+    reason = serializers.CharField()
+    created = serializers.DateTimeField()
+
+
+class ReportView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="comments_report", request=ReportRequest, responses={201: ReportResponse, **ERRORS})
+    def post(self, request, comment_id: int):
+        body = body_of(request)
+        comment = get_comment(comment_id)
+        report = services.report_comment(comment, request.user, optional_reason(body))
+        return Response(
+            {"id": report.pk, "comment": comment.pk, "reason": report.reason, "created": timestamp(report.created)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class BanSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    user = serializers.DictField()
+    video = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    created = serializers.DateTimeField()
+    by = serializers.DictField(allow_null=True)
+
+
+class BanRequest(serializers.Serializer):
+    user = serializers.IntegerField(help_text="User id (a username string is accepted too)")
+    duration_seconds = serializers.IntegerField(allow_null=True, required=False, help_text="null = permanent")
+    reason = serializers.CharField(required=False, allow_blank=True)
+    remove_comments = serializers.BooleanField(required=False, help_text="Also remove their comments of the last hour")
+
+
+def ban_json(ban: Ban) -> dict:
+    return {
+        "id": ban.pk,
+        "user": {"id": ban.user_id, "name": ban.user.get_username()},
+        "video": ban.video_id,
+        "expires_at": timestamp(ban.expires_at) if ban.expires_at else None,
+        "reason": ban.reason,
+        "created": timestamp(ban.created),
+        "by": {"id": ban.created_by_id, "name": ban.created_by.get_username()} if ban.created_by else None,
+    }
+
+
+def find_user(value):
+    User = get_user_model()
+    if isinstance(value, bool) or value is None:
+        raise ServiceError("invalid_user", "user must be a user id or username.")
+    try:
+        if isinstance(value, int):
+            return User.objects.get(pk=value)
+        if isinstance(value, str) and value:
+            return User.objects.get(**{User.USERNAME_FIELD: value})
+    except User.DoesNotExist:
+        raise ServiceError("user_not_found", f"No user {value!r}.", 404) from None
+    raise ServiceError("invalid_user", "user must be a user id or username.")
+
+
+class BanListView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="bans_list", responses={200: BanSerializer(many=True), **ERRORS})
+    def get(self, request, video_id: int):
+        video = get_video(video_id)
+        services._require_moderator(request.user, video)
+        from django.db.models import Q
+        from django.utils import timezone
+
+        bans = (
+            Ban.objects.filter(video=video, lifted_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .select_related("user", "created_by")
+        )
+        return Response({"results": [ban_json(b) for b in bans]})
+
+    @extend_schema(operation_id="bans_create", request=BanRequest, responses={201: BanSerializer, **ERRORS})
+    def post(self, request, video_id: int):
+        body = body_of(request)
+        video = get_video(video_id)
+        services._require_moderator(request.user, video)
+        if "user" not in body:
+            raise ServiceError("missing_user", "The body needs a \"user\" (id or username).")
+        duration = body.get("duration_seconds")
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
+            raise ServiceError("invalid_duration", "duration_seconds must be a positive whole number, or null.")
+        remove = body.get("remove_comments", False)
+        if not isinstance(remove, bool):
+            raise ServiceError("invalid_remove_comments", "remove_comments must be true or false.")
+        user = find_user(body["user"])
+        ban = services.ban_user(video, user, request.user, duration, optional_reason(body), remove_recent=remove)
+        return Response(ban_json(ban), status=status.HTTP_201_CREATED)
+
+
+class BanDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="bans_destroy", responses={204: None, **ERRORS})
+    def delete(self, request, video_id: int, user_id: int):
+        video = get_video(video_id)
+        services._require_moderator(request.user, video)
+        user = find_user(user_id)
+        if not services.lift_ban(video, user, request.user):
+            raise ServiceError("not_found", "That user has no active ban here.", 404)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def action_json(row: ModerationAction) -> dict:
+    return {
+        "id": row.pk,
+        "action": row.action,
+        "actor": {"id": row.actor_id, "name": row.actor.get_username()} if row.actor else None,
+        "comment": row.comment_id,
+        "target_user": {"id": row.target_user_id, "name": row.target_user.get_username()} if row.target_user else None,
+        "reason": row.reason,
+        "details": row.details,
+        "created": timestamp(row.created),
+    }
+
+
+class ModerationActionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    action = serializers.CharField()
+    actor = serializers.DictField(allow_null=True)
+    comment = serializers.IntegerField(allow_null=True)
+    target_user = serializers.DictField(allow_null=True)
+    reason = serializers.CharField()
+    details = serializers.DictField()
+    created = serializers.DateTimeField()
+
+
+class ModerationLogView(APIView):
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [AnonIPThrottle]
+
+    @extend_schema(operation_id="moderation_log", responses={200: ModerationActionSerializer(many=True), **ERRORS})
+    def get(self, request, video_id: int):
+        video = get_video(video_id)
+        services._require_moderator(request.user, video)
+        rows = (
+            ModerationAction.objects.filter(video=video)
+            .select_related("actor", "target_user")
+            .order_by("-created", "-id")[:100]
+        )
+        return Response({"results": [action_json(r) for r in rows]})
+
+
+class HeldQueueView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="held_list", responses={200: OwnCommentSerializer(many=True), **ERRORS})
+    def get(self, request, video_id: int):
+        video = get_video(video_id)
+        services._require_moderator(request.user, video)
+        held = Comment.objects.in_stream().filter(video=video, status=Comment.Status.HELD).select_related("author")
+        return Response({"results": [comment_json(c) for c in held.order_by("position")[:200]]})

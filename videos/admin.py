@@ -1,0 +1,31 @@
+from django.contrib import admin, messages
+
+from comments import services
+from livecomment.errors import ServiceError
+from videos.models import Video
+
+
+@admin.register(Video)
+class VideoAdmin(admin.ModelAdmin):
+    list_display = ["title", "state", "slow_mode_seconds", "comments_enabled", "created"]
+    list_filter = ["state", "comments_enabled"]
+    search_fields = ["title"]
+    filter_horizontal = ["moderators"]
+    fields = ["title", "description", "stream_url", "poster_url", "state", "slow_mode_seconds",
+              "comments_enabled", "moderators"]
+
+    def save_model(self, request, obj, form, change):
+        """Moderation fields go through the write path (audited, announced live)."""
+        live_fields = {f: form.cleaned_data[f] for f in services.VIDEO_FIELDS if f in form.changed_data}
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        current = Video.objects.get(pk=obj.pk)
+        for field in live_fields:
+            setattr(obj, field, getattr(current, field))
+        super().save_model(request, obj, form, change)
+        if live_fields:
+            try:
+                services.update_video(obj, request.user, **live_fields)
+            except ServiceError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
