@@ -90,6 +90,8 @@ def test_it_answers_406_when_json_is_not_acceptable(client, video):
 @pytest.mark.parametrize("method", ["put", "patch"])
 def test_it_answers_405_for_unsupported_methods(client, video, method):
     for path in endpoints(video):
+        if method == "patch" and path == f"/api/v1/videos/{video.pk}/":
+            continue  # moderators change a video's settings with PATCH
         r = getattr(client, method)(path, {}, format="json")
         assert_error(r, 405, "method_not_allowed")
 
