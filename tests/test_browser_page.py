@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from comments import hotstore, services
-from comments.models import Comment
-from dispatcher import publish
+from comments import services
+from comments.models import Comment, Report
 from tests.base import alice, bob, staff  # noqa: F401  (fixtures)
 from tests.browser import (  # noqa: F401  (fixtures)
     DESKTOP,
@@ -62,16 +61,9 @@ def post_many(video, author, texts) -> list[Comment]:
     return off_loop(lambda: [services.post_comment(video, author, text).comment for text in texts])
 
 
-def announce_state(video, state: str) -> None:
-    """A video.state event through the stream, as the moderation issue's
-    state change will send it."""
-    change = getattr(services, "set_video_state", None)
-    if change is not None:
-        off_loop(change, video, state)
-        return
-    Video.objects.filter(pk=video.pk).update(state=state)
-    prev, position = hotstore.append(video.pk, "video.state", {"state": state})
-    off_loop(publish, video.pk, {"type": "video.state", "id": position, "prev": prev, "data": {"state": state}})
+def announce_state(video, state: str, by) -> None:
+    """A moderator changes the video's state: a video.state event to every viewer."""
+    off_loop(services.update_video, video, by, state=state)
 
 
 def test_new_comments_button_when_scrolled_up_and_autoscroll_at_the_bottom(gateway, live_video, bob, viewers):
@@ -226,10 +218,10 @@ def test_silent_sse_falls_back_to_the_websocket_after_the_heartbeat_window(gatew
     viewer.wait_for_text("found you", timeout=2_000)
 
 
-def test_the_stream_ended_banner(gateway, live_video, viewers):
+def test_the_stream_ended_banner(gateway, live_video, staff, viewers):
     viewer = viewers().open(gateway, live_video)
     assert viewer.page.is_hidden("#state-banner")
-    announce_state(live_video, "ended")
+    announce_state(live_video, "ended", by=staff)
     viewer.page.wait_for_selector("#state-banner:visible", timeout=3_000)
     assert viewer.page.inner_text("#state-banner") == "Stream ended"
     assert viewer.page.inner_text("#state-pill").lower() == "ended"
@@ -252,11 +244,47 @@ def test_report_and_moderator_badge(gateway, live_video, alice, bob, staff, view
     row.locator(".report-reason[data-reason=spam]").click()
     note = row.locator(".note")
     note.wait_for()
-    assert note.inner_text() in (
-        "Reported. Thanks \u2014 a moderator will take a look.",
-        "Reporting is not available yet. Thanks for trying!",
-    )
+    assert note.inner_text() == "Reported. Thanks \u2014 a moderator will take a look."
+    report = Report.objects.get(comment=comment)
+    assert (report.reporter, report.reason) == (bob, "spam")
+    assert row.locator("button[data-action=report]").is_disabled()
+    # Once per person: after a reload, a second report says so instead of failing.
+    viewer.page.reload(wait_until="domcontentloaded")
+    row.wait_for()
+    row.hover()
+    row.locator("button[data-action=report]").click()
+    row.locator(".report-reason[data-reason=other]").click()
+    row.locator(".note").wait_for()
+    assert row.locator(".note").inner_text() == "You already reported this comment."
+    assert Report.objects.filter(comment=comment).count() == 1
     assert viewer.errors == []
+
+
+def test_a_moderator_removes_a_comment_from_the_chat_and_it_vanishes_everywhere(
+    gateway, live_video, alice, staff, viewers
+):
+    comment = post_many(live_video, alice, ["something rude"])[0]
+    watcher = viewers().open(gateway, live_video)
+    moderator = viewers().sign_in(gateway, staff).open(gateway, live_video)
+    watcher.comment(comment.pk).wait_for()
+    row = moderator.comment(comment.pk)
+    row.wait_for()
+    row.hover()
+    row.locator("button[data-action=remove]").click()
+    watcher.comment(comment.pk).wait_for(state="detached", timeout=2_000)
+    moderator.comment(comment.pk).wait_for(state="detached", timeout=2_000)
+    assert Comment.objects.get(pk=comment.pk).status == Comment.Status.REMOVED
+
+
+def test_slow_mode_turned_on_live_reaches_the_post_box(gateway, live_video, alice, staff, viewers):
+    viewer = viewers().sign_in(gateway, alice).open(gateway, live_video)
+    assert viewer.page.is_hidden("#slow-note")
+    off_loop(services.update_video, live_video, staff, slow_mode_seconds=20, comments_enabled=True)
+    viewer.page.wait_for_selector("#slow-note:visible", timeout=3_000)
+    assert viewer.page.inner_text("#slow-note") == "Slow mode: one comment every 20 s"
+    off_loop(services.update_video, Video.objects.get(pk=live_video.pk), staff, comments_enabled=False)
+    viewer.page.wait_for_selector("#compose-text:disabled", timeout=3_000)
+    assert viewer.page.is_disabled("#compose-send")
 
 
 def test_index_lists_live_then_upcoming_with_viewer_counts(gateway, live_video, viewers):
@@ -321,6 +349,8 @@ def test_screenshots_desktop_and_phone(gateway, live_video, alice, bob, staff, v
     desktop.screenshot("video-desktop")
     phone.screenshot("video-phone")
 
+    Video.objects.create(title="Coming up: launch keynote", state=Video.State.SCHEDULED, poster_url="/static/demo/poster.svg")
     index = viewers(viewport=DESKTOP)
     index.page.goto(gateway.url("/"), wait_until="load")
+    index.page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
     index.screenshot("index-desktop")

@@ -269,6 +269,22 @@
   }
   if (cfg.state === "scheduled") setVideoState("scheduled");
 
+  // Slow mode and comments on/off, changed live by a moderator.
+  function applySettings(data) {
+    if (typeof data.slow_mode_seconds === "number") cfg.slowModeSeconds = data.slow_mode_seconds;
+    if (typeof data.comments_enabled === "boolean") cfg.commentsEnabled = data.comments_enabled;
+    var note = document.getElementById("slow-note");
+    if (note) {
+      note.textContent = cfg.slowModeSeconds ? "Slow mode: one comment every " + cfg.slowModeSeconds + " s" : "";
+      note.hidden = !cfg.slowModeSeconds;
+    }
+    if (el.text) {
+      el.text.disabled = !cfg.commentsEnabled;
+      el.text.placeholder = cfg.commentsEnabled ? "Chat\u2026" : "Comments are turned off";
+    }
+    updateSendState();
+  }
+
   function setViewers(count) {
     if (el.viewers && typeof count === "number") el.viewers.textContent = count.toLocaleString();
   }
@@ -292,13 +308,16 @@
       case "video.state":
         if (data && data.state) setVideoState(data.state);
         break;
+      case "video.settings":
+        if (data) applySettings(data);
+        break;
       default:
         break; // moderator-only and future events: not for this panel
     }
   }
 
   // --------------------------------------------------------- transports
-  var EVENT_TYPES = ["comment", "comment.removed", "viewers", "video.state"];
+  var EVENT_TYPES = ["comment", "comment.removed", "viewers", "video.state", "video.settings"];
   var mode = forced === "ws" || !window.EventSource ? "ws" : "sse";
   var source = null; // EventSource
   var socket = null; // WebSocket
@@ -583,10 +602,23 @@
   function report(li, reason) {
     closeReportMenu();
     var id = Number(li.dataset.id);
+    function reported() {
+      var button = li.querySelector("button[data-action=report]");
+      if (button) {
+        button.textContent = "Reported";
+        button.disabled = true;
+      }
+    }
     api("POST", urlFor(cfg.reportUrl, id), { reason: reason }).then(function (result) {
-      if (result.ok) flash(li, "Reported. Thanks \u2014 a moderator will take a look.", "ok");
-      else if (result.status === 404 || result.status === 405) flash(li, "Reporting is not available yet. Thanks for trying!", "info");
-      else if (result.status === 409) flash(li, "You already reported this comment.", "info");
+      if (result.ok) {
+        reported();
+        flash(li, "Reported. Thanks \u2014 a moderator will take a look.", "ok");
+      } else if (result.status === 404 || result.status === 405) {
+        flash(li, "Reporting is not available yet. Thanks for trying!", "info");
+      } else if (result.status === 409) {
+        reported();
+        flash(li, "You already reported this comment.", "info");
+      }
       else if (result.status === 401 || result.status === 403) flash(li, errorMessage(result, "Sign in to report comments."), "error");
       else flash(li, errorMessage(result, "Could not send the report; try again."), "error");
     }, function () {
