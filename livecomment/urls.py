@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("videos.urls")),
     path("accounts/", include("livecomment.accounts_urls")),
     path("admin/", admin.site.urls),
+    path("moderation/", include("comments.console")),  # the live moderation console
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
