@@ -138,7 +138,7 @@ class Clients:
 
 def run_fanout(target: Target, *, connections: int, rate: float, comments: int, client_procs: int = 2,
                ws_share: float = 0.0, max_inflight: int = 32, drain_timeout: float = 30.0,
-               settle: float = 3.0, log=print) -> dict:
+               settle: float = 3.0, publish_timeout: float = 30.0, log=print) -> dict:
     """Run one measurement against an already started target; returns a result dict."""
     run = uuid.uuid4().hex[:10]
     n = connections
@@ -188,10 +188,14 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         psutil.cpu_percent(None)
         t0_ns = time.time_ns()
         clients.send(("go", t0_ns))
-        pub = asyncio.run(publisher.publish_open_loop(target, run, comments, rate, max_inflight=max_inflight))
+        pub = asyncio.run(publisher.publish_open_loop(target, run, comments, rate, max_inflight=max_inflight,
+                                                      timeout=publish_timeout))
         pub_end = time.monotonic()
-        acked = len(pub.acked)
-        expected = acked * ok
+        # Drain. Workers count every delivery of this run, acknowledged or not
+        # (a post that timed out may still have been stored and delivered), so
+        # "done" is all *sent* comments on every connection; otherwise wait
+        # until deliveries stop growing for `settle` s (bounded by drain_timeout).
+        target_all = pub.sent * ok
         delivered = 0
         last_change = time.monotonic()
         drain_deadline = pub_end + drain_timeout
@@ -200,7 +204,7 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
             if d != delivered:
                 delivered = d
                 last_change = time.monotonic()
-            if delivered >= expected or time.monotonic() - last_change > settle:
+            if delivered >= target_all or time.monotonic() - last_change > settle:
                 break
             time.sleep(0.2)
         result["drain_s"] = round(time.monotonic() - pub_end, 2)
@@ -229,6 +233,7 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
     gw_cpu = cpu1.gateway_cpu - cpu0.gateway_cpu
     lost = sum(r["lost"] for r in reports)
     max_ms = round(max((r["max_us"] for r in reports), default=0) / 1000, 2)
+    acked = len(pub.acked)
     expected = acked * conns
     # Deliveries/s while publishing: count the 100 ms buckets that fall in the
     # publishing window (steady state, excludes the drain).

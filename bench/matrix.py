@@ -117,6 +117,10 @@ def main(args) -> int:
     write_runs = [("sqlite", None, None, {})]
     if args.database_url:
         write_runs.append(("postgresql", args.database_url, args.redis_url, {}))
+        # Persistent connections under ASGI: each request's sync code runs in a
+        # new thread, so DB_CONN_MAX_AGE > 0 can pile up connections; measure
+        # without them too.
+        write_runs.append(("postgresql", args.database_url, args.redis_url, {"DB_CONN_MAX_AGE": "0"}))
     for db, url, rurl, env in write_runs:
         target = targets.Livecomment("uvicorn", 1, posters=args.write_concurrency, database_url=url, redis_url=rurl,
                                      env=env)
