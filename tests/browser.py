@@ -176,6 +176,21 @@ class Viewer:
         assert "/accounts/login/" not in page.url, f"sign-in as {username} failed: {page.inner_text('main')}"
         return self
 
+    def session_for(self, gateway, user) -> "Viewer":
+        """Signed in without the login page (a session row and its cookie):
+        for tests about something else; the login page has tests of its own."""
+        from django.conf import settings
+        from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+        from django.contrib.sessions.backends.db import SessionStore
+
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        self.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "url": gateway.base}])
+        return self
+
     def open(self, gateway, video, query: str = "") -> "Viewer":
         self.page.goto(gateway.url(f"/videos/{video.pk}/{query}"), wait_until="domcontentloaded")
         self.wait_live()

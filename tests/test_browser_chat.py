@@ -90,7 +90,7 @@ def test_a_comment_deleted_by_its_author_disappears_from_the_other_page(
     query = "?transport=ws" if transport == "ws" else ""
     keep = post(live_video, alice, "this one stays")
     gone = post(live_video, alice, "oops, wrong chat")
-    author = viewers().sign_in(gateway, alice).open(gateway, live_video, query)
+    author = viewers().session_for(gateway, alice).open(gateway, live_video, query)
     watcher = viewers().open(gateway, live_video, query)
     watcher.comment(gone.pk).wait_for()
     author.comment(gone.pk).wait_for()
@@ -156,7 +156,7 @@ XSS_PAYLOADS = [
 
 
 def test_an_xss_payload_is_shown_literally_and_never_runs(gateway, live_video, alice, viewers):
-    poster = viewers().sign_in(gateway, alice).open(gateway, live_video)
+    poster = viewers().session_for(gateway, alice).open(gateway, live_video)
     watcher = viewers().open(gateway, live_video)
     for payload in XSS_PAYLOADS:
         poster.post(payload)

@@ -98,7 +98,7 @@ def test_new_comments_button_when_scrolled_up_and_autoscroll_at_the_bottom(gatew
 
 def test_the_panel_keeps_at_most_500_comments_in_the_dom(gateway, live_video, bob, viewers):
     viewer = viewers().open(gateway, live_video)
-    comments = post_many(live_video, bob, [f"comment number {i} 🎉" for i in range(520)])
+    comments = post_many(live_video, bob, [f"comment number {i} 🎉" for i in range(505)])
     viewer.page.wait_for_function(
         "id => document.querySelector('#chat-list li.comment:last-child')?.dataset.id === String(id)",
         arg=comments[-1].pk,
@@ -111,7 +111,7 @@ def test_the_panel_keeps_at_most_500_comments_in_the_dom(gateway, live_video, bo
 
 def test_posting_errors_show_inline_with_a_slow_mode_countdown(gateway, live_video, alice, viewers):
     Video.objects.filter(pk=live_video.pk).update(slow_mode_seconds=30)
-    viewer = viewers().sign_in(gateway, alice).open(gateway, live_video)
+    viewer = viewers().session_for(gateway, alice).open(gateway, live_video)
     page = viewer.page
     assert "Slow mode" in page.inner_text(".compose-who")
 
@@ -143,7 +143,7 @@ def test_posting_errors_show_inline_with_a_slow_mode_countdown(gateway, live_vid
 
 
 def test_other_api_errors_show_inline(gateway, live_video, alice, viewers):
-    viewer = viewers().sign_in(gateway, alice).open(gateway, live_video)
+    viewer = viewers().session_for(gateway, alice).open(gateway, live_video)
     Video.objects.filter(pk=live_video.pk).update(state=Video.State.ENDED)
     viewer.post("anyone there?")
     viewer.page.wait_for_function("() => document.getElementById('compose-error').textContent.includes('comments are closed')")
@@ -218,13 +218,16 @@ def test_silent_sse_falls_back_to_the_websocket_after_the_heartbeat_window(gatew
     viewer.wait_for_text("found you", timeout=2_000)
 
 
-def test_the_stream_ended_banner(gateway, live_video, staff, viewers):
-    viewer = viewers().open(gateway, live_video)
+def test_the_stream_ended_banner(gateway, live_video, alice, staff, viewers):
+    viewer = viewers().session_for(gateway, alice).open(gateway, live_video)
+    assert viewer.page.is_enabled("#compose-text")
     assert viewer.page.is_hidden("#state-banner")
     announce_state(live_video, "ended", by=staff)
     viewer.page.wait_for_selector("#state-banner:visible", timeout=3_000)
     assert viewer.page.inner_text("#state-banner") == "Stream ended"
     assert viewer.page.inner_text("#state-pill").lower() == "ended"
+    assert viewer.page.is_disabled("#compose-text") and viewer.page.is_disabled("#compose-send")
+    assert viewer.page.get_attribute("#compose-text", "placeholder") == "The stream has ended; chat is closed"
     # A viewer who arrives later sees it from the page itself.
     late = viewers().open(gateway, Video.objects.get(pk=live_video.pk))
     assert late.page.inner_text("#state-banner") == "Stream ended"
@@ -233,7 +236,7 @@ def test_the_stream_ended_banner(gateway, live_video, staff, viewers):
 def test_report_and_moderator_badge(gateway, live_video, alice, bob, staff, viewers):
     comment = post_many(live_video, alice, ["report me"])[0]
     post_many(live_video, staff, ["please keep it civil"])
-    viewer = viewers().sign_in(gateway, bob).open(gateway, live_video)
+    viewer = viewers().session_for(gateway, bob).open(gateway, live_video)
     viewer.wait_for_text("please keep it civil")
     mod = viewer.page.locator("#chat-list li.comment.by-mod")
     assert mod.count() == 1 and mod.locator(".mod-badge").inner_text() == "MOD"
@@ -265,7 +268,7 @@ def test_a_moderator_removes_a_comment_from_the_chat_and_it_vanishes_everywhere(
 ):
     comment = post_many(live_video, alice, ["something rude"])[0]
     watcher = viewers().open(gateway, live_video)
-    moderator = viewers().sign_in(gateway, staff).open(gateway, live_video)
+    moderator = viewers().session_for(gateway, staff).open(gateway, live_video)
     watcher.comment(comment.pk).wait_for()
     row = moderator.comment(comment.pk)
     row.wait_for()
@@ -277,7 +280,7 @@ def test_a_moderator_removes_a_comment_from_the_chat_and_it_vanishes_everywhere(
 
 
 def test_slow_mode_turned_on_live_reaches_the_post_box(gateway, live_video, alice, staff, viewers):
-    viewer = viewers().sign_in(gateway, alice).open(gateway, live_video)
+    viewer = viewers().session_for(gateway, alice).open(gateway, live_video)
     assert viewer.page.is_hidden("#slow-note")
     off_loop(services.update_video, live_video, staff, slow_mode_seconds=20, comments_enabled=True)
     viewer.page.wait_for_selector("#slow-note:visible", timeout=3_000)
@@ -320,9 +323,9 @@ def test_screenshots_desktop_and_phone(gateway, live_video, alice, bob, staff, v
     users = {"alice": alice, "bob": bob, "staff": staff, "carol": django_user_model.objects.create_user("carol")}
     off_loop(lambda: [services.post_comment(live_video, users[name], text) for name, text in SCREENSHOT_CHAT])
 
-    desktop = viewers(viewport=DESKTOP).sign_in(gateway, alice).open(gateway, live_video)
+    desktop = viewers(viewport=DESKTOP).session_for(gateway, alice).open(gateway, live_video)
     desktop.wait_for_count(len(SCREENSHOT_CHAT))
-    phone = viewers(viewport=PHONE).sign_in(gateway, alice).open(gateway, live_video)
+    phone = viewers(viewport=PHONE).session_for(gateway, alice).open(gateway, live_video)
     phone.wait_for_count(len(SCREENSHOT_CHAT))
     for viewer in (desktop, phone):
         page = viewer.page
@@ -344,8 +347,9 @@ def test_screenshots_desktop_and_phone(gateway, live_video, alice, bob, staff, v
 
     # The typed-but-not-sent state reads well too.
     desktop.page.fill("#compose-text", "Can't wait for the Q&A")
-    desktop.page.mouse.move(0, 0)
-    desktop.page.wait_for_timeout(3_000)
+    # The player as it looks once its controls fade (a few seconds without the pointer over it).
+    for viewer in (desktop, phone):
+        viewer.page.add_style_tag(content="video::-webkit-media-controls-panel { display: none !important; }")
     desktop.screenshot("video-desktop")
     phone.screenshot("video-phone")
 

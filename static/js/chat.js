@@ -266,6 +266,7 @@
     } else {
       el.banner.hidden = true;
     }
+    updateComposer();
   }
   if (cfg.state === "scheduled") setVideoState("scheduled");
 
@@ -278,10 +279,20 @@
       note.textContent = cfg.slowModeSeconds ? "Slow mode: one comment every " + cfg.slowModeSeconds + " s" : "";
       note.hidden = !cfg.slowModeSeconds;
     }
-    if (el.text) {
-      el.text.disabled = !cfg.commentsEnabled;
-      el.text.placeholder = cfg.commentsEnabled ? "Chat\u2026" : "Comments are turned off";
-    }
+    updateComposer();
+  }
+
+  // The post box is open while the video is live and comments are on.
+  function composerOpen() {
+    return cfg.commentsEnabled && cfg.state === "live";
+  }
+  function updateComposer() {
+    if (!el.text) return;
+    el.text.disabled = !composerOpen();
+    if (!cfg.commentsEnabled) el.text.placeholder = "Comments are turned off";
+    else if (cfg.state === "ended") el.text.placeholder = "The stream has ended; chat is closed";
+    else if (cfg.state === "scheduled") el.text.placeholder = "Chat opens when the stream starts";
+    else el.text.placeholder = "Chat\u2026";
     updateSendState();
   }
 
@@ -702,7 +713,7 @@
   function updateSendState() {
     if (!el.send) return;
     var slow = slowUntil > Date.now();
-    el.send.disabled = sending || slow || !cfg.commentsEnabled;
+    el.send.disabled = sending || slow || !composerOpen();
     el.send.textContent = slow ? Math.ceil((slowUntil - Date.now()) / 1000) + "s" : "Send";
   }
 
@@ -848,7 +859,7 @@
       updateCount();
       if (el.error && el.error.textContent && !slowUntil) showError("");
     });
-    updateSendState();
+    updateComposer();
   }
 
   // ---------------------------------------------------------------- start

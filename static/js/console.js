@@ -137,8 +137,8 @@
       node.append(button);
     }
     box.append(node);
-    while (box.children.length > 4) box.firstChild.remove();
-    setTimeout(() => node.remove(), kind === "error" ? 8000 : 6000);
+    while (box.children.length > 3) box.firstChild.remove();
+    setTimeout(() => node.remove(), kind === "error" ? 8000 : 5000);
   }
 
   // ---- state -------------------------------------------------------------------------
@@ -224,7 +224,9 @@
           reason: "",
           remove_comments: permanent,
         });
-        const what = permanent ? `Banned ${author.name}` : `Timed out ${author.name} for ${duration(cfg.timeoutSeconds)}`;
+        const what = permanent
+          ? `Banned ${author.name} and removed their comments of the last hour`
+          : `Timed out ${author.name} for ${duration(cfg.timeoutSeconds)}`;
         toast(what, "ok", () => liftBan(author));
         refreshBans();
       }
@@ -580,10 +582,10 @@
   // ---- mod log -----------------------------------------------------------------------
 
   const VERBS = {
-    remove: "removed",
-    restore: "restored",
-    approve: "approved",
-    delete_own: "deleted own comment",
+    remove: "removed a comment by",
+    restore: "restored a comment by",
+    approve: "approved a comment by",
+    delete_own: "deleted their own comment",
     timeout: "timed out",
     ban: "banned",
     unban: "lifted ban on",
@@ -613,7 +615,7 @@
       line.append(el("span", "obj", ` → ${details.value}`));
     } else if (row.action.startsWith("term_")) {
       line.append(el("span", "obj", ` “${details.term || ""}”`));
-    } else if (row.target_user) {
+    } else if (row.target_user && !(row.actor && row.actor.id === row.target_user.id)) {
       line.append(document.createTextNode(" "));
       line.append(el("b", "target", row.target_user.name));
       if (row.action === "timeout") line.append(el("span", "obj", ` for ${duration(details.duration_seconds)}`));
@@ -795,6 +797,7 @@
 
   showSettings({ comments_enabled: cfg.commentsEnabled, slow_mode_seconds: cfg.slowModeSeconds });
   showState(cfg.state);
+  $("c-viewers").textContent = Number(cfg.viewers || 0).toLocaleString();
   for (const [id, data] of Object.entries(cfg.reportedComments || {})) known.set(Number(id), data);
   for (const data of cfg.held || []) {
     upsertComment(data, "held", false);
