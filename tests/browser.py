@@ -5,7 +5,8 @@ Debian's `chromium` package driven by Playwright's Python package (never
 first when it is missing and we are root (`make browser-deps`); these tests
 skip, saying why, only when it still cannot be found.
 
-    from tests.browser import browser, Viewer  # noqa: F401  (fixture)
+    from tests.browser import *  # noqa: F403  (the fixtures: browser, shared_gateway)
+    from tests.browser import Viewer
 
     def test_x(browser, gateways, ...):
         viewer = Viewer.open(browser, gateway, video)
@@ -33,6 +34,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+# `from tests.browser import *` brings the fixtures.
+__all__ = ["browser", "shared_gateway"]
 
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 DESKTOP = {"width": 1280, "height": 800}
@@ -152,7 +156,7 @@ class Viewer:
         self.errors = errors  # uncaught page errors: a test may assert there are none
 
     @classmethod
-    def new(cls, browser, viewport=DESKTOP, **options) -> "Viewer":
+    def new(cls, browser, viewport=DESKTOP, **options) -> Viewer:
         if viewport == PHONE:
             options.setdefault("is_mobile", True)
             options.setdefault("has_touch", True)
@@ -163,7 +167,7 @@ class Viewer:
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         return cls(context, page, errors)
 
-    def sign_in(self, gateway, user, next_path: str = "/") -> "Viewer":
+    def sign_in(self, gateway, user, next_path: str = "/") -> Viewer:
         """Through the real login page, like a person."""
         password = gateway_password(user)
         username = user.get_username()
@@ -176,11 +180,15 @@ class Viewer:
         assert "/accounts/login/" not in page.url, f"sign-in as {username} failed: {page.inner_text('main')}"
         return self
 
-    def session_for(self, gateway, user) -> "Viewer":
+    def session_for(self, gateway, user) -> Viewer:
         """Signed in without the login page (a session row and its cookie):
         for tests about something else; the login page has tests of its own."""
         from django.conf import settings
-        from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+        from django.contrib.auth import (
+            BACKEND_SESSION_KEY,
+            HASH_SESSION_KEY,
+            SESSION_KEY,
+        )
         from django.contrib.sessions.backends.db import SessionStore
 
         session = SessionStore()
@@ -188,10 +196,12 @@ class Viewer:
         session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
-        self.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "url": gateway.base}])
+        self.context.add_cookies(
+            [{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key, "url": gateway.base}]
+        )
         return self
 
-    def open(self, gateway, video, query: str = "") -> "Viewer":
+    def open(self, gateway, video, query: str = "") -> Viewer:
         self.page.goto(gateway.url(f"/videos/{video.pk}/{query}"), wait_until="domcontentloaded")
         self.wait_live()
         return self

@@ -13,8 +13,9 @@ import pytest
 
 from comments import services
 from comments.models import Comment
-from tests.base import alice, bob, staff  # noqa: F401  (fixtures)
-from tests.browser import Viewer, browser, off_loop, shared_gateway, start_gateway  # noqa: F401  (fixtures)
+from tests.base import *
+from tests.browser import *
+from tests.browser import Viewer, off_loop, start_gateway
 from videos.models import Video
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -57,9 +58,7 @@ def viewers(browser):
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
-def test_a_comment_reaches_the_other_viewer_within_a_second(
-    transport, gateway, live_video, alice, bob, viewers
-):
+def test_a_comment_reaches_the_other_viewer_within_a_second(transport, gateway, live_video, alice, bob, viewers):
     query = "?transport=ws" if transport == "ws" else ""
     poster = viewers().sign_in(gateway, alice).open(gateway, live_video, query)
     watcher = viewers().open(gateway, live_video, query)
@@ -84,9 +83,7 @@ def test_a_comment_reaches_the_other_viewer_within_a_second(
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
-def test_a_comment_deleted_by_its_author_disappears_from_the_other_page(
-    transport, gateway, live_video, alice, viewers
-):
+def test_a_comment_deleted_by_its_author_disappears_from_the_other_page(transport, gateway, live_video, alice, viewers):
     query = "?transport=ws" if transport == "ws" else ""
     keep = post(live_video, alice, "this one stays")
     gone = post(live_video, alice, "oops, wrong chat")
@@ -150,7 +147,7 @@ def test_a_server_restart_shows_reconnecting_then_resumes_with_nothing_missed(
 
 XSS_PAYLOADS = [
     "<script>window.__xss = 'script'</script>",
-    '<img src=x onerror="window.__xss = \'img\'">',
+    "<img src=x onerror=\"window.__xss = 'img'\">",
     "</li><b>bold?</b><svg onload=\"window.__xss='svg'\">",
 ]
 

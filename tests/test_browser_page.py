@@ -10,17 +10,9 @@ import pytest
 
 from comments import services
 from comments.models import Comment, Report
-from tests.base import alice, bob, staff  # noqa: F401  (fixtures)
-from tests.browser import (  # noqa: F401  (fixtures)
-    DESKTOP,
-    PHONE,
-    Viewer,
-    browser,
-    off_loop,
-    shared_gateway,
-    start_gateway,
-    wait_until,
-)
+from tests.base import *
+from tests.browser import *
+from tests.browser import DESKTOP, PHONE, Viewer, off_loop, start_gateway, wait_until
 from videos.models import Video
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -146,7 +138,9 @@ def test_other_api_errors_show_inline(gateway, live_video, alice, viewers):
     viewer = viewers().session_for(gateway, alice).open(gateway, live_video)
     Video.objects.filter(pk=live_video.pk).update(state=Video.State.ENDED)
     viewer.post("anyone there?")
-    viewer.page.wait_for_function("() => document.getElementById('compose-error').textContent.includes('comments are closed')")
+    viewer.page.wait_for_function(
+        "() => document.getElementById('compose-error').textContent.includes('comments are closed')"
+    )
     assert viewer.page.input_value("#compose-text") == "anyone there?"
     assert viewer.errors == []
 
@@ -332,10 +326,14 @@ def test_screenshots_desktop_and_phone(gateway, live_video, alice, bob, staff, v
         page.wait_for_function("() => document.getElementById('viewer-count').textContent === '2'", timeout=8_000)
         # Nothing wider than the screen, and the long word wraps inside the panel.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        assert page.evaluate("(() => { const s = document.getElementById('chat-scroll'); return s.scrollWidth <= s.clientWidth })()")
+        assert page.evaluate(
+            "(() => { const s = document.getElementById('chat-scroll'); return s.scrollWidth <= s.clientWidth })()"
+        )
         # The demo clip plays (muted autoplay); the player's controls fade once the pointer is away.
         page.mouse.move(0, 0)
-        page.wait_for_function("() => { const v = document.querySelector('video'); return v && !v.paused && v.currentTime > 0 }")
+        page.wait_for_function(
+            "() => { const v = document.querySelector('video'); return v && !v.paused && v.currentTime > 0 }"
+        )
     # Side by side on a desktop, the panel under the player on a phone.
     player = desktop.page.locator(".player").bounding_box()
     chat = desktop.page.locator("#chat").bounding_box()
@@ -353,7 +351,9 @@ def test_screenshots_desktop_and_phone(gateway, live_video, alice, bob, staff, v
     desktop.screenshot("video-desktop")
     phone.screenshot("video-phone")
 
-    Video.objects.create(title="Coming up: launch keynote", state=Video.State.SCHEDULED, poster_url="/static/demo/poster.svg")
+    Video.objects.create(
+        title="Coming up: launch keynote", state=Video.State.SCHEDULED, poster_url="/static/demo/poster.svg"
+    )
     index = viewers(viewport=DESKTOP)
     index.page.goto(gateway.url("/"), wait_until="load")
     index.page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
