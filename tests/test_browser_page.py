@@ -264,6 +264,8 @@ def test_a_moderator_removes_a_comment_from_the_chat_and_it_vanishes_everywhere(
     watcher = viewers().open(gateway, live_video)
     moderator = viewers().session_for(gateway, staff).open(gateway, live_video)
     watcher.comment(comment.pk).wait_for()
+    assert moderator.page.get_attribute("#moderate-link", "href") == f"/moderation/videos/{live_video.pk}/"
+    assert watcher.page.locator("#moderate-link").count() == 0
     row = moderator.comment(comment.pk)
     row.wait_for()
     row.hover()

@@ -51,5 +51,7 @@ def video_page(request, video_id: int):
         "moderatorIds": moderator_ids(video),
         "loginUrl": f"{settings.LOGIN_URL}?next={quote(request.get_full_path())}",
     }
+    mod_ids = config["moderatorIds"]
+    config["canModerate"] = bool(user.is_authenticated and user.pk in mod_ids)
     context = {"video": video, "config": config, "viewers": viewer_count(video.pk) if video.is_live else 0}
     return render(request, "videos/video.html", context)
