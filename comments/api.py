@@ -20,7 +20,7 @@ from comments.serializers import (
     PostCommentSerializer,
 )
 from livecomment.errors import ServiceError, Unavailable
-from livecomment.throttling import AnonIPThrottle, PostThrottle
+from livecomment.throttling import AnonIPThrottle, PostIPThrottle, PostThrottle
 from videos.models import Video
 
 DEFAULT_LIMIT = 50
@@ -67,7 +67,7 @@ def comment_json(comment: Comment) -> dict:
 
 class CommentListView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
-    throttle_classes = [AnonIPThrottle, PostThrottle]
+    throttle_classes = [AnonIPThrottle, PostThrottle, PostIPThrottle]
 
     @extend_schema(
         operation_id="comments_list",

@@ -20,6 +20,7 @@ from dispatcher import streams
 from dispatcher.connections import SSEConnection
 from dispatcher.frames import SSE_PADDING, Frame
 from dispatcher.hub import get_hub
+from livecomment import limits
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
@@ -36,6 +37,14 @@ class StreamConsumer(AsyncHttpConsumer):
     # No channel-layer channel per viewer: the hub receives for the process.
     channel_layer_alias = "__none__"
     connection: SSEConnection | None = None
+    stream_slot: limits.StreamSlot | None = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the stream ends: give its per-IP slot back
+            if self.stream_slot is not None:
+                self.stream_slot.release()
 
     async def http_request(self, message):
         if "body" in message:
@@ -53,6 +62,7 @@ class StreamConsumer(AsyncHttpConsumer):
     async def open(self) -> None:
         if self.scope["method"] not in ("GET", "HEAD"):
             raise ServiceError("method_not_allowed", "Use GET.", 405)
+        self.stream_slot = limits.open_stream_slot(self.scope)  # 429 past MAX_STREAMS_PER_IP
         video_id = int(self.scope["url_route"]["kwargs"]["video_id"])
         request = await streams.prepare(self.scope, video_id)
         hub = get_hub()
@@ -80,6 +90,8 @@ class StreamConsumer(AsyncHttpConsumer):
         connection.start(backlog.last_position)
 
     async def refuse(self, error: ServiceError) -> None:
+        if self.stream_slot is not None:
+            self.stream_slot.release()
         headers = [(b"content-type", b"application/json")]
         headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
         await self.send_response(error.status, json.dumps(error.as_dict()).encode(), headers=headers)

@@ -23,6 +23,8 @@ from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
 from dispatcher.hub import get_hub
+from livecomment import limits
+from livecomment.throttling import check_post_throttles
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
@@ -31,17 +33,26 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024
 
 # Close codes in the application range: the reason is in the code.
-CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 400: 4400, 503: 4503}
+CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 400: 4400, 429: 4429, 503: 4503}
 
 
 class VideoSocketConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__none__"
     connection: WebSocketConnection | None = None
     request: streams.StreamRequest | None = None
+    stream_slot: limits.StreamSlot | None = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the socket ends: give its per-IP slot back
+            if self.stream_slot is not None:
+                self.stream_slot.release()
 
     async def connect(self):
         video_id = int(self.scope["url_route"]["kwargs"]["video_id"])
         try:
+            self.stream_slot = limits.open_stream_slot(self.scope)  # 4429 past MAX_STREAMS_PER_IP
             self.request = await streams.prepare(self.scope, video_id)
             hub = get_hub()
             if hub.draining:
@@ -68,6 +79,8 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         connection.start(backlog.last_position)
 
     async def _refuse(self, error: ServiceError) -> None:
+        if self.stream_slot is not None:
+            self.stream_slot.release()
         if self.connection is not None:
             get_hub().unsubscribe(self.connection)
             self.connection = None
@@ -83,6 +96,8 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         hub.unsubscribe(connection)
 
     async def disconnect(self, code):
+        if self.stream_slot is not None:
+            self.stream_slot.release()
         connection, self.connection = self.connection, None
         if connection is not None:
             connection.closed = True
@@ -113,6 +128,8 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
     def _post(self, text, idempotency_key):
         if self.request is None:
             raise ServiceError("not_connected", "Not connected.", 400)
+        if self.request.user.is_authenticated:  # the REST API's posting limits, same counters
+            check_post_throttles(self.request.user, limits.scope_meta(self.scope))
         try:
             result = services.post_comment(self.request.video, self.request.user, text, idempotency_key)
         except DatabaseError as exc:

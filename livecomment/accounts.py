@@ -1,5 +1,7 @@
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
+from django.forms.utils import ErrorList
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -17,3 +19,21 @@ def signup(request):
     else:
         form = UserCreationForm()
     return render(request, "accounts/signup.html", {"form": form, "next": next_url})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page behind the sign-in throttles (livecomment/throttling.py):
+    past THROTTLE_LOGIN_RATE it answers 429 saying how long to wait."""
+
+    template_name = "accounts/login.html"
+
+    def form_invalid(self, form):
+        from livecomment.throttling import login_wait
+
+        wait = login_wait(self.request)
+        if wait is None:
+            return super().form_invalid(form)
+        form._errors["__all__"] = ErrorList([f"Too many sign-in attempts. Try again in {wait} s."])
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response["Retry-After"] = str(wait)
+        return response

@@ -1,16 +1,17 @@
 """Token authentication for mobile apps: obtain and revoke."""
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comments.serializers import ErrorSerializer
 from livecomment.errors import ServiceError
-from livecomment.throttling import AnonIPThrottle
-
+from livecomment.throttling import AnonIPThrottle, login_wait
 
 # Longer than any username Django accepts (150); also bounds the hashing work.
 CREDENTIAL_MAX = 1024
@@ -49,7 +50,9 @@ class TokenView(APIView):
         return [IsAuthenticated()] if self.request.method == "DELETE" else [AllowAny()]
 
     @extend_schema(
-        operation_id="auth_token_create", request=TokenRequestSerializer, responses={200: TokenResponseSerializer}
+        operation_id="auth_token_create",
+        request=TokenRequestSerializer,
+        responses={200: TokenResponseSerializer, **{c: OpenApiResponse(ErrorSerializer) for c in (400, 413, 415, 429)}},
     )
     def post(self, request):
         body = request.data
@@ -61,6 +64,9 @@ class TokenView(APIView):
         if not _plausible(username) or len(password) > CREDENTIAL_MAX or not _encodable(password):
             raise ServiceError("invalid_credentials", "Wrong username or password.", 400)
         user = authenticate(request._request, username=username, password=password)
+        wait = login_wait(request._request)
+        if wait is not None:  # THROTTLE_LOGIN_RATE per IP + username, THROTTLE_LOGIN_IP_RATE per IP
+            raise Throttled(wait)
         if user is None or not user.is_active:
             raise ServiceError("invalid_credentials", "Wrong username or password.", 400)
         token, _ = Token.objects.get_or_create(user=user)

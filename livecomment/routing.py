@@ -14,7 +14,10 @@ def build_application(django_asgi_app):
         http_routes, websocket_routes = list(rt_http), list(rt_ws)
     except ImportError:
         pass
-    routes = {"http": URLRouter(http_routes + [re_path(r"", django_asgi_app)])}
+    from livecomment.limits import BodyLimitMiddleware
+
+    # Bodies over MAX_REQUEST_BODY_BYTES: 413 before they are read (Django reads first).
+    routes = {"http": BodyLimitMiddleware(URLRouter(http_routes + [re_path(r"", django_asgi_app)]))}
     if websocket_routes:
         from channels.auth import AuthMiddlewareStack
         from channels.security.websocket import AllowedHostsOriginValidator

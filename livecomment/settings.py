@@ -176,6 +176,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's ModelBackend behind the sign-in throttles (livecomment/throttling.py);
+# the plain ModelBackend stays listed so sessions it made still resolve.
+# Passwords: Django's default hasher (PBKDF2-SHA256); tests switch to MD5 for speed.
+AUTHENTICATION_BACKENDS = [
+    "livecomment.throttling.ThrottledModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -224,6 +231,24 @@ GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
 # --- REST API -----------------------------------------------------------------
 THROTTLE_POST_RATE = env.str("THROTTLE_POST_RATE", default="30/min")
 THROTTLE_ANON_RATE = env.str("THROTTLE_ANON_RATE", default="120/min")
+# Posting per client IP, any user (generous: many viewers share one NAT).
+THROTTLE_POST_IP_RATE = env.str("THROTTLE_POST_IP_RATE", default="300/min")
+# Sign-in attempts (token endpoint, login page, admin) per IP + username, and per IP.
+THROTTLE_LOGIN_RATE = env.str("THROTTLE_LOGIN_RATE", default="10/min")
+THROTTLE_LOGIN_IP_RATE = env.str("THROTTLE_LOGIN_IP_RATE", default="100/min")
+# Concurrent SSE + WebSocket streams per client IP, per gateway process (0 = no limit).
+MAX_STREAMS_PER_IP = env_int("MAX_STREAMS_PER_IP", 100, minimum=0)
+# Not limited per IP: the machine itself (a local proxy without NUM_PROXIES, the benchmark).
+RATE_LIMIT_EXEMPT_IPS = env.list("RATE_LIMIT_EXEMPT_IPS", default=["127.0.0.1", "::1"])
+for _name in ("THROTTLE_POST_RATE", "THROTTLE_ANON_RATE", "THROTTLE_POST_IP_RATE", "THROTTLE_LOGIN_RATE",
+              "THROTTLE_LOGIN_IP_RATE"):
+    _num, _, _period = globals()[_name].partition("/")
+    if not (_num.isdigit() and _period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(f"{_name} must look like 30/min, got {globals()[_name]!r}")
+# Request bodies over this are refused with 413 before they are read
+# (livecomment/limits.py, ASGI); Django's own check uses the same number.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -258,12 +283,30 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security (production values when DEBUG=0) --------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# BEHIND_TLS_PROXY=1: a proxy terminates TLS and sets X-Forwarded-Proto. With
+# DEBUG=0 that turns on HTTPS only: redirect, HSTS (1 year, subdomains,
+# preload-ready). `manage.py check --deploy` is then clean
+# (tests/test_authorization.py). Serving TLS without a proxy (uvicorn
+# --ssl-*): set SECURE_SSL_REDIRECT / SECURE_HSTS_SECONDS yourself.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+HTTPS_ONLY = BEHIND_TLS_PROXY and not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# The CSRF cookie stays readable: static/js sends it back as X-CSRFToken.
+CSRF_FAILURE_VIEW = "livecomment.security.csrf_failure"  # JSON for API clients
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS_ONLY)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS_ONLY)
+# Load balancers check the gateways over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {

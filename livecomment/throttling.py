@@ -1,4 +1,19 @@
-"""DRF throttles, counted in the Redis-backed cache shared by every process.
+"""Rate limits, counted in the Redis-backed cache shared by every process.
+
+* `AnonIPThrottle` -- anonymous API requests per client IP (THROTTLE_ANON_RATE).
+* `PostThrottle` -- posting comments per signed-in user (THROTTLE_POST_RATE).
+* `PostIPThrottle` -- posting comments per client IP, whoever signed in
+  (THROTTLE_POST_IP_RATE; generous: many viewers share one NAT).
+* `check_post_throttles()` -- the same two for posts that do not come through
+  DRF (WebSocket messages), sharing the same counters.
+* `ThrottledModelBackend` -- sign-in attempts, per client IP + username
+  (THROTTLE_LOGIN_RATE) and per client IP (THROTTLE_LOGIN_IP_RATE), checked
+  inside `authenticate()` so every way in (the token endpoint, the login page,
+  the admin's login) is covered. The token endpoint and the login page answer
+  429 with the wait; the admin shows its usual "wrong password".
+
+Client IPs come from `livecomment.limits.client_ip` (NUM_PROXIES applied);
+loopback addresses (RATE_LIMIT_EXEMPT_IPS) are not limited per IP.
 
 Rates come from settings at request time (not import time) so an operator's
 THROTTLE_* variables and a test's override_settings both apply.
@@ -8,11 +23,22 @@ it) instead of failing it with a 500: reads are then served from the
 database, and writes answer 503 from the write path, which needs Redis anyway.
 """
 
+from __future__ import annotations
+
+import hashlib
 import logging
+from types import SimpleNamespace
 
 from django.conf import settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
+from rest_framework.throttling import (
+    AnonRateThrottle,
+    SimpleRateThrottle,
+    UserRateThrottle,
+)
 
+from livecomment.limits import client_ip, is_exempt
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -25,6 +51,10 @@ class _FailOpen:
         except UNAVAILABLE_ERRORS as exc:
             log.warning("throttle %s not applied, Redis unavailable: %s", self.scope, exc)
             return True
+
+    def get_ident(self, request):
+        meta = request.META
+        return client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
 
 
 class AnonIPThrottle(_FailOpen, AnonRateThrottle):
@@ -49,3 +79,125 @@ class PostThrottle(_FailOpen, UserRateThrottle):
         if request.method != "POST":
             return True
         return super().allow_request(request, view)
+
+
+class PostIPThrottle(_FailOpen, SimpleRateThrottle):
+    """Posting comments, per client IP (any user): bounds what one address can
+    do with many accounts."""
+
+    scope = "post_ip"
+
+    def get_rate(self):
+        return settings.THROTTLE_POST_IP_RATE
+
+    def get_cache_key(self, request, view):
+        ip = self.get_ident(request)
+        if not ip or is_exempt(ip):
+            return None  # not limited
+        return self.cache_format % {"scope": self.scope, "ident": ip}
+
+    def allow_request(self, request, view):
+        if request.method != "POST":
+            return True
+        return super().allow_request(request, view)
+
+
+def _refuse(throttle):
+    from livecomment.errors import ServiceError  # not at import: errors imports DRF's views, which import us
+
+    wait = max(1, int(throttle.wait() or 1))
+    return ServiceError(
+        "throttled", f"Too many requests; try again in {wait} s.", 429,
+        headers={"Retry-After": str(wait)}, retry_after=wait,
+    )
+
+
+def check_post_throttles(user, meta: dict) -> None:
+    """The REST API's posting limits for a post that did not come through DRF
+    (a WebSocket message): the same counters, so switching transport gains
+    nothing. `meta` holds REMOTE_ADDR / HTTP_X_FORWARDED_FOR."""
+    request = SimpleNamespace(user=user, META=meta, method="POST")
+    for throttle in (PostThrottle(), PostIPThrottle()):
+        if not throttle.allow_request(request, None):
+            raise _refuse(throttle)
+
+
+# -- sign-in attempts --------------------------------------------------------------
+
+
+class LoginThrottle(_FailOpen, SimpleRateThrottle):
+    """Sign-in attempts per client IP and username: a password guesser gets
+    THROTTLE_LOGIN_RATE tries, and cannot lock the real user out from elsewhere."""
+
+    scope = "login"
+
+    def __init__(self, username: str):
+        self.username = username
+        super().__init__()
+
+    def get_rate(self):
+        return settings.THROTTLE_LOGIN_RATE
+
+    def get_cache_key(self, request, view):
+        ip = self.get_ident(request)
+        name = self.username.casefold().encode("utf-8", "replace")
+        digest = hashlib.sha256(ip.encode() + b"\0" + name).hexdigest()[:32]
+        return self.cache_format % {"scope": self.scope, "ident": digest}
+
+
+class LoginIPThrottle(_FailOpen, SimpleRateThrottle):
+    """Sign-in attempts per client IP, any username (credential stuffing)."""
+
+    scope = "login_ip"
+
+    def get_rate(self):
+        return settings.THROTTLE_LOGIN_IP_RATE
+
+    def get_cache_key(self, request, view):
+        ip = self.get_ident(request)
+        if is_exempt(ip):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": ip}
+
+
+def login_throttled(request, username) -> int | None:
+    """Count one sign-in attempt; the seconds to wait if it is one too many."""
+    if request is None or not request.META.get("REMOTE_ADDR"):
+        return None  # not a request from a client (a script, a test's client.login())
+    if not isinstance(username, str):
+        username = ""
+    for throttle in (LoginThrottle(username), LoginIPThrottle()):
+        if not throttle.allow_request(request, None):
+            return max(1, int(throttle.wait() or 1))
+    return None
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's ModelBackend behind the sign-in throttles.
+
+    Over the limit, or with wrong credentials, it raises PermissionDenied so
+    that `authenticate()` stops here (the plain ModelBackend listed after it
+    only resolves sessions made before it existed) and the password is
+    checked once. `request.login_throttled` tells the caller how long to wait.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            from django.contrib.auth import get_user_model
+
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        wait = login_throttled(request, username)
+        if wait is not None:
+            request.login_throttled = wait
+            log.warning("sign-in throttled for %r from %s", username, request.META.get("REMOTE_ADDR"))
+            raise PermissionDenied("too many sign-in attempts")
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            raise PermissionDenied("wrong credentials")
+        return user
+
+
+def login_wait(request) -> int | None:
+    """After a failed authenticate(): the seconds to wait if it failed because
+    of the sign-in throttle (None: wrong credentials)."""
+    return getattr(request, "login_throttled", None)

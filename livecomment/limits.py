@@ -1,0 +1,201 @@
+"""Abuse limits below the REST API: client IPs, concurrent streams per IP, request body size.
+
+* `client_ip()` -- the address a limit counts, with `NUM_PROXIES` applied the
+  way DRF's throttles apply it (so the per-IP throttles of the API and the
+  stream limit here agree on who a client is).
+* `open_stream_slot()` -- at most `MAX_STREAMS_PER_IP` concurrent SSE and
+  WebSocket streams per client IP, counted in this gateway process (exact,
+  no Redis round trip per open, nothing to leak when a process dies). With
+  N gateway processes behind a load balancer an IP can hold up to N times
+  the limit; set it per process.
+* `BodyLimitMiddleware` -- an ASGI middleware in front of everything HTTP:
+  a request whose `Content-Length` is over `MAX_REQUEST_BODY_BYTES` gets a
+  413 JSON error *before its body is read* (Django's ASGI handler reads the
+  whole body into a temporary file before any Django middleware or view
+  runs, so DATA_UPLOAD_MAX_MEMORY_SIZE alone only answers once it is all
+  in); a chunked body is counted as it arrives and cut off past the limit.
+  Under uvicorn the app sees a request as soon as its headers are in, so
+  nothing more is read. Daphne (Twisted) receives the whole body itself
+  before calling the app; put a proxy limit (nginx `client_max_body_size`)
+  in front of Daphne.
+
+Loopback addresses (`RATE_LIMIT_EXEMPT_IPS`) are exempt from the per-IP
+limits: they are the machine itself -- a local proxy whose `NUM_PROXIES`
+is not set, the benchmark, the tests' gateways -- and limiting them would
+limit everyone behind that proxy at once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+
+# livecomment.errors imports DRF's views, which import the throttles, which
+# import this module: errors are imported where they are used.
+
+
+def client_ip(remote_addr: str | None, forwarded_for: str | None) -> str:
+    """The client's address: REMOTE_ADDR, or with NUM_PROXIES > 0 the entry of
+    X-Forwarded-For that the nearest trusted proxy added (DRF's get_ident)."""
+    num_proxies = settings.NUM_PROXIES
+    if num_proxies > 0 and forwarded_for:
+        addrs = [a.strip() for a in forwarded_for.split(",")]
+        return addrs[-min(num_proxies, len(addrs))]
+    return remote_addr or ""
+
+
+def scope_client_ip(scope) -> str:
+    client = scope.get("client")
+    remote = client[0] if client else ""
+    forwarded = None
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-for":
+            forwarded = value.decode("latin-1")
+    return client_ip(remote, forwarded)
+
+
+def scope_meta(scope) -> dict:
+    """The two META keys DRF's throttles read, for a request that is not Django's
+    (a WebSocket message)."""
+    meta = {"REMOTE_ADDR": (scope.get("client") or ("",))[0]}
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-for":
+            meta["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
+    return meta
+
+
+def is_exempt(ip: str) -> bool:
+    return ip in settings.RATE_LIMIT_EXEMPT_IPS
+
+
+# -- concurrent streams per IP ---------------------------------------------------
+
+
+class StreamSlot:
+    """One open stream counted against its IP; release() gives it back (once)."""
+
+    __slots__ = ("ip",)
+
+    def __init__(self, ip: str | None):
+        self.ip = ip
+
+    def release(self) -> None:
+        ip, self.ip = self.ip, None
+        if ip is None:
+            return
+        left = _open_streams.get(ip, 0) - 1
+        if left > 0:
+            _open_streams[ip] = left
+        else:
+            _open_streams.pop(ip, None)
+
+
+# ip -> open streams of this process. Only touched on the event loop (the
+# consumers' connect/disconnect), so no lock.
+_open_streams: dict[str, int] = {}
+
+_UNCOUNTED = StreamSlot(None)
+
+
+def open_stream_slot(scope) -> StreamSlot:
+    """Count a new stream against its client IP, or refuse it (429)."""
+    limit = settings.MAX_STREAMS_PER_IP
+    if not limit:
+        return _UNCOUNTED
+    ip = scope_client_ip(scope)
+    if not ip or is_exempt(ip):
+        return _UNCOUNTED
+    count = _open_streams.get(ip, 0)
+    if count >= limit:
+        from livecomment.errors import ServiceError
+
+        raise ServiceError(
+            "too_many_streams",
+            f"Too many open streams from your address (at most {limit}); close one first.",
+            429,
+            headers={"Retry-After": "5"},
+            retry_after=5,
+        )
+    _open_streams[ip] = count + 1
+    return StreamSlot(ip)
+
+
+def open_streams(ip: str) -> int:
+    """Streams this process counts for an IP (tests, stats)."""
+    return _open_streams.get(ip, 0)
+
+
+# -- request body size ---------------------------------------------------------------
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _too_large_response(limit: int) -> tuple[dict, dict]:
+    from livecomment.errors import error_body
+
+    body = json.dumps(
+        error_body("body_too_large", f"The request body is too large (at most {limit} bytes).", max_bytes=limit)
+    ).encode()
+    start = {
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodyLimitMiddleware:
+    """Refuse HTTP request bodies over MAX_REQUEST_BODY_BYTES with a 413 JSON
+    error, by Content-Length before reading, or while counting a chunked body."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        limit = settings.MAX_REQUEST_BODY_BYTES if scope["type"] == "http" else 0
+        if not limit:
+            return await self.app(scope, receive, send)
+        length = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None  # the server refuses these itself
+        if length is not None:
+            if length > limit:
+                await self._refuse(send, limit)
+                return
+            # The server never delivers more than Content-Length: nothing to count.
+            return await self.app(scope, receive, send)
+
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            # Every consumer here reads the whole body before it answers,
+            # so nothing has been sent yet.
+            await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send, limit: int) -> None:
+        start, body = _too_large_response(limit)
+        await send(start)
+        await send(body)
