@@ -146,6 +146,7 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         "target": target.kind, "label": target.label, "server": target.server, "gateways": target.gateways,
         "connections_requested": n, "rate": rate, "comments": comments, "ws_share": ws_share,
         "client_procs": client_procs, "run": run,
+        "ordered_by": "seq" if target.id_kind == "none" else "id",
     }
     before = target.snapshot()
     connect_timeout = 30 + n / 250

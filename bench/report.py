@@ -40,8 +40,9 @@ def best(rows: list[dict], kind: str) -> dict | None:
 def fanout_table(runs: list[dict]) -> list[str]:
     lines = [
         "| N | rate/s | target | G | conns | publish/s | offered deliv/s | deliv/s | vs ceiling | vs eventstream "
-        "| delivered | lost | dup | out of order | p50 ms | p90 ms | p99 ms | max ms | RSS/conn KiB | CPU µs/deliv |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| delivered | lost | dup | out of order | p50 ms | p90 ms | p99 ms | max ms | RSS/conn KiB | CPU µs/deliv "
+        "| connect s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -55,18 +56,19 @@ def fanout_table(runs: list[dict]) -> list[str]:
             if r.get("error"):
                 lines.append(
                     f"| {r['connections_requested']:,} | {r['rate']:g} | {name} | {r.get('gateways', 1)} "
-                    f"| failed: {r['error'][:120]} |" + " |" * 15
+                    f"| failed: {r['error'][:120]} |" + " |" * 16
                 )
                 continue
             lat = r["latency_ms"]
+            ooo = f"{r['out_of_order']:,}" + (" ¹" if r.get("ordered_by") == "seq" else "")
             vs_c = f"{100 * r['deliveries_per_s'] / ceiling['deliveries_per_s']:.0f} %" if ceiling and ceiling["deliveries_per_s"] else "–"
             vs_e = f"{r['deliveries_per_s'] / es['deliveries_per_s']:.1f}×" if es and es["deliveries_per_s"] else "–"
             lines.append(
                 f"| {r['connections_requested']:,} | {r['rate']:g} | {name} | {r['gateways']} | {r['connections']:,} "
                 f"| {fmt(r['publish']['publish_rate'])} | {fmt_int(r['offered_per_s'])} | {fmt_int(r['deliveries_per_s'])} "
                 f"| {vs_c} | {vs_e} | {fmt(r['delivered_pct'], 2)} % | {r['lost']:,} | {r['duplicated']:,} "
-                f"| {r['out_of_order']:,} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} "
-                f"| {fmt(r['rss_per_conn_kib'])} | {fmt(r['cpu_us_per_delivery'])} |"
+                f"| {ooo} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} "
+                f"| {fmt(r['rss_per_conn_kib'])} | {fmt(r['cpu_us_per_delivery'])} | {fmt(r.get('connect_s'))} |"
             )
     return lines
 
@@ -239,8 +241,10 @@ def write_docs(data: dict, out: str, plot_path: str) -> None:
         "django-eventstream in the same row group; *delivered* = acknowledged comments received ÷ (acknowledged × "
         "connections); *lost* = acknowledged comments a connection never received (after a drain of up to 30 s); "
         "*dup* = a comment received twice on one connection; *out of order* = an event whose id is lower than one "
-        "already received on that connection (django-eventstream without storage sends no ids: its order is "
-        "checked by the publish sequence number, which concurrent publishing may legitimately reorder); "
+        "already received on that connection (¹ django-eventstream without storage sends no ids: its order is "
+        "checked by the publish sequence number, which concurrent publishing may legitimately reorder, so "
+        "that count is not a defect); *connect s* = time to open all N connections (each client process "
+        "keeps at most 64 connects in flight); "
         "latency is post (request sent) → receipt (frame read by the client), from the send time embedded in "
         "the comment text, 1 %-wide histogram buckets; *RSS/conn* = (RSS of all gateway processes after "
         "connecting and one warm-up event − before) ÷ N; *CPU µs/deliv* = CPU seconds of the gateway processes "
