@@ -134,8 +134,15 @@ def test_posting_errors_show_inline_with_a_slow_mode_countdown(gateway, live_vid
     assert not Comment.objects.filter(text="too soon").exists()
 
 
-def test_other_api_errors_show_inline(gateway, live_video, alice, viewers):
+def test_other_api_errors_show_inline(gateway, live_video, alice, staff, viewers):
     viewer = viewers().session_for(gateway, alice).open(gateway, live_video)
+    off_loop(services.ban_user, live_video, alice, staff, duration_seconds=600)
+    viewer.post("can I still talk?")
+    viewer.page.wait_for_function(
+        "() => document.getElementById('compose-error').textContent.includes('timed out from commenting')"
+    )
+    assert viewer.page.input_value("#compose-text") == "can I still talk?"
+    off_loop(services.lift_ban, live_video, alice, staff)
     Video.objects.filter(pk=live_video.pk).update(state=Video.State.ENDED)
     viewer.post("anyone there?")
     viewer.page.wait_for_function(

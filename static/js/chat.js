@@ -532,6 +532,23 @@
     }
   });
 
+  // Leaving the page (or into the back/forward cache): close the stream; on
+  // return from the cache, resume from the last id.
+  window.addEventListener("pagehide", function () {
+    stopped = true;
+    clearTimers();
+    closeSSE();
+    dropSocket();
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && stopped) {
+      stopped = false;
+      attempts = 0;
+      setStatus("reconnecting");
+      connect();
+    }
+  });
+
   // ------------------------------------------------------------- actions
   function csrfToken() {
     var input = document.querySelector("input[name=csrfmiddlewaretoken]");
