@@ -19,6 +19,7 @@ from comments.serializers import (
     OwnCommentSerializer,
     PostCommentSerializer,
 )
+from livecomment import metrics
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.throttling import AnonIPThrottle, PostIPThrottle, PostThrottle
 from videos.models import Video
@@ -68,6 +69,13 @@ def comment_json(comment: Comment) -> dict:
 class CommentListView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     throttle_classes = [AnonIPThrottle, PostThrottle, PostIPThrottle]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if self.request.method == "POST":  # a refused post, by its error code (throttled, invalid_text, ...)
+            error = response.data.get("error") if isinstance(response.data, dict) else None
+            metrics.comment_rejected(error.get("code", "") if isinstance(error, dict) else "", "api")
+        return response
 
     @extend_schema(
         operation_id="comments_list",
@@ -119,6 +127,7 @@ class CommentListView(APIView):
         result = services.post_comment(
             video, request.user, body["text"], idempotency_key=request.headers.get("Idempotency-Key")
         )
+        metrics.comment_accepted("api", created=result.created)
         return Response(
             comment_json(result.comment), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )

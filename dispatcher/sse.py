@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
@@ -22,6 +23,7 @@ from dispatcher.frames import SSE_PADDING, Frame
 from dispatcher.hub import get_hub
 from livecomment import limits
 from livecomment.errors import ServiceError, Unavailable
+from livecomment.logging_config import request_id_from_scope
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ class StreamConsumer(AsyncHttpConsumer):
     channel_layer_alias = "__none__"
     connection: SSEConnection | None = None
     stream_slot: limits.StreamSlot | None = None
+    request_id = ""
+    opened_at = 0.0
 
     async def __call__(self, scope, receive, send):
         try:
@@ -51,6 +55,7 @@ class StreamConsumer(AsyncHttpConsumer):
             self.body.append(message["body"])
         if message.get("more_body"):
             return
+        self.request_id = request_id_from_scope(self.scope)
         try:
             await self.open()
         except ServiceError as exc:
@@ -83,16 +88,23 @@ class StreamConsumer(AsyncHttpConsumer):
         parts.extend(Frame.from_stream(event).sse for event in backlog.events)
         if sub.viewers_sent >= 0:
             parts.append(Frame("viewers", "", '{"count":%d}' % sub.viewers_sent).sse)
-        await self.send_headers(status=200, headers=SSE_HEADERS)
+        await self.send_headers(status=200, headers=[*SSE_HEADERS, (b"x-request-id", self.request_id.encode())])
         await self.send_body(b"".join(parts), more_body=True)
         if backlog.events:
             connection.last_id = backlog.events[-1].id
         connection.start(backlog.last_position)
+        self.opened_at = time.monotonic()
+        log.info("stream open", extra={"event": "stream.open", "transport": "sse", "video": video_id,
+                                       "request_id": self.request_id, "resume": request.last_event_id is not None,
+                                       "backlog": len(backlog.events)})
 
     async def refuse(self, error: ServiceError) -> None:
         if self.stream_slot is not None:
             self.stream_slot.release()
-        headers = [(b"content-type", b"application/json")]
+        log.info("stream refused", extra={"event": "stream.refused", "transport": "sse", "status": error.status,
+                                          "code": error.code, "path": self.scope.get("path", ""),
+                                          "request_id": self.request_id})
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", self.request_id.encode())]
         headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
         await self.send_response(error.status, json.dumps(error.as_dict()).encode(), headers=headers)
 
@@ -109,4 +121,9 @@ class StreamConsumer(AsyncHttpConsumer):
         if connection is not None:
             connection.closed = True
             get_hub().unsubscribe(connection)
+        if connection is not None and self.opened_at:
+            log.info("stream close", extra={"event": "stream.close", "transport": "sse", "video": connection.video_id,
+                                            "request_id": self.request_id, "reason": connection.close_reason or "client",
+                                            "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
+                                            "last_event_id": connection.last_id})
         raise StopConsumer()

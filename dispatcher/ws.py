@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
@@ -25,7 +26,9 @@ from dispatcher.frames import Frame
 from dispatcher.hub import get_hub
 from livecomment import limits
 from livecomment.throttling import check_post_throttles
+from livecomment import metrics
 from livecomment.errors import ServiceError, Unavailable
+from livecomment.logging_config import request_id_from_scope
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
     connection: WebSocketConnection | None = None
     request: streams.StreamRequest | None = None
     stream_slot: limits.StreamSlot | None = None
+    request_id = ""
+    opened_at = 0.0
 
     async def __call__(self, scope, receive, send):
         try:
@@ -51,6 +56,7 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         video_id = int(self.scope["url_route"]["kwargs"]["video_id"])
+        self.request_id = request_id_from_scope(self.scope)
         try:
             self.stream_slot = limits.open_stream_slot(self.scope)  # 4429 past MAX_STREAMS_PER_IP
             self.request = await streams.prepare(self.scope, video_id)
@@ -69,7 +75,7 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         except UNAVAILABLE_ERRORS:
             await self._refuse(Unavailable("redis"))
             return
-        await self.accept()
+        await self.accept(headers=[(b"x-request-id", self.request_id.encode())])
         for event in backlog.events:
             await self.send(text_data=Frame.from_stream(event).ws)
         if sub.viewers_sent >= 0:
@@ -77,10 +83,17 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         if backlog.events:
             connection.last_id = backlog.events[-1].id
         connection.start(backlog.last_position)
+        self.opened_at = time.monotonic()
+        log.info("stream open", extra={"event": "stream.open", "transport": "ws", "video": video_id,
+                                       "request_id": self.request_id, "resume": self.request.last_event_id is not None,
+                                       "backlog": len(backlog.events)})
 
     async def _refuse(self, error: ServiceError) -> None:
         if self.stream_slot is not None:
             self.stream_slot.release()
+        log.info("stream refused", extra={"event": "stream.refused", "transport": "ws", "status": error.status,
+                                          "code": error.code, "path": self.scope.get("path", ""),
+                                          "request_id": self.request_id})
         if self.connection is not None:
             get_hub().unsubscribe(self.connection)
             self.connection = None
@@ -102,6 +115,11 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         if connection is not None:
             connection.closed = True
             get_hub().unsubscribe(connection)
+        if connection is not None and self.opened_at:
+            log.info("stream close", extra={"event": "stream.close", "transport": "ws", "video": connection.video_id,
+                                            "request_id": self.request_id, "reason": connection.close_reason or "client",
+                                            "code": code, "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
+                                            "last_event_id": connection.last_id})
 
     async def receive(self, text_data=None, bytes_data=None):
         ref = None
@@ -123,6 +141,7 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
             reply = {"event": "ack", "ref": ref, "data": comment}
         except ServiceError as exc:
             reply = {"event": "error", "ref": ref, **exc.as_dict()}
+            metrics.comment_rejected(exc.code, "ws")
         self._reply(reply)
 
     def _post(self, text, idempotency_key):
@@ -134,6 +153,7 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
             result = services.post_comment(self.request.video, self.request.user, text, idempotency_key)
         except DatabaseError as exc:
             raise Unavailable("database") from exc
+        metrics.comment_accepted("ws", created=result.created)
         return comment_json(result.comment)
 
     def _reply(self, reply: dict) -> None:

@@ -1,5 +1,19 @@
-"""Health endpoint for load balancers and operators."""
+"""Liveness and readiness, for load balancers, orchestrators and operators.
 
+* `GET /healthz` -- liveness: 200 whenever this process answers, with the
+  state of its dependencies for a human to read:
+  `{"status": "ok"|"degraded", "db": "ok"|"down", "redis": "ok"|"down"}`.
+  A database or Redis outage is not a reason to restart a gateway (a restart
+  cannot fix it, and the streams of what is already in Redis keep working),
+  so a liveness probe must not fail on it.
+* `GET /readyz` -- readiness: 200 `{"status": "ready", "db": "ok", "redis": "ok"}`
+  when this process can take traffic, else 503 naming what is down:
+  `{"status": "not_ready", "db": "down", "redis": "ok"}`, plus
+  `"gateway": "draining"` while it shuts down. Take it out of the load
+  balancer's rotation on 503.
+"""
+
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import JsonResponse
 
@@ -16,8 +30,28 @@ def database_ok() -> bool:
         return False
 
 
+def dependency_checks() -> dict:
+    return {"db": "ok" if database_ok() else "down", "redis": "ok" if redis_client.ping() else "down"}
+
+
 def healthz(request):
-    """200 when the database and Redis answer, else 503 naming what is down."""
-    checks = {"db": "ok" if database_ok() else "down", "redis": "ok" if redis_client.ping() else "down"}
+    """Liveness: 200 while the process answers; says which dependency is down."""
+    checks = dependency_checks()
     healthy = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)
+    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200)
+
+
+def _draining() -> bool:
+    from dispatcher.hub import current_hub
+
+    hub = current_hub()  # the hub of this event loop (None outside the server's loop)
+    return bool(hub is not None and hub.draining)
+
+
+async def readyz(request):
+    """Readiness: 200 when the database and Redis answer and the process is not draining."""
+    checks = await sync_to_async(dependency_checks)()
+    if _draining():
+        checks["gateway"] = "draining"
+    ready = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ready" if ready else "not_ready", **checks}, status=200 if ready else 503)

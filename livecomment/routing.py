@@ -14,6 +14,10 @@ def build_application(django_asgi_app):
         http_routes, websocket_routes = list(rt_http), list(rt_ws)
     except ImportError:
         pass
+    from livecomment.metrics import MetricsConsumer
+
+    # /metrics on the event loop, before Django: no thread hop, and it reads this loop's hub.
+    http_routes.insert(0, re_path(r"^metrics$", MetricsConsumer.as_asgi()))
     from livecomment.limits import BodyLimitMiddleware
 
     # Bodies over MAX_REQUEST_BODY_BYTES: 413 before they are read (Django reads first).

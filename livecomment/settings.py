@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: request id, one log line and latency metrics per request (sees the final status).
+    "livecomment.middleware.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -309,11 +311,15 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# --- Logs and metrics (docs/OPERATIONS.md) -------------------------------------
+# json: one JSON object per line (python-json-logger), the default in production;
+# plain: text lines for a terminal. Either way with the request id.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+# One `livecomment.request` line per Django request (streams log open/close).
+LOG_REQUESTS = env.bool("LOG_REQUESTS", default=True)
+# /metrics (Prometheus, per process) answers loopback clients only unless set.
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
+
+from livecomment.logging_config import logging_config
+
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))

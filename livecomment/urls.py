@@ -13,7 +13,7 @@ from comments.moderation_api import (
     ReportView,
 )
 from livecomment.auth_api import TokenView
-from livecomment.health import healthz
+from livecomment.health import healthz, readyz
 from videos.api import VideoDetailView, VideoListView
 
 api_v1 = [
@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]
 
 handler400 = "livecomment.errors.handler400"
