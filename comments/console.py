@@ -39,6 +39,7 @@ from comments import services
 from comments.api import comment_json
 from comments.events import timestamp
 from comments.models import Comment, Report
+from dispatcher.hub import viewer_count
 from livecomment.errors import ServiceError, error_body
 from videos.models import Video
 
@@ -130,6 +131,7 @@ def moderation_console(request, video_id: int):
         "reports": reports,
         "reportedComments": reported,
         "heartbeatSeconds": settings.REALTIME_HEARTBEAT_SECONDS,
+        "viewers": viewer_count(video.pk) if video.is_live else 0,
     }
     context = {"video": video, "config": config}
     return render(request, "moderation/console.html", context)

@@ -150,7 +150,10 @@
   const known = new Map(); // id -> latest comment data seen anywhere (for log / reports)
   const recent = []; // arrival times of live comments, for the rate
   let lastEventId = null;
-  let liveSince = 0;
+  let openedAt = 0; // when the stream (re)opened; its backlog arrives in the first moments
+  // Live, not backlog: an event arriving well after the stream opened. Measured
+  // on arrival rather than by a timer (background tabs throttle timers).
+  const isLive = () => openedAt > 0 && performance.now() - openedAt > 250;
 
   function remember(data) {
     if (data && data.id !== undefined) known.set(data.id, Object.assign(known.get(data.id) || {}, data));
@@ -335,7 +338,8 @@
     $("stream-empty").hidden = true;
     if (live) {
       recent.push(Date.now());
-      if (!wasPaused || !liveSince) {
+      showRate();
+      if (!wasPaused) {
         trimRows();
         scrollToBottom();
       } else if (row === streamList.lastElementChild) {
@@ -368,10 +372,11 @@
   const showRemoved = $("show-removed");
   function applyFilter(row) {
     const needle = filterInput.value.trim().toLowerCase();
-    const entry = comments.get(Number(row.dataset.id));
     let hide = !showRemoved.checked && row.dataset.status === "removed";
-    if (!hide && needle && entry) {
-      hide = !(entry.data.author.name.toLowerCase().includes(needle) || entry.data.text.toLowerCase().includes(needle));
+    if (!hide && needle) {
+      const name = row.querySelector(".uname").textContent.toLowerCase();
+      const text = row.querySelector(".txt").textContent.toLowerCase();
+      hide = !(name.includes(needle) || text.includes(needle));
     }
     row.hidden = hide;
   }
@@ -706,11 +711,15 @@
       if (new Date(li.dataset.expires).getTime() <= Date.now()) expired = true;
     }
     if (expired) refreshBans();
-    // The rate: comments in the last minute.
+    showRate();
+  }, 1000);
+
+  function showRate() {
+    // Comments in the last minute.
     const cutoff = Date.now() - 60000;
     while (recent.length && recent[0] < cutoff) recent.shift();
     $("c-rate").textContent = recent.length;
-  }, 1000);
+  }
 
   // ---- the stream --------------------------------------------------------------------
 
@@ -726,13 +735,13 @@
       // New, or approved / restored (then data.cursor is the original one).
       const known_ = comments.get(data.id);
       const changed = known_ && known_.status !== "visible";
-      upsertComment(data, "visible", liveSince > 0 && !known_);
+      upsertComment(data, "visible", isLive() && !known_);
       if (held.has(data.id)) removeHeld(data.id);
       refreshReportCard(data.id);
       if (changed) scheduleLog();
     },
     "comment.held"(data) {
-      upsertComment(data, "held", liveSince > 0);
+      upsertComment(data, "held", isLive());
       addHeld(data);
     },
     "comment.removed"(data) {
@@ -772,7 +781,7 @@
     source.addEventListener("open", () => {
       setConn("live", "live");
       // The backlog arrives right after "open"; what comes later is live.
-      setTimeout(() => { liveSince = Date.now(); scrollToBottom(); }, 300);
+      openedAt = performance.now();
     });
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.CLOSED) {
