@@ -253,6 +253,10 @@ def _hidden_among(client, video_id: int, events: list[StreamEvent]) -> set[int]:
     return {cid for cid, flag in zip(ids, flags) if flag}
 
 
+def stream_exists(video_id: int) -> bool:
+    return bool(redis_client.for_video(video_id).exists(stream_key(video_id)))
+
+
 def first_id(video_id: int) -> str | None:
     entries = redis_client.for_video(video_id).xrange(stream_key(video_id), "-", "+", count=1)
     return entries[0][0] if entries else None

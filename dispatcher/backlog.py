@@ -78,7 +78,7 @@ def _from_database(video_id: int, after: str, before: str | None, moderator: boo
     return found
 
 
-def resume(video_id: int, after: str, moderator: bool = False) -> Backlog:
+def resume(video_id: int, after: str, moderator: bool = False, use_database: bool = True) -> Backlog:
     """Exactly the events after `after`, in stream order."""
     client = redis_client.for_video(video_id)
     key = hotstore.stream_key(video_id)
@@ -86,6 +86,10 @@ def resume(video_id: int, after: str, moderator: bool = False) -> Backlog:
     first_id = first[0][0] if first else None
     from_db: list[StreamEvent] = []
     if first_id is None or cursors.compare(first_id, after) > 0:
+        if not use_database:
+            from livecomment.errors import Unavailable
+
+            raise Unavailable("database")  # the stream alone cannot say what was missed
         from_db = _from_database(video_id, after, first_id, moderator)
     entries = client.xrange(key, f"({after}", "+")
     stream_events = [hotstore.parse_entry(i, f) for i, f in entries]
@@ -102,7 +106,7 @@ def resume(video_id: int, after: str, moderator: bool = False) -> Backlog:
     return Backlog(merged, last_id)
 
 
-def latest(video_id: int, count: int, moderator: bool = False) -> Backlog:
+def latest(video_id: int, count: int, moderator: bool = False, use_database: bool = True) -> Backlog:
     """The newest `count` comments, for a viewer who has seen nothing yet."""
     client = redis_client.for_video(video_id)
     key = hotstore.stream_key(video_id)
@@ -132,7 +136,7 @@ def latest(video_id: int, count: int, moderator: bool = False) -> Backlog:
         found = []
     found = found[:count]
     found.reverse()
-    if exhausted and len(found) < count:
+    if exhausted and len(found) < count and use_database:
         # The stream's start is not necessarily the video's: older comments
         # live in the database.
         older = _older_from_database(video_id, oldest_in_stream, count - len(found), moderator)

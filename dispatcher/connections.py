@@ -153,6 +153,9 @@ class Connection:
     def coalesce(self, messages: list[dict]) -> list[dict]:
         return messages
 
+    def final_message(self, retry_ms: int) -> dict | None:
+        return None
+
     # -- the hub's side --
     def deliver(self, frame: Frame) -> None:
         if self.closed:
@@ -228,12 +231,22 @@ class Connection:
             self.pending = None
 
     async def _drain_buffer(self) -> None:
-        while self.buffer and not self.closed:
+        while self.buffer and (not self.closed or self.close_reason == ""):
             messages = list(self.buffer)
             self.buffer.clear()
             self.buffered_bytes = 0
             for message in self.coalesce(messages):
                 await self._send(message)
+
+    def finish(self, message: dict) -> None:
+        """Send a last message (after what is queued) and stop: used to drain on shutdown."""
+        if self.closed:
+            return
+        if self.pending is not None or not self.started:
+            self.buffer.append(message)
+        else:
+            self._write(message)
+        self.closed = True  # nothing more is accepted; what is buffered still goes out
 
     def close(self, reason: str) -> None:
         """Stop writing; abort the socket when it is stuck; tell the owner."""
@@ -261,6 +274,9 @@ class SSEConnection(Connection):
     kind = "sse"
     __slots__ = ()
 
+    def final_message(self, retry_ms: int) -> dict:
+        return {"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": False}
+
     def message(self, frame: Frame) -> dict:
         return frame.sse_message
 
@@ -270,12 +286,18 @@ class SSEConnection(Connection):
     def coalesce(self, messages: list[dict]) -> list[dict]:
         if len(messages) == 1:
             return messages
-        return [{"type": "http.response.body", "body": b"".join(m["body"] for m in messages), "more_body": True}]
+        more = messages[-1].get("more_body", True)
+        return [{"type": "http.response.body", "body": b"".join(m["body"] for m in messages), "more_body": more}]
 
 
 class WebSocketConnection(Connection):
     kind = "ws"
     __slots__ = ()
+
+    def final_message(self, retry_ms: int) -> dict:
+        # 4503 ("unavailable: reconnect"): Daphne's WebSocket library only
+        # lets a server close with 1000 or 3000-4999, so not 1001/1012.
+        return {"type": "websocket.close", "code": 4503}
 
     def message(self, frame: Frame) -> dict:
         return frame.ws_message

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import threading
 import time
 from collections import Counter
 
@@ -90,6 +93,7 @@ class Hub:
         self.started = False
         self._start_lock = asyncio.Lock()
         self.draining = False
+        self.redis_up = True
         self.stats: Counter = Counter()
         self.received_by_video: Counter = Counter()
 
@@ -109,8 +113,68 @@ class Hub:
                 loop.create_task(self._every(self.refresh_interval(), self._refresh_groups), name="hub-refresh"),
                 loop.create_task(self._every(settings.REALTIME_TIP_CHECK_SECONDS, self._check_tips), name="hub-tips"),
                 loop.create_task(self._every(settings.REALTIME_VIEWERS_INTERVAL, self._report_viewers), name="hub-viewers"),
+                loop.create_task(self._every(settings.REALTIME_REDIS_CHECK_SECONDS, self._watch_redis), name="hub-redis"),
             ]
             self.started = True
+            self._install_drain_on_sigterm(loop)
+
+    def _install_drain_on_sigterm(self, loop) -> None:
+        """On SIGTERM, drain first (every stream gets a final `retry:` and a
+        clean end, so clients resume elsewhere at once), then let the
+        server's own SIGTERM handling stop the process."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum, frame):
+            if self.draining:
+                return
+            self.draining = True
+
+            async def drain_then_stop():
+                try:
+                    await self.drain()
+                finally:
+                    if callable(previous):
+                        previous(signum, frame)
+                    elif previous == signal.SIG_DFL:
+                        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                        os.kill(os.getpid(), signal.SIGTERM)
+
+            loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop()))
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """End every stream of this process cleanly; returns how many."""
+        self.draining = True
+        timeout = settings.REALTIME_DRAIN_SECONDS if timeout is None else timeout
+        connections = [c for sub in self.videos.values() for c in sub.connections]
+        for connection in connections:
+            message = connection.final_message(settings.REALTIME_DRAIN_RETRY_MS)
+            if message is not None:
+                connection.finish(message)
+            else:
+                connection.closed = True
+        self.stats["drained"] += len(connections)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def flushing(c) -> bool:
+            return c.pending is not None or (c.probe is not None and c.probe.buffered() > 0)
+
+        while any(flushing(c) for c in connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if any(c.kind == "ws" for c in connections):
+            # Give WebSocket close handshakes a moment to complete.
+            await asyncio.sleep(max(0.0, min(0.3, deadline - loop.time())))
+        for video_id in list(self.videos):
+            try:
+                await self.layer.group_discard(group_name(video_id), self.channel_name)
+            except Exception:  # noqa: BLE001 - the membership dies with the process anyway
+                pass
+        log.info("drained %d streams", len(connections))
+        return len(connections)
 
     def refresh_interval(self) -> float:
         expiry = getattr(self.layer, "group_expiry", 86400)
@@ -275,10 +339,35 @@ class Hub:
                         self.stats["tip_repairs"] += 1
                         await self._repair(sub)
 
+    async def _watch_redis(self) -> None:
+        """Notice Redis going away and coming back; on its return, resync."""
+        try:
+            await redis_client.async_client().ping()
+        except Exception:  # noqa: BLE001
+            if self.redis_up:
+                log.warning("Redis unreachable; gateway will resync when it returns")
+            self.redis_up = False
+            return
+        if not self.redis_up:
+            self.redis_up = True
+            log.info("Redis is back: rejoining groups and repairing gaps")
+            await self._resync()
+
+    async def _rejoin(self, video_id: int) -> None:
+        group = group_name(video_id)
+        if hasattr(self.layer, "group_expiry"):
+            await self.layer.group_add(group, self.channel_name)  # list layer: re-add the membership
+        else:
+            # Pub/sub layer: its receiver does not resubscribe after a lost
+            # connection, and group_add of a known group is a no-op; leaving
+            # and joining again reconnects it, which resubscribes everything.
+            await self.layer.group_discard(group, self.channel_name)
+            await self.layer.group_add(group, self.channel_name)
+
     async def _resync(self) -> None:
         """After the channel layer was unreachable: rejoin every group, then repair."""
         for video_id, sub in list(self.videos.items()):
-            await self.layer.group_add(group_name(video_id), self.channel_name)
+            await self._rejoin(video_id)
             async with sub.lock:
                 tip = await self._tip(video_id)
                 if to_position(tip) < sub.last_position:

@@ -10,17 +10,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from comments import cursors
+from comments import cursors, hotstore
 from comments.services import can_moderate
 from dispatcher import backlog
 from dispatcher.auth import BadToken, authenticate_scope, headers_of, query_of, run_sync
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +32,8 @@ class StreamRequest:
     user: object
     moderator: bool
     last_event_id: str | None
+    # The database is down: serve what Redis holds, to anonymous viewers.
+    degraded: bool = False
 
 
 def _resume_point(scope) -> str | None:
@@ -41,15 +46,26 @@ def _resume_point(scope) -> str | None:
 
 
 def _prepare(scope, video_id: int) -> StreamRequest:
+    from django.contrib.auth.models import AnonymousUser
+    from django.db import DatabaseError
+
     last_event_id = _resume_point(scope)
     try:
-        user = authenticate_scope(scope)
-    except BadToken:
-        raise ServiceError("authentication_failed", "Invalid token.", 401) from None
-    video = Video.objects.filter(pk=video_id).first()
-    if video is None:
-        raise ServiceError("not_found", f"No video {video_id}.", 404)
-    return StreamRequest(video, user, can_moderate(user, video), last_event_id)
+        try:
+            user = authenticate_scope(scope)
+        except BadToken:
+            raise ServiceError("authentication_failed", "Invalid token.", 401) from None
+        video = Video.objects.filter(pk=video_id).first()
+        if video is None:
+            raise ServiceError("not_found", f"No video {video_id}.", 404)
+        return StreamRequest(video, user, can_moderate(user, video), last_event_id)
+    except DatabaseError:
+        # Streaming what is already in Redis keeps working without the
+        # database: a video with a stream exists; its viewers read as anonymous.
+        if not hotstore.stream_exists(video_id):
+            raise
+        log.warning("database unavailable: streaming video %s from Redis only", video_id)
+        return StreamRequest(Video(pk=video_id, state=Video.State.LIVE), AnonymousUser(), False, last_event_id, True)
 
 
 async def prepare(scope, video_id: int) -> StreamRequest:
@@ -62,9 +78,10 @@ async def prepare(scope, video_id: int) -> StreamRequest:
 
 
 def _read_backlog(request: StreamRequest) -> backlog.Backlog:
+    use_database = not request.degraded
     if request.last_event_id is not None:
-        return backlog.resume(request.video.pk, request.last_event_id, request.moderator)
-    return backlog.latest(request.video.pk, settings.REALTIME_BACKLOG, request.moderator)
+        return backlog.resume(request.video.pk, request.last_event_id, request.moderator, use_database)
+    return backlog.latest(request.video.pk, settings.REALTIME_BACKLOG, request.moderator, use_database)
 
 
 async def read_backlog(request: StreamRequest) -> backlog.Backlog:

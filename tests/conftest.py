@@ -47,3 +47,19 @@ def _generous_throttles(settings):
 
 from tests.servers import gateways  # noqa: E402,F401  (fixture)
 from tests.separate_redis import persistent_separate_redis, separate_redis  # noqa: E402,F401  (fixtures)
+
+
+@pytest.fixture
+def fault_figures(request):
+    """Record a fault test's figures; `make faults` collects them for docs/RELIABILITY.md."""
+    import json
+    import os
+
+    def record(scenario: str, figures: dict) -> None:
+        path = os.environ.get("FAULTS_REPORT")
+        print(f"\n{scenario}: {figures}")
+        if path:
+            with open(path, "a") as out:
+                out.write(json.dumps({"test": request.node.nodeid, "scenario": scenario, **figures}) + "\n")
+
+    return record

@@ -20,7 +20,8 @@ def member_count(redis, video_id: int, kind: str | None = None) -> int:
     if kind == "core":
         return redis.zcard(f"lc:group:{group_name(video_id)}")
     channel = f"lc__group__{group_name(video_id)}"
-    return dict(redis.pubsub_numsub(channel)).get(channel, 0)
+    counts = {k.decode() if isinstance(k, bytes) else k: v for k, v in redis.pubsub_numsub(channel)}
+    return counts.get(channel, 0)
 
 
 def core_members(redis, video_id: int) -> set[str]:

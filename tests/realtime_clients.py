@@ -225,3 +225,55 @@ class Poster:
 
     def close(self) -> None:
         self.client.close()
+
+
+class ResumingSSEClient(_Collector):
+    """An SSE client that behaves like EventSource: when the stream ends or
+    fails it reconnects (to the next of `urls`, round robin) with the last id
+    it saw, until close(). Counts its reconnects."""
+
+    def __init__(self, urls: list[str], retry_delay: float = 0.2):
+        super().__init__()
+        self.urls = urls
+        self.retry_delay = retry_delay
+        self.reconnects = 0
+        self.failed_connects = 0
+        self._stop = threading.Event()
+        self._current: SSEClient | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            url = self.urls[index % len(self.urls)]
+            client = SSEClient(url, last_event_id=self.last_id)
+            self._current = client
+            client.opened.wait(10)
+            if client.status == 200:
+                self.opened.set()
+                seen = 0
+                while not self._stop.is_set():
+                    client.wait_until(lambda c: len(c.events) > seen or c.closed, 0.5)
+                    with client.lock:
+                        fresh = client.events[seen:]
+                        seen = len(client.events)
+                        ended = client.closed and seen == len(client.events)
+                    for event in fresh:
+                        self.add(dict(event))
+                    if ended:
+                        break
+            else:
+                self.failed_connects += 1
+            client.close()
+            if self._stop.is_set():
+                break
+            self.reconnects += 1
+            index += 1
+            self._stop.wait(self.retry_delay)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._current is not None:
+            self._current.close()
+        self.thread.join(10)
