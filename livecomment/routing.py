@@ -8,12 +8,9 @@ def build_application(django_asgi_app):
 
     http_routes = []
     websocket_routes = []
-    try:
-        from dispatcher.routing import http_routes as rt_http, websocket_routes as rt_ws
+    from dispatcher.routing import http_routes as rt_http, websocket_routes as rt_ws
 
-        http_routes, websocket_routes = list(rt_http), list(rt_ws)
-    except ImportError:
-        pass
+    http_routes, websocket_routes = list(rt_http), list(rt_ws)
     from livecomment.metrics import MetricsConsumer
 
     # /metrics on the event loop, before Django: no thread hop, and it reads this loop's hub.
@@ -23,8 +20,10 @@ def build_application(django_asgi_app):
     # Bodies over MAX_REQUEST_BODY_BYTES: 413 before they are read (Django reads first).
     routes = {"http": BodyLimitMiddleware(URLRouter(http_routes + [re_path(r"", django_asgi_app)]))}
     if websocket_routes:
-        from channels.auth import AuthMiddlewareStack
         from channels.security.websocket import AllowedHostsOriginValidator
 
-        routes["websocket"] = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes)))
+        # No AuthMiddlewareStack: the consumers authenticate themselves
+        # (dispatcher/auth.py), and its session wrapper would stand between the
+        # hub and the server's raw `send`, hiding a slow socket from it.
+        routes["websocket"] = AllowedHostsOriginValidator(URLRouter(websocket_routes))
     return ProtocolTypeRouter(routes)

@@ -224,8 +224,13 @@ REALTIME_BUFFER_BYTES = env_int("REALTIME_BUFFER_BYTES", 1024 * 1024, minimum=10
 REALTIME_SOCKET_SNDBUF = env_int("REALTIME_SOCKET_SNDBUF", 0, minimum=0)
 # How often each gateway compares each stream's tip with what it delivered.
 REALTIME_TIP_CHECK_SECONDS = env_float("REALTIME_TIP_CHECK_SECONDS", 5.0, minimum=0.05)
+# How often each gateway checks that Redis answers (to rejoin its groups when it returns).
+REALTIME_REDIS_CHECK_SECONDS = env_float("REALTIME_REDIS_CHECK_SECONDS", 1.0, minimum=0.05)
 REALTIME_VIEWERS_INTERVAL = env_float("REALTIME_VIEWERS_INTERVAL", 2.0, minimum=0.05)
 REALTIME_VIEWERS_TTL = env_int("REALTIME_VIEWERS_TTL", 30, minimum=1)
+# SIGTERM: streams get a final `retry:` (this many ms) and end; wait this long for them to flush.
+REALTIME_DRAIN_RETRY_MS = env_int("REALTIME_DRAIN_RETRY_MS", 500, minimum=0)
+REALTIME_DRAIN_SECONDS = env_float("REALTIME_DRAIN_SECONDS", 3.0, minimum=0.0)
 LONG_POLL_MAX_SECONDS = env_int("LONG_POLL_MAX_SECONDS", 30, minimum=1)
 # /gateway/stats (JSON counters of this process) answers loopback clients only.
 GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
