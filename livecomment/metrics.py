@@ -19,6 +19,8 @@ clients only, unless METRICS_PUBLIC=1.
 
 from __future__ import annotations
 
+import os
+
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics
@@ -124,6 +126,13 @@ class HubCollector:
         for transport, count in sorted(counts.items()):
             open_connections.add_metric([transport], count)
         yield open_connections
+        info = GaugeMetricFamily(
+            "livecomment_gateway_info",
+            "This gateway process: its pid and channel-layer channel (tells workers apart).",
+            labels=["pid", "channel"],
+        )
+        info.add_metric([str(os.getpid()), (hub.channel_name if hub is not None else None) or ""], 1)
+        yield info
         yield GaugeMetricFamily(
             "livecomment_videos_watched", "Videos with at least one local connection (groups joined).", value=videos
         )

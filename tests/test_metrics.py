@@ -73,6 +73,8 @@ def test_it_counts_connections_deliveries_channel_messages_and_comments(gateways
         "one SSE and one WS connection in the gauge",
     )
     assert value(samples, "livecomment_videos_watched") == 1
+    info = [dict(labels) for name, labels in samples if name == "livecomment_gateway_info"]
+    assert len(info) == 1 and info[0]["pid"] == str(gateway.process.pid) and info[0]["channel"]
 
     token = Token.objects.create(user=alice).key
     poster = Poster(gateway.base, token)
