@@ -106,43 +106,49 @@ def test_a_comment_deleted_by_its_author_disappears_from_the_other_page(transpor
     assert late.comment_ids() == [keep.pk]
 
 
-@pytest.mark.parametrize("transport", ["sse", "ws"])
 def test_a_server_restart_shows_reconnecting_then_resumes_with_nothing_missed(
-    transport, gateways, live_video, alice, bob, viewers
+    gateways, live_video, alice, bob, viewers
 ):
-    query = "?transport=ws" if transport == "ws" else ""
+    """Two viewers, one on SSE and one on the WebSocket (?transport=ws), on a
+    server that is killed and started again on the same port."""
     gateway = start_gateway(gateways)
     before = [post(live_video, alice, f"before {i}").pk for i in range(3)]
-    watcher = viewers().open(gateway, live_video, query)
-    watcher.wait_for_count(3)
+    on_sse = viewers().open(gateway, live_video)
+    on_ws = viewers().open(gateway, live_video, "?transport=ws")
+    assert (on_sse.transport(), on_ws.transport()) == ("sse", "ws")
+    for watcher in (on_sse, on_ws):
+        watcher.wait_for_count(3)
 
     gateway.kill()
-    watcher.page.wait_for_selector("#conn-status[data-state=reconnecting]", timeout=5_000)
-    assert watcher.status() == "reconnecting…"
+    for watcher in (on_sse, on_ws):
+        watcher.page.wait_for_selector("#conn-status[data-state=reconnecting]", timeout=5_000)
+        assert watcher.status() == "reconnecting…"
 
     # While the server is down the conversation goes on (another gateway,
-    # or here the write path directly): these must not be lost.
+    # or here the write path directly): none of it may be lost.
     during = [post(live_video, bob, f"while down {i}").pk for i in range(4)]
     removed = post(live_video, bob, "removed while down")
     off_loop(services.remove_comment, removed, by=bob)
     off_loop(services.remove_comment, Comment.objects.get(pk=before[0]), by=alice)
 
     gateways.restart(gateway)
-    watcher.wait_live(timeout=15_000)
     expected = before[1:] + during
-    watcher.page.wait_for_function(
-        "ids => JSON.stringify([...document.querySelectorAll('#chat-list li.comment')].map(e => Number(e.dataset.id)))"
-        " === JSON.stringify(ids)",
-        arg=expected,
-        timeout=10_000,
-    )
-    assert watcher.transport() == transport
+    for watcher in (on_sse, on_ws):
+        watcher.wait_live(timeout=15_000)
+        watcher.page.wait_for_function(
+            "ids => JSON.stringify([...document.querySelectorAll('#chat-list li.comment')]"
+            ".map(e => Number(e.dataset.id))) === JSON.stringify(ids)",
+            arg=expected,
+            timeout=10_000,
+        )
+    assert (on_sse.transport(), on_ws.transport()) == ("sse", "ws")
 
-    # And it is live again, not just caught up.
+    # And live again, not just caught up.
     after = post(live_video, alice, "after the restart")
-    watcher.comment(after.pk).wait_for(timeout=3_000)
-    assert watcher.comment_ids() == expected + [after.pk]
-    assert watcher.errors == []
+    for watcher in (on_sse, on_ws):
+        watcher.comment(after.pk).wait_for(timeout=3_000)
+        assert watcher.comment_ids() == expected + [after.pk]
+        assert watcher.errors == []
 
 
 XSS_PAYLOADS = [
