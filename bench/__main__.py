@@ -68,12 +68,17 @@ def cmd_fanout(args) -> int:
 
 def run_write(target: targets.Target, concurrency: int, duration: float) -> dict:
     with target:
+        before = target.snapshot()
         res = asyncio.run(publisher.write_closed_loop(target, uuid.uuid4().hex[:10], concurrency, duration))
         snap = target.snapshot()
     out = {"label": target.label, "concurrency": concurrency, "database": "postgresql" if getattr(target, "database_url", None) else "sqlite",
            "redis": "external" if getattr(target, "redis_url", None) else "embedded"}
     out.update(res.as_dict())
     out["gateway_pids"] = len(snap.gateway_pids)
+    # CPU over warm-up + measurement (duration + 1 s): how busy the server was
+    out["gateway_cpu_s"] = round(snap.gateway_cpu - before.gateway_cpu, 2)
+    out["redis_cpu_s"] = round(snap.redis_cpu - before.redis_cpu, 2)
+    out["gateway_cpu_pct"] = round(100 * (snap.gateway_cpu - before.gateway_cpu) / (duration + 1), 1)
     return out
 
 

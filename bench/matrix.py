@@ -41,9 +41,14 @@ def versions() -> dict:
 
 
 def git_rev() -> str:
+    """HEAD, plus '+dirty (paths)' when the work tree differs (the run measured the files as they were)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        paths = sorted({line[3:].split("/")[0] for line in dirty if line.strip()})
+        return rev + (f" +uncommitted changes in {', '.join(paths)}" if paths else "")
     except OSError:
         return "?"
 
@@ -114,15 +119,16 @@ def main(args) -> int:
         save()
         time.sleep(1)  # let sockets and processes go
 
-    write_runs = [("sqlite", None, None, {})]
+    write_runs = [("uvicorn", "sqlite", None, None, {}), ("daphne", "sqlite", None, None, {})]
     if args.database_url:
-        write_runs.append(("postgresql", args.database_url, args.redis_url, {}))
+        write_runs.append(("uvicorn", "postgresql", args.database_url, args.redis_url, {}))
+        write_runs.append(("daphne", "postgresql", args.database_url, args.redis_url, {}))
         # Persistent connections under ASGI: each request's sync code runs in a
         # new thread, so DB_CONN_MAX_AGE > 0 can pile up connections; measure
         # without them too.
-        write_runs.append(("postgresql", args.database_url, args.redis_url, {"DB_CONN_MAX_AGE": "0"}))
-    for db, url, rurl, env in write_runs:
-        target = targets.Livecomment("uvicorn", 1, posters=args.write_concurrency, database_url=url, redis_url=rurl,
+        write_runs.append(("uvicorn", "postgresql", args.database_url, args.redis_url, {"DB_CONN_MAX_AGE": "0"}))
+    for server, db, url, rurl, env in write_runs:
+        target = targets.Livecomment(server, 1, posters=args.write_concurrency, database_url=url, redis_url=rurl,
                                      env=env)
         cmd = f"write {target.command()} --concurrency {args.write_concurrency} --duration {args.write_duration:g}"
         data["commands"].append(cmd)

@@ -75,20 +75,21 @@ def fanout_table(runs: list[dict]) -> list[str]:
 
 def write_table(writes: list[dict]) -> list[str]:
     lines = [
-        "| target | database | redis | posters | accepted/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx / errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| target | database | redis | posters | accepted/s | p50 ms | p90 ms | p99 ms | max ms | gateway CPU | non-2xx / errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for w in writes:
         if w.get("error"):
             lines.append(f"| {w.get('label', '?')} | {w.get('database', '?')} | {w.get('redis', '?')} | "
-                         f"{w.get('concurrency', '?')} | failed: {w['error'][:150]} | | | | | |")
+                         f"{w.get('concurrency', '?')} | failed: {w['error'][:150]} | | | | | | |")
             continue
         q = w["request_ms"]
         bad = {k: v for k, v in w["statuses"].items() if not k.startswith("2")}
         bad.update(w.get("errors", {}))
         lines.append(
             f"| {w['label']} | {w['database']} | {w['redis']} | {w['concurrency']} | {fmt(w['accepted_per_s'])} "
-            f"| {fmt(q['p50'])} | {fmt(q['p90'])} | {fmt(q['p99'])} | {fmt(q['max'])} | {bad or '–'} |"
+            f"| {fmt(q['p50'])} | {fmt(q['p90'])} | {fmt(q['p99'])} | {fmt(q['max'])} "
+            f"| {fmt(w.get('gateway_cpu_pct'), 0)} % | {bad or '–'} |"
         )
     return lines
 
