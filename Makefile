@@ -65,3 +65,9 @@ bench: venv $(BIN)/.bench-installed
 
 bench-smoke: venv
 	$(BIN)/python -m bench smoke
+
+faults: venv
+	rm -f var/faults.jsonl && mkdir -p var
+	FAULTS_REPORT=$(CURDIR)/var/faults.jsonl timeout 900 $(BIN)/python -m pytest -m faults -p no:cacheprovider -q
+	$(BIN)/python -m tests.faults_report var/faults.jsonl > docs/RELIABILITY.md
+	@echo "wrote docs/RELIABILITY.md"

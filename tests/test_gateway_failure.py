@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 import httpx
 from rest_framework.authtoken.models import Token
 
@@ -12,7 +14,8 @@ from tests.realtime_clients import Poster, SSEClient, WSClient
 EXPIRY = 3  # seconds; gateways refresh their groups every EXPIRY / 3
 
 
-def test_it_resumes_on_another_gateway_after_a_kill(gateways, video, alice):
+@pytest.mark.faults
+def test_it_resumes_on_another_gateway_after_a_kill(gateways, video, alice, fault_figures):
     a, b = gateways.start(), gateways.start()
     poster = Poster(b.base, Token.objects.create(user=alice).key)
     sse = SSEClient(a.url(f"/api/v1/videos/{video.pk}/stream")).wait_open()
@@ -29,10 +32,19 @@ def test_it_resumes_on_another_gateway_after_a_kill(gateways, video, alice):
     ws2 = WSClient(b.ws_url(f"/ws/videos/{video.pk}/?last_event_id={ws.last_id}"))
     after = [poster.post(video.pk, f"after {i}") for i in range(5)]
     expected = [c["id"] for c in before + during + after]
+    delivered = duplicated = lost = 0
     for first, second in ((sse, sse2), (ws, ws2)):
         assert second.wait_for_comments(15)
         time.sleep(0.2)
-        assert first.comment_ids() + second.comment_ids() == expected
+        got = first.comment_ids() + second.comment_ids()
+        delivered += len(got)
+        duplicated += len(got) - len(set(got))
+        lost += len(set(expected) - set(got))
+        assert got == expected
+    fault_figures(
+        "Gateway killed with SIGKILL (an SSE and a WebSocket client resume on the other gateway)",
+        {"clients": 2, "acknowledged": len(expected), "delivered": delivered, "lost": lost, "duplicated": duplicated},
+    )
     sse2.close()
     ws2.close()
     poster.close()
