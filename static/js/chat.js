@@ -800,7 +800,14 @@
         if (frame.event === "ack") resolve({ ok: true, comment: frame.data });
         else resolve(postResult(400, { error: frame.error || {} }));
       });
-      socket.send(JSON.stringify({ action: "post", text: text, idempotency_key: key, ref: ref }));
+      try {
+        socket.send(JSON.stringify({ action: "post", text: text, idempotency_key: key, ref: ref }));
+      } catch (err) {
+        // The socket is closing: the REST API takes it, with the same key.
+        clearTimeout(timer);
+        pendingPosts.delete(ref);
+        resolve(null);
+      }
     });
   }
 
