@@ -31,6 +31,8 @@ def query_of(scope) -> dict[str, str]:
 def _user_for_token(key: str):
     from rest_framework.authtoken.models import Token
 
+    if not (len(key) <= 40 and key.isascii() and key.isalnum()):
+        return None  # cannot be a token (and PostgreSQL cannot compare a NUL)
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return None
