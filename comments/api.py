@@ -100,6 +100,8 @@ class CommentListView(APIView):
                 page = queries.page_between(video.pk, after, before, limit)
             elif after is not None:
                 page = queries.page_after(video.pk, after, limit)
+            elif before == cursors.ZERO:  # nothing precedes 0-0 (and Redis refuses the range "(0-0")
+                page = queries.Page([], False, "database")
             else:
                 page = queries.page_before(video.pk, before, limit)
         except DatabaseError as exc:
