@@ -134,6 +134,18 @@ return {'ok'}
 """
 
 
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(client, source: str):
+    """The script registered on this client: EVALSHA, loading it again if Redis forgot it."""
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(source)
+    return script
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     outcome: str  # ok | idem | dup | slow
@@ -154,9 +166,10 @@ def reserve(
     dkey = dup_key(video_id, user_id, text) if window > 0 else ""
     skey = slow_key(video_id, user_id) if slow_mode_seconds > 0 else ""
     client = redis_client.for_video(video_id)
-    result = client.eval(
-        _RESERVE, 3, ikey, dkey, skey,
-        settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1),
+    result = _script(client, _RESERVE)(
+        keys=[ikey, dkey, skey],
+        args=[
+        settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1)],
     )
     outcome = result[0]
     if outcome == "idem":
@@ -225,7 +238,7 @@ def append(
     if original_cursor:
         fields += ["k", original_cursor]
     client = redis_client.for_video(video_id)
-    prev, new = client.eval(_APPEND, 1, stream_key(video_id), settings.STREAM_MAXLEN, *fields)
+    prev, new = _script(client, _APPEND)(keys=[stream_key(video_id)], args=[settings.STREAM_MAXLEN, *fields])
     return prev, new
 
 
@@ -325,6 +338,8 @@ def comments_before(video_id: int, before: str, limit: int) -> tuple[list[Stream
     stream's start says nothing of what was trimmed or lost before it, so the
     caller then asks the database.
     """
+    if before == cursors.ZERO:
+        return [], True  # nothing comes before the very start
     client = redis_client.for_video(video_id)
     found: list[StreamEvent] = []
     end = before

@@ -17,6 +17,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,7 +28,33 @@ from livecomment.errors import error_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 _list_view = CommentListView.as_view()
-_call_view = sync_to_async(_list_view)
+
+
+def _run_view_in_pool(request, video_id):
+    # Like channels' database_sync_to_async: this runs in a pool thread,
+    # whose connection Django's request_finished signal never sees.
+    close_old_connections()
+    try:
+        return _list_view(request, video_id=video_id)
+    finally:
+        close_old_connections()
+
+
+def _run_view(request, video_id):
+    return _list_view(request, video_id=video_id)
+
+
+# A pool of threads, not Django's one shared sync thread: posts and reads of
+# comments wait on Redis and the database in parallel. (Off in in-process
+# tests, whose data lives in one thread's uncommitted transaction.)
+_pooled_view = sync_to_async(_run_view_in_pool, thread_sensitive=False)
+_shared_thread_view = sync_to_async(_run_view, thread_sensitive=True)
+
+
+def _call_view(request, video_id):
+    if settings.API_THREAD_POOL:
+        return _pooled_view(request, video_id)
+    return _shared_thread_view(request, video_id)
 
 
 def _has_results(response) -> bool:
@@ -38,7 +65,7 @@ def _has_results(response) -> bool:
 async def comments_endpoint(request, video_id: int):
     wait_param = request.GET.get("wait")
     if request.method != "GET" or wait_param is None:
-        return await _call_view(request, video_id=video_id)
+        return await _call_view(request, video_id)
     limit = settings.LONG_POLL_MAX_SECONDS
     try:
         wait = int(wait_param)
@@ -49,7 +76,7 @@ async def comments_endpoint(request, video_id: int):
     if not request.GET.get("after"):
         return JsonResponse(error_body("missing_after", "wait= needs after=<cursor>."), status=400)
 
-    response = await _call_view(request, video_id=video_id)
+    response = await _call_view(request, video_id)
     if _has_results(response):
         return response
     hub = get_hub()
@@ -61,7 +88,7 @@ async def comments_endpoint(request, video_id: int):
     try:
         deadline = time.monotonic() + wait
         while True:
-            response = await _call_view(request, video_id=video_id)
+            response = await _call_view(request, video_id)
             remaining = deadline - time.monotonic()
             if _has_results(response) or remaining <= 0:
                 return response

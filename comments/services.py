@@ -86,12 +86,27 @@ def clean_idempotency_key(key) -> str | None:
     return key
 
 
+MODERATORS_CACHE_SECONDS = 5.0
+_moderators_cache: dict[int, tuple[float, frozenset]] = {}
+
+
+def video_moderator_ids(video: Video) -> frozenset:
+    """Ids of the video's own moderators, cached a few seconds (asked on every post)."""
+    now = time.monotonic()
+    cached = _moderators_cache.get(video.pk)
+    if cached is not None and now - cached[0] < MODERATORS_CACHE_SECONDS:
+        return cached[1]
+    ids = frozenset(video.moderators.values_list("pk", flat=True))
+    _moderators_cache[video.pk] = (now, ids)
+    return ids
+
+
 def can_moderate(user, video: Video) -> bool:
-    if not user.is_authenticated:
+    if not getattr(user, "is_authenticated", False):
         return False
     if user.is_staff:
         return True
-    return video.moderators.filter(pk=user.pk).exists()
+    return user.pk in video_moderator_ids(video)
 
 
 def _check_video_open(video: Video) -> None:

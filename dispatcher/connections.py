@@ -133,7 +133,7 @@ class Connection:
         self.last_id = ""
         self.started = False  # False while the backlog is being read and sent
         self.closed = False
-        self.buffer: deque = deque()
+        self.buffer: deque | None = None  # made when the connection first falls behind
         self.buffered_bytes = 0
         self.pending: asyncio.Future | None = None
         self.probe = TransportProbe.for_send(send)
@@ -200,6 +200,8 @@ class Connection:
             self._write(message)
 
     def _enqueue(self, message: dict) -> None:
+        if self.buffer is None:
+            self.buffer = deque()
         self.buffer.append(message)
         self.buffered_bytes += self.size(message)
         if len(self.buffer) > settings.REALTIME_BUFFER_EVENTS or self.buffered_bytes > settings.REALTIME_BUFFER_BYTES:
@@ -243,7 +245,7 @@ class Connection:
         if self.closed:
             return
         if self.pending is not None or not self.started:
-            self.buffer.append(message)
+            self._enqueue(message)
         else:
             self._write(message)
         self.closed = True  # nothing more is accepted; what is buffered still goes out
@@ -254,7 +256,7 @@ class Connection:
             return
         self.closed = True
         self.close_reason = reason
-        self.buffer.clear()
+        self.buffer = None
         self.buffered_bytes = 0
         pending, self.pending = self.pending, None
         if pending is not None and not pending.done():

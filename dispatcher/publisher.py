@@ -52,15 +52,38 @@ def message_for(video_id: int, event: Event) -> dict:
     }
 
 
+def _pubsub_channel(layer, group: str) -> str | None:
+    """The Redis channel the pub/sub layer publishes a group's messages on
+    (channels_redis.pubsub: "<prefix>__group__<group>"), or None for other layers."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        return None
+    prefix = layer._kwargs.get("prefix", "asgi")
+    return f"{prefix}__group__{group}"
+
+
 def publish(video_id: int, event: Event) -> None:
     """Send `event` to every gateway with viewers of `video_id`.
+
+    From synchronous code (the write path runs in worker threads) the
+    pub/sub layer's group_send is one PUBLISH: do it with the synchronous
+    Redis client, in the layer's own wire format, instead of hopping into an
+    event loop (async_to_sync) for it.
 
     A failure here never undoes the write: the event is in the stream, and
     gateways repair the gap when the next event arrives; clients resume.
     """
     layer = get_channel_layer()
+    group = group_name(video_id)
     try:
-        async_to_sync(layer.group_send)(group_name(video_id), message_for(video_id, event))
+        channel = _pubsub_channel(layer, group)
+        if channel is not None:
+            from livecomment import redis_client
+
+            redis_client.sync_client().publish(channel, layer.serialize(message_for(video_id, event)))
+        else:
+            async_to_sync(layer.group_send)(group, message_for(video_id, event))
         stats["group_sends"] += 1
     except Exception as exc:  # noqa: BLE001 - delivery is repaired from the stream
         log.warning("publish of %s %s to video %s failed: %r", event.get("type"), event.get("id"), video_id, exc)

@@ -234,8 +234,14 @@ REALTIME_VIEWERS_TTL = env_int("REALTIME_VIEWERS_TTL", 30, minimum=1)
 REALTIME_DRAIN_RETRY_MS = env_int("REALTIME_DRAIN_RETRY_MS", 500, minimum=0)
 REALTIME_DRAIN_SECONDS = env_float("REALTIME_DRAIN_SECONDS", 3.0, minimum=0.0)
 LONG_POLL_MAX_SECONDS = env_int("LONG_POLL_MAX_SECONDS", 30, minimum=1)
+# Garbage-collector thresholds of gateway processes (livecomment/asgi.py).
+GATEWAY_GC_THRESHOLDS = tuple(env.list("GATEWAY_GC_THRESHOLDS", cast=int, default=[50000, 50, 1000]))
 # /gateway/stats (JSON counters of this process) answers loopback clients only.
 GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
+
+# Run the comment endpoints' sync code in a thread pool (not Django's single
+# shared sync thread) so concurrent posts overlap their Redis and DB waits.
+API_THREAD_POOL = env.bool("API_THREAD_POOL", default=True)
 
 # --- REST API -----------------------------------------------------------------
 THROTTLE_POST_RATE = env.str("THROTTLE_POST_RATE", default="30/min")

@@ -14,6 +14,8 @@ def clean_redis():
     cache.clear()
     services._pending_undos.clear()
     services.FAIL_POINTS.clear()
+    services._moderators_cache.clear()
+    services._terms_cache.clear()
     yield
     services._pending_undos.clear()
     services.FAIL_POINTS.clear()

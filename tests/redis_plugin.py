@@ -14,6 +14,9 @@ _var_dir = tempfile.mkdtemp(prefix="livecomment-test-")
 os.environ["VAR_DIR"] = _var_dir
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
 os.environ.setdefault("DEBUG", "1")
+# The in-process test client's data lives in one thread's open transaction;
+# gateway processes the tests start get API_THREAD_POOL=1 (tests/servers.py).
+os.environ["API_THREAD_POOL"] = "0"
 
 if not os.environ.get("REDIS_URL"):
     from livecomment.embedded_redis import ensure_running

@@ -106,6 +106,7 @@ class Gateways:
                 "THROTTLE_POST_RATE": "100000/min",
                 "THROTTLE_ANON_RATE": "100000/min",
                 "PYTHONUNBUFFERED": "1",
+                "API_THREAD_POOL": "1",
             }
         )
         env.update({k: str(v) for k, v in extra.items()})
