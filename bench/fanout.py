@@ -31,6 +31,11 @@ from bench.targets import Target
 CTX = mp.get_context("spawn")
 
 
+def _busy(t) -> float:
+    """Busy CPU seconds of the whole machine from psutil.cpu_times()."""
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
 def merge_hist(hists: list[dict]) -> dict[int, int]:
     out: dict[int, int] = {}
     for h in hists:
@@ -186,6 +191,11 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         # Measure.
         cpu0 = target.snapshot()
         ccpu0 = clients.cpu()
+        me = psutil.Process()
+        own0 = sum(me.cpu_times()[:2])
+        sys0 = psutil.cpu_times()
+        wall0 = time.monotonic()
+        load0 = psutil.getloadavg()[0]
         psutil.cpu_percent(None)
         t0_ns = time.time_ns()
         clients.send(("go", t0_ns))
@@ -212,6 +222,9 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         machine_cpu = psutil.cpu_percent(None)
         cpu1 = target.snapshot()
         ccpu1 = clients.cpu()
+        own1 = sum(me.cpu_times()[:2])
+        sys1 = psutil.cpu_times()
+        wall1 = time.monotonic()
         reports = [r[1] for r in clients.ask(("report", pub.acked), timeout=60)]
     finally:
         clients.close()
@@ -274,6 +287,13 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
             "other_server_cpu_s": round(cpu1.other_cpu - cpu0.other_cpu, 2),
             "client_cpu_s": round(ccpu1 - ccpu0, 2),
             "machine_cpu_pct": machine_cpu,
+            # CPU the machine spent outside this run's processes (other work on
+            # a shared machine, unattributed kernel time), in cores: noise gauge
+            "foreign_cores": round(max(0.0, _busy(sys1) - _busy(sys0)
+                                       - (cpu1.gateway_cpu - cpu0.gateway_cpu) - (cpu1.redis_cpu - cpu0.redis_cpu)
+                                       - (cpu1.other_cpu - cpu0.other_cpu) - (ccpu1 - ccpu0) - (own1 - own0))
+                                   / max(0.001, wall1 - wall0), 2),
+            "loadavg_1m_at_start": round(load0, 2),
             "cpu_us_per_delivery": round(gw_cpu / deliveries * 1e6, 2) if deliveries else None,
             "timeline_100ms": timeline[:600],
             "client_errors": sorted({e for r in reports for e in r["errors"]})[:5],

@@ -16,6 +16,12 @@ MANUAL_BEGIN = "<!-- BEGIN MANUAL NOTES (kept when `make bench` rewrites this fi
 MANUAL_END = "<!-- END MANUAL NOTES -->"
 
 
+def data_cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
 def fmt_int(v) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
@@ -41,8 +47,8 @@ def fanout_table(runs: list[dict]) -> list[str]:
     lines = [
         "| N | rate/s | target | G | conns | publish/s | offered deliv/s | deliv/s | vs ceiling | vs eventstream "
         "| delivered | lost | dup | out of order | p50 ms | p90 ms | p99 ms | max ms | RSS/conn KiB | CPU µs/deliv "
-        "| connect s |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| connect s | other load (cores) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -56,7 +62,7 @@ def fanout_table(runs: list[dict]) -> list[str]:
             if r.get("error"):
                 lines.append(
                     f"| {r['connections_requested']:,} | {r['rate']:g} | {name} | {r.get('gateways', 1)} "
-                    f"| failed: {r['error'][:120]} |" + " |" * 16
+                    f"| failed: {r['error'][:120]} |" + " |" * 17
                 )
                 continue
             lat = r["latency_ms"]
@@ -68,7 +74,8 @@ def fanout_table(runs: list[dict]) -> list[str]:
                 f"| {fmt(r['publish']['publish_rate'])} | {fmt_int(r['offered_per_s'])} | {fmt_int(r['deliveries_per_s'])} "
                 f"| {vs_c} | {vs_e} | {fmt(r['delivered_pct'], 2)} % | {r['lost']:,} | {r['duplicated']:,} "
                 f"| {ooo} | {fmt(lat['p50'])} | {fmt(lat['p90'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} "
-                f"| {fmt(r['rss_per_conn_kib'])} | {fmt(r['cpu_us_per_delivery'])} | {fmt(r.get('connect_s'))} |"
+                f"| {fmt(r['rss_per_conn_kib'])} | {fmt(r['cpu_us_per_delivery'])} | {fmt(r.get('connect_s'))} "
+                f"| {fmt(r.get('foreign_cores'), 2)} |"
             )
     return lines
 
@@ -245,7 +252,10 @@ def write_docs(data: dict, out: str, plot_path: str) -> None:
         "already received on that connection (¹ django-eventstream without storage sends no ids: its order is "
         "checked by the publish sequence number, which concurrent publishing may legitimately reorder, so "
         "that count is not a defect); *connect s* = time to open all N connections (each client process "
-        "keeps at most 64 connects in flight); "
+        "keeps at most 64 connects in flight); *other load* = CPU the machine spent outside this run's processes "
+        "while publishing and draining, in cores out of "
+        f"{data_cores()} (other sessions' work on the shared machine, plus kernel time not charged to a process): "
+        "rows with a high value are noisy; "
         "latency is post (request sent) → receipt (frame read by the client), from the send time embedded in "
         "the comment text, 1 %-wide histogram buckets; *RSS/conn* = (RSS of all gateway processes after "
         "connecting and one warm-up event − before) ÷ N; *CPU µs/deliv* = CPU seconds of the gateway processes "
