@@ -340,12 +340,17 @@ class Hub:
                         await self._repair(sub)
 
     async def _watch_redis(self) -> None:
-        """Notice Redis going away and coming back; on its return, resync."""
-        try:
-            await redis_client.async_client().ping()
-        except Exception:  # noqa: BLE001
+        """Notice a Redis host going away and coming back; on its return, resync."""
+        down = []
+        for url in redis_client.shard_urls():
+            try:
+                await redis_client.async_client(url).ping()
+            except Exception:  # noqa: BLE001
+                down.append(url)
+        if down:
             if self.redis_up:
-                log.warning("Redis unreachable; gateway will resync when it returns")
+                log.warning("Redis unreachable (%d of %d hosts); will resync when back",
+                            len(down), len(redis_client.shard_urls()))
             self.redis_up = False
             return
         if not self.redis_up:
@@ -367,7 +372,12 @@ class Hub:
     async def _resync(self) -> None:
         """After the channel layer was unreachable: rejoin every group, then repair."""
         for video_id, sub in list(self.videos.items()):
-            await self._rejoin(video_id)
+            try:
+                await self._rejoin(video_id)
+            except Exception as exc:  # noqa: BLE001 - its host is still away; the next check retries
+                log.warning("rejoining video %s failed: %s", video_id, exc)
+                self.redis_up = False
+                continue
             async with sub.lock:
                 tip = await self._tip(video_id)
                 if to_position(tip) < sub.last_position:

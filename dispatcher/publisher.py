@@ -16,6 +16,7 @@ from typing import TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,14 @@ def publish(video_id: int, event: Event) -> None:
     try:
         channel = _pubsub_channel(layer, group)
         if channel is not None:
+            from channels_redis.utils import _consistent_hash
+
             from livecomment import redis_client
 
-            redis_client.sync_client().publish(channel, layer.serialize(message_for(video_id, event)))
+            hosts = layer._kwargs.get("hosts") or [settings.REDIS_URL]
+            host = hosts[_consistent_hash(channel, len(hosts))]  # the layer's own shard choice
+            url = host if isinstance(host, str) else host.get("address")
+            redis_client.sync_client(url).publish(channel, layer.serialize(message_for(video_id, event)))
         else:
             async_to_sync(layer.group_send)(group, message_for(video_id, event))
         stats["group_sends"] += 1

@@ -1,11 +1,12 @@
 """Liveness and readiness, for load balancers, orchestrators and operators.
 
-* `GET /healthz` -- liveness: 200 whenever this process answers, with the
-  state of its dependencies for a human to read:
-  `{"status": "ok"|"degraded", "db": "ok"|"down", "redis": "ok"|"down"}`.
-  A database or Redis outage is not a reason to restart a gateway (a restart
-  cannot fix it, and the streams of what is already in Redis keep working),
-  so a liveness probe must not fail on it.
+* `GET /healthz` -- the service's health (the API contract since the first
+  release): 200 `{"status": "ok", "db": "ok", "redis": "ok"}`, or 503 naming
+  what is down, e.g. `{"status": "down", "db": "down", "redis": "ok"}`.
+* `GET /livez` -- liveness only: 200 whenever this process answers, with the
+  same fields for a human to read. A database or Redis outage is not a
+  reason to restart a gateway (a restart cannot fix it, and streams of what
+  is already in Redis keep working), so point liveness probes here.
 * `GET /readyz` -- readiness: 200 `{"status": "ready", "db": "ok", "redis": "ok"}`
   when this process can take traffic, else 503 naming what is down:
   `{"status": "not_ready", "db": "down", "redis": "ok"}`, plus
@@ -23,7 +24,7 @@ from livecomment import redis_client
 def database_ok() -> bool:
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            cursor.execute("SELECT 1 FROM django_migrations LIMIT 1")  # reachable *and* migrated
         return True
     except Exception:  # noqa: BLE001 - any failure means "down"
         connection.close_if_unusable_or_obsolete()
@@ -31,10 +32,21 @@ def database_ok() -> bool:
 
 
 def dependency_checks() -> dict:
-    return {"db": "ok" if database_ok() else "down", "redis": "ok" if redis_client.ping() else "down"}
+    shards = redis_client.ping_shards()
+    checks = {"db": "ok" if database_ok() else "down", "redis": "ok" if all(shards.values()) else "down"}
+    if len(shards) > 1:  # REDIS_URLS: say which host is down (by position in the list)
+        checks["redis_shards"] = ["ok" if up else "down" for up in shards.values()]
+    return checks
 
 
 def healthz(request):
+    """200 when the database and Redis answer, else 503 naming what is down."""
+    checks = dependency_checks()
+    healthy = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)
+
+
+def livez(request):
     """Liveness: 200 while the process answers; says which dependency is down."""
     checks = dependency_checks()
     healthy = all(v == "ok" for v in checks.values())

@@ -23,7 +23,7 @@ UNAVAILABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError
 
 _sync_clients: dict[tuple[int, str], redis.Redis] = {}
 _sync_lock = threading.Lock()
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]]" = (
     weakref.WeakKeyDictionary()
 )
 
@@ -51,25 +51,64 @@ def sync_client(url: str | None = None) -> redis.Redis:
     return client
 
 
-def async_client() -> aioredis.Redis:
+def async_client(url: str | None = None) -> aioredis.Redis:
+    url = url or settings.REDIS_URL
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
+    clients = _async_clients.get(loop)
+    if clients is None:
+        clients = _async_clients[loop] = {}
+    client = clients.get(url)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, **_options())
-        _async_clients[loop] = client
+        client = clients[url] = aioredis.Redis.from_url(url, **_options())
     return client
 
 
+# -- sharding the hot store by video ---------------------------------------------
+
+
+def shard_urls() -> list[str]:
+    """The Redis hosts of the hot store (REDIS_URLS), or the one REDIS_URL."""
+    return list(getattr(settings, "REDIS_SHARDS", None) or [settings.REDIS_URL])
+
+
+def shard_index(video_id: int, count: int | None = None) -> int:
+    """Which host holds a video's stream and keys: a stable hash of the video id.
+
+    The same function channels-redis's pub/sub layer uses to place the video's
+    group channel, so one host carries both the video's stream and its
+    fan-out, and losing a host affects only its videos.
+    """
+    count = count or len(shard_urls())
+    if count == 1:
+        return 0
+    from channels_redis.utils import _consistent_hash
+
+    return _consistent_hash(f"{settings.CHANNEL_LAYER_PREFIX}__group__video.{video_id}", count)
+
+
+def url_for_video(video_id: int) -> str:
+    urls = shard_urls()
+    return urls[shard_index(video_id, len(urls))]
+
+
 def for_video(video_id: int) -> redis.Redis:
-    return sync_client()
+    return sync_client(url_for_video(video_id))
 
 
 def async_for_video(video_id: int) -> aioredis.Redis:
-    return async_client()
+    return async_client(url_for_video(video_id))
+
+
+def ping_shards() -> dict[str, bool]:
+    result = {}
+    for url in shard_urls():
+        try:
+            result[url] = bool(sync_client(url).ping())
+        except UNAVAILABLE_ERRORS:
+            result[url] = False
+    return result
 
 
 def ping() -> bool:
-    try:
-        return bool(sync_client().ping())
-    except UNAVAILABLE_ERRORS:
-        return False
+    """Every Redis host answers."""
+    return all(ping_shards().values())

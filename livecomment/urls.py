@@ -13,7 +13,7 @@ from comments.moderation_api import (
     ReportView,
 )
 from livecomment.auth_api import TokenView
-from livecomment.health import healthz, readyz
+from livecomment.health import healthz, livez, readyz
 from videos.api import VideoDetailView, VideoListView
 
 api_v1 = [
@@ -40,6 +40,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("livez", livez, name="livez"),
 ]
 
 handler400 = "livecomment.errors.handler400"

@@ -165,8 +165,9 @@ def test_it_keeps_streaming_from_redis_while_the_database_is_down(gateways, tmp_
         r = httpx.post(gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "lost?"}, headers=headers, timeout=5)
         assert r.status_code == 503, r.text
         assert r.json()["error"]["code"] == "database_unavailable"
-        health = httpx.get(gateway.url("/healthz"), timeout=5).json()
-        assert (health["db"], health["redis"]) == ("down", "ok")
+        health = httpx.get(gateway.url("/healthz"), timeout=5)
+        assert health.status_code == 503
+        assert (health.json()["db"], health.json()["redis"]) == ("down", "ok")
         ready = httpx.get(gateway.url("/readyz"), timeout=5)
         assert ready.status_code == 503 and ready.json()["db"] == "down"
         latecomer = SSEClient(stream).wait_open()  # served from Redis alone

@@ -1,5 +1,5 @@
-"""GET /healthz (liveness: 200 while the process answers, naming what is down) and
-GET /readyz (readiness: 200 when the database and Redis answer, else 503 naming what is down)."""
+"""GET /healthz (200 when the database and Redis answer, else 503 naming what is down),
+GET /readyz (the same, and 503 while draining) and GET /livez (200 while the process answers)."""
 
 import time
 
@@ -23,8 +23,11 @@ def test_it_answers_503_naming_redis_when_redis_is_down(client, db, separate_red
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.json() == {"status": "not_ready", "db": "ok", "redis": "down"}
-    # Liveness: the process is up (restarting it would not bring Redis back).
     r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json() == {"status": "down", "db": "ok", "redis": "down"}
+    # Liveness: the process is up (restarting it would not bring Redis back).
+    r = client.get("/livez")
     assert r.status_code == 200
     assert r.json() == {"status": "degraded", "db": "ok", "redis": "down"}
 
@@ -63,8 +66,9 @@ def test_it_answers_503_naming_the_database_when_it_is_down(gateways, tmp_path):
     assert r.status_code == 503
     assert r.json() == {"status": "not_ready", "db": "down", "redis": "ok"}
     r = httpx.get(gateway.url("/healthz"), timeout=5)
-    assert r.status_code == 200
-    assert r.json() == {"status": "degraded", "db": "down", "redis": "ok"}
+    assert r.status_code == 503
+    assert r.json() == {"status": "down", "db": "down", "redis": "ok"}
+    assert httpx.get(gateway.url("/livez"), timeout=5).status_code == 200
 
     # The API says the same, in its error shape, on every endpoint.
     for path in ("/api/v1/videos/", "/api/v1/videos/1/", "/api/v1/videos/1/comments/", "/api/v1/comments/1/"):
