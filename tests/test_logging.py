@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from livecomment.logging_config import JsonFormatter, PlainFormatter, RequestIdFilter, clean_request_id
-from tests.base import video  # noqa: F401
+from tests.base import alice, video  # noqa: F401
 from tests.realtime_clients import SSEClient, WSClient
 from tests.servers import ROOT
 
@@ -171,3 +174,81 @@ def test_it_logs_stream_open_and_close_with_the_request_id(gateways, video):
     assert r.status_code == 404 and r.headers["x-request-id"] == "sse-404"
     refused = wait_for_line(gateway, lambda d: d.get("request_id") == "sse-404")
     assert (refused["event"], refused["status"], refused["code"]) == ("stream.refused", 404, "not_found")
+
+
+# --- behind the nginx config of docs/OPERATIONS.md ---------------------------------------
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+
+def nginx_conf_from_docs(listen_port: int, upstream_ports: list[int], prefix: Path) -> str:
+    """The server config of docs/OPERATIONS.md, on plain HTTP on loopback."""
+    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    conf = re.search(r"```nginx\n(.*?)```", doc, re.S).group(1)
+    conf = re.sub(r"server \{\n    listen 80;.*?\n\}\n", "", conf, flags=re.S)  # the HTTPS redirect
+    conf = conf.replace("    listen 443 ssl;\n", f"    listen 127.0.0.1:{listen_port};\n")
+    conf = re.sub(r"    http2 on;.*\n(\s+#.*\n)?", "", conf)
+    conf = re.sub(r"    ssl_certificate.*\n", "", conf)
+    servers = "".join(f"    server 127.0.0.1:{p} max_fails=3 fail_timeout=10s;\n" for p in upstream_ports)
+    conf, count = re.subn(r"(    server 127\.0\.0\.1:80\d\d .*\n)+", servers, conf)
+    assert count == 1, "the upstream block of docs/OPERATIONS.md changed shape"
+    temp = " ".join(f"{name}_temp_path {prefix}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{\n access_log {prefix}/access.log;\n {temp}\n{conf}\n}}\n"
+    )
+
+
+@pytest.mark.processes
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_the_documented_nginx_config_streams_upgrades_and_passes_the_request_id(gateways, video, alice, tmp_path):
+    from rest_framework.authtoken.models import Token
+
+    from tests.realtime_clients import Poster
+    from tests.servers import free_port
+
+    a = gateways.start("uvicorn", NUM_PROXIES="1", LOG_FORMAT="json")
+    b = gateways.start("uvicorn", NUM_PROXIES="1", LOG_FORMAT="json")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_conf_from_docs(port, [a.port, b.port], tmp_path))
+    checked = subprocess.run([NGINX, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and nginx.poll() is None, (tmp_path / "error.log").read_text()
+            time.sleep(0.1)
+
+        sse = SSEClient(f"{base}/api/v1/videos/{video.pk}/stream").wait_open()
+        ws = WSClient(f"ws://127.0.0.1:{port}/ws/videos/{video.pk}/", origin=base)
+        assert sse.status == 200 and len(sse.response_headers["x-request-id"]) == 32  # nginx's $request_id
+        poster = Poster(base, Token.objects.create(user=alice).key)
+        posted = poster.post(video.pk, "through nginx")
+        # Unbuffered: the comment arrives at once, not when a proxy buffer fills.
+        assert sse.wait_for_comments(1, timeout=5) and ws.wait_for_comments(1, timeout=5)
+        assert sse.comment_ids() == ws.comment_ids() == [posted["id"]]
+
+        r = httpx.get(f"{base}/api/v1/videos/{video.pk}/", timeout=5)
+        request_id = r.headers["x-request-id"]
+        logged = [d for g in (a, b) for d in json_lines(g) if d.get("request_id") == request_id]
+        assert [d["event"] for d in logged] == ["request"]
+        # Internals are not served through the proxy.
+        assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
+        assert httpx.get(f"{base}/gateway/stats", timeout=5).status_code == 404
+        sse.close()
+        ws.close()
+        poster.close()
+    finally:
+        nginx.terminate()
+        nginx.wait(10)

@@ -175,8 +175,11 @@ def test_readyz_answers_503_naming_redis_while_it_is_down(gateways, db):
         r = httpx.get(gateway.url("/readyz"), timeout=10)
         assert r.status_code == 503
         assert r.json() == {"status": "not_ready", "db": "ok", "redis": "down"}
-        # Liveness holds: the process is fine, Redis is not.
         r = httpx.get(gateway.url("/healthz"), timeout=10)
+        assert r.status_code == 503
+        assert r.json() == {"status": "down", "db": "ok", "redis": "down"}
+        # Liveness holds: the process is fine, Redis is not.
+        r = httpx.get(gateway.url("/livez"), timeout=10)
         assert r.status_code == 200
         assert r.json() == {"status": "degraded", "db": "ok", "redis": "down"}
         # And /metrics still answers (it needs no Redis).
