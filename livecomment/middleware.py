@@ -85,7 +85,7 @@ class RequestMiddleware:
         route = route_of(request)
         metrics.REQUEST_LATENCY.labels(method, route).observe(elapsed)
         metrics.REQUESTS.labels(method, route, str(response.status_code)).inc()
-        if settings.LOG_REQUESTS:
+        if settings.LOG_REQUESTS and log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %s", request.method, request.path, response.status_code,
                 extra={
