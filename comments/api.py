@@ -27,7 +27,9 @@ from videos.models import Video
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 429, 503)}
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
+# A stream position (comments/cursors.py), as the schema states it.
+CURSOR_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,13}-[0-9]{1,6}$", "example": "1764000000000-0"}
 
 
 def get_video(video_id: int) -> Video:
@@ -80,11 +82,13 @@ class CommentListView(APIView):
     @extend_schema(
         operation_id="comments_list",
         parameters=[
-            OpenApiParameter("after", OpenApiTypes.STR, description="Comments after this cursor, oldest first (catch-up)"),
-            OpenApiParameter("before", OpenApiTypes.STR, description="Comments before this cursor (history page)"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="1..200, default 50"),
+            OpenApiParameter("after", CURSOR_SCHEMA, description="Comments after this cursor, oldest first (catch-up)"),
+            OpenApiParameter("before", CURSOR_SCHEMA, description="Comments before this cursor (history page)"),
             OpenApiParameter(
-                "wait", OpenApiTypes.INT,
+                "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, description="1..200, default 50"
+            ),
+            OpenApiParameter(
+                "wait", {"type": "integer", "minimum": 1, "maximum": 30},
                 description="Long-poll (with after=): wait up to this many seconds (1..30) for a new comment",
             ),
         ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -130,7 +130,10 @@ def find_user(value):
 class BanListView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="bans_list", responses={200: BanSerializer(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="bans_list",
+        responses={200: inline_serializer("BanList", {"results": BanSerializer(many=True)}), **ERRORS},
+    )
     def get(self, request, video_id: int):
         video = get_video(video_id)
         services._require_moderator(request.user, video)
@@ -203,7 +206,10 @@ class ModerationLogView(APIView):
     permission_classes = [IsAuthenticated]
     throttle_classes = [AnonIPThrottle]
 
-    @extend_schema(operation_id="moderation_log", responses={200: ModerationActionSerializer(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="moderation_log",
+        responses={200: inline_serializer("ModerationLog", {"results": ModerationActionSerializer(many=True)}), **ERRORS},
+    )
     def get(self, request, video_id: int):
         video = get_video(video_id)
         services._require_moderator(request.user, video)
@@ -218,7 +224,10 @@ class ModerationLogView(APIView):
 class HeldQueueView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="held_list", responses={200: OwnCommentSerializer(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="held_list",
+        responses={200: inline_serializer("HeldList", {"results": OwnCommentSerializer(many=True)}), **ERRORS},
+    )
     def get(self, request, video_id: int):
         video = get_video(video_id)
         services._require_moderator(request.user, video)

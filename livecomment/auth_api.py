@@ -52,7 +52,7 @@ class TokenView(APIView):
     @extend_schema(
         operation_id="auth_token_create",
         request=TokenRequestSerializer,
-        responses={200: TokenResponseSerializer, **{c: OpenApiResponse(ErrorSerializer) for c in (400, 413, 415, 429)}},
+        responses={200: TokenResponseSerializer, **{c: OpenApiResponse(ErrorSerializer) for c in (400, 401, 413, 415, 429)}},
     )
     def post(self, request):
         body = request.data
@@ -72,7 +72,9 @@ class TokenView(APIView):
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
-    @extend_schema(operation_id="auth_token_destroy", request=None, responses={204: None})
+    @extend_schema(
+        operation_id="auth_token_destroy", request=None, responses={204: None, 401: OpenApiResponse(ErrorSerializer)}
+    )
     def delete(self, request):
         Token.objects.filter(user=request.user).delete()
         return Response(status=204)

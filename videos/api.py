@@ -1,6 +1,6 @@
 from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,8 +25,13 @@ class VideoListView(APIView):
 
     @extend_schema(
         operation_id="videos_list",
-        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=[s.value for s in Video.State])],
-        responses={200: VideoSerializer(many=True), **ERRORS},
+        parameters=[
+            OpenApiParameter(
+                "state", OpenApiTypes.STR, enum=[s.value for s in Video.State],
+                description="Only videos in this state; absent or empty: every state",
+            )
+        ],
+        responses={200: inline_serializer("VideoList", {"results": VideoSerializer(many=True)}), **ERRORS},
     )
     def get(self, request):
         videos = Video.objects.all()
