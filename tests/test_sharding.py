@@ -1,0 +1,136 @@
+"""Several Redis hosts (REDIS_URLS): each video on one host, the real-time guarantees unchanged."""
+
+import shutil
+import tempfile
+import time
+
+import pytest
+import redis as redis_py
+from rest_framework.authtoken.models import Token
+
+from comments import hotstore, services
+from dispatcher import publisher
+from livecomment import redis_client
+from livecomment.embedded_redis import EmbeddedRedis
+from tests.base import alice, bob  # noqa: F401
+from tests.realtime_clients import Poster, SSEClient
+from videos.models import Video
+
+SHARDS = 3
+
+
+@pytest.fixture
+def shards(settings):
+    servers = []
+    for _ in range(SHARDS):
+        server = EmbeddedRedis(tempfile.mkdtemp(prefix="lc-shard-"), persist=False)
+        server.start()
+        servers.append(server)
+    urls = [s.url for s in servers]
+    settings.REDIS_SHARDS = urls
+    settings.REDIS_URL = urls[0]
+    layers = {**settings.CHANNEL_LAYERS}
+    layers["default"] = {**layers["default"], "CONFIG": {**layers["default"]["CONFIG"], "hosts": urls}}
+    settings.CHANNEL_LAYERS = layers
+    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": urls[0]}}
+    yield servers
+    for server in servers:
+        server.stop()
+        shutil.rmtree(server.dir.parent, ignore_errors=True)
+
+
+def start(gateways, shards, **env):
+    return gateways.start(REDIS_URLS=",".join(s.url for s in shards), **env)
+
+
+@pytest.fixture
+def videos(transactional_db, shards):
+    """One live video on every shard (at least), found by the shard function."""
+    by_shard: dict[int, Video] = {}
+    n = 0
+    while len(by_shard) < SHARDS and n < 100:
+        video = Video.objects.create(title=f"v{n}", state=Video.State.LIVE)
+        by_shard.setdefault(redis_client.shard_index(video.pk), video)
+        n += 1
+    return [by_shard[i] for i in range(SHARDS)]
+
+
+def test_it_keeps_each_videos_stream_on_its_own_host(videos, shards, alice):
+    for video in videos:
+        services.post_comment(video, alice, f"hello {video.pk}")
+    for index, video in enumerate(videos):
+        for shard_index, server in enumerate(shards):
+            length = redis_py.Redis.from_url(server.url).xlen(hotstore.stream_key(video.pk))
+            assert length == (1 if shard_index == index else 0)
+
+
+def test_it_delivers_in_order_across_gateways_and_hosts(gateways, shards, videos, alice):
+    a, b = start(gateways, shards), start(gateways, shards)
+    clients = {v.pk: [SSEClient(g.url(f"/api/v1/videos/{v.pk}/stream")).wait_open() for g in (a, b)] for v in videos}
+    for pair in clients.values():
+        for client in pair:
+            client.wait_until(lambda c: c.retry is not None, 5)
+    poster = Poster(a.base, Token.objects.create(user=alice).key)
+    posted = {v.pk: [poster.post(v.pk, f"{v.pk}-{i}")["id"] for i in range(5)] for v in videos}
+    for video_id, pair in clients.items():
+        for client in pair:
+            assert client.wait_for_comments(5)
+            time.sleep(0.1)
+            assert client.comment_ids() == posted[video_id]
+            client.close()
+
+
+def test_it_resumes_and_repairs_on_every_host(gateways, shards, videos, alice, monkeypatch):
+    gateway = start(gateways, shards)
+    real_publish = publisher.publish
+    calls = {"n": 0}
+
+    def lossy(video_id, event):
+        calls["n"] += 1
+        if calls["n"] % 3:
+            real_publish(video_id, event)
+
+    for video in videos:
+        anchor = services.post_comment(video, alice, f"anchor {video.pk}").comment
+        missed = [services.post_comment(video, alice, f"missed {video.pk} {i}").comment.pk for i in range(5)]
+        resumed = SSEClient(gateway.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=anchor.cursor).wait_open()
+        assert resumed.wait_for_comments(5)
+        assert resumed.comment_ids() == missed
+        monkeypatch.setattr(services, "publish", lossy)
+        live = [services.post_comment(video, alice, f"live {video.pk} {i}").comment.pk for i in range(6)]
+        monkeypatch.setattr(services, "publish", real_publish)
+        assert resumed.wait_for_comments(11, timeout=15)
+        assert resumed.comment_ids() == missed + live
+        resumed.close()
+
+
+def test_it_counts_viewers_on_every_host(gateways, shards, videos):
+    a, b = (start(gateways, shards, REALTIME_VIEWERS_INTERVAL="0.2") for _ in range(2))
+    for video in videos:
+        clients = [SSEClient(g.url(f"/api/v1/videos/{video.pk}/stream")).wait_open() for g in (a, b, b)]
+        for client in clients:
+            ok = client.wait_until(lambda c: any(e["data"]["count"] == 3 for e in c.of_type("viewers")), 10)
+            assert ok, (video.pk, [e["data"] for e in client.of_type("viewers")])
+        for client in clients:
+            client.close()
+
+
+def test_losing_one_host_affects_only_its_videos(gateways, shards, videos, alice):
+    gateway = start(gateways, shards)
+    poster = Poster(gateway.base, Token.objects.create(user=alice).key)
+    lost_video, *other_videos = videos
+    watchers = {v.pk: SSEClient(gateway.url(f"/api/v1/videos/{v.pk}/stream")).wait_open() for v in other_videos}
+    for client in watchers.values():
+        client.wait_until(lambda c: c.retry is not None, 5)
+    shards[0].stop()  # the host of lost_video
+    r = poster.client.post(f"/api/v1/videos/{lost_video.pk}/comments/", json={"text": "into the void"})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "redis_unavailable"
+    for video in other_videos:
+        posted = poster.post(video.pk, f"still fine {video.pk}")
+        assert watchers[video.pk].wait_for_comments(1, timeout=5)
+        assert watchers[video.pk].comment_ids() == [posted["id"]]
+        watchers[video.pk].close()
+    health = poster.client.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["redis_shards"] == ["down", "ok", "ok"]
