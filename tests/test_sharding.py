@@ -33,6 +33,7 @@ def shards(settings):
     layers["default"] = {**layers["default"], "CONFIG": {**layers["default"]["CONFIG"], "hosts": urls}}
     settings.CHANNEL_LAYERS = layers
     settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": urls[0]}}
+    settings.REGION_STREAM_MAXLEN = 0  # one region: no relay stream (it lives on the first host)
     yield servers
     for server in servers:
         server.stop()
@@ -40,7 +41,7 @@ def shards(settings):
 
 
 def start(gateways, shards, **env):
-    return gateways.start(REDIS_URLS=",".join(s.url for s in shards), **env)
+    return gateways.start(REDIS_URLS=",".join(s.url for s in shards), REGION_STREAM_MAXLEN=0, **env)
 
 
 @pytest.fixture
