@@ -24,6 +24,7 @@ class CommentData(TypedDict, total=False):
     author: Author
     text: str
     created: str
+    global_id: str  # "<origin region>:<id there>", the same in every region
 
 
 class CommentRemovedData(TypedDict):
@@ -50,4 +51,5 @@ def comment_data(comment) -> CommentData:
         "author": {"id": comment.author_id, "name": comment.author.get_username()},
         "text": comment.text,
         "created": timestamp(comment.created),
+        "global_id": comment.global_id,
     }

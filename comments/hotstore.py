@@ -12,6 +12,9 @@ Keys (the `{<video id>}` hash tag keeps one video's keys in one cluster slot):
                                the first request is in flight)
     dup:{V}:U:SHA      STRING  same text from the same user, short window
     slow:{V}:U         STRING  slow mode: set while user U must wait
+    region:events      STREAM  (on the main Redis, not per video) what this
+                               region accepted, for the relay to other regions
+                               (regions/relay.py; `append_region`)
 
 Every read returns events as `StreamEvent` tuples in stream order.
 """
@@ -253,6 +256,32 @@ def set_hidden(video_id: int, comment_id: int, hidden: bool) -> None:
         client.sadd(hidden_key(video_id), comment_id)
     else:
         client.srem(hidden_key(video_id), comment_id)
+
+
+REGION_STREAM = "region:events"
+
+
+def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str | None:
+    """Note a change this region accepted on the region-wide stream the relay tails.
+
+    One stream for the whole region (on the main Redis: `sync_client()`), so
+    the relay reads one key however many videos or shards there are. `proof`
+    (c=comment id, p=stream position, m=audit row id) lets the relay check
+    that the database transaction committed before it sends the change away.
+    Nothing is written when REGION_STREAM_MAXLEN is 0 (a single region).
+    """
+    maxlen = settings.REGION_STREAM_MAXLEN
+    if not maxlen:
+        return None
+    fields = {"t": kind, "v": "" if video_id is None else str(video_id),
+              "d": json.dumps(data, ensure_ascii=False, separators=(",", ":"))}
+    fields.update({k: str(v) for k, v in proof.items() if v is not None})
+    return redis_client.sync_client().xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
+
+
+def delete_region_entry(entry_id: str) -> None:
+    """Undo append_region() for a transaction that did not commit."""
+    redis_client.sync_client().xdel(REGION_STREAM, entry_id)
 
 
 # -- reading ------------------------------------------------------------------

@@ -33,6 +33,10 @@ class Comment(models.Model):
     # catch-up from the database can replay removals a client missed.
     status_position = models.BigIntegerField(null=True, blank=True, editable=False)
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    # Where the comment was posted (regions/, ARCHITECTURE.md "Several regions"):
+    # "" = this region; else the origin region's name and the comment's id there.
+    origin_region = models.CharField(max_length=32, blank=True, default="", editable=False)
+    origin_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = CommentQuerySet.as_manager()
 
@@ -40,6 +44,11 @@ class Comment(models.Model):
         ordering = ["video", "position"]
         constraints = [
             models.UniqueConstraint(fields=["video", "cursor"], name="comment_cursor_unique_per_video"),
+            # A comment from another region is stored once, however often it is relayed.
+            models.UniqueConstraint(
+                fields=["origin_region", "origin_id"], condition=~models.Q(origin_region=""),
+                name="comment_origin_unique",
+            ),
         ]
         indexes = [
             models.Index(fields=["video", "position"], name="comment_video_position"),
@@ -49,6 +58,13 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.author} on {self.video_id}: {self.text[:40]}"
+
+    @property
+    def global_id(self) -> str:
+        """"<origin region>:<id there>": the same in every region (clients deduplicate by it)."""
+        if self.origin_region:
+            return f"{self.origin_region}:{self.origin_id}"
+        return f"{settings.REGION}:{self.pk}"
 
     def set_cursor(self, cursor: str) -> None:
         self.cursor = cursor

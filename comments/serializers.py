@@ -16,6 +16,9 @@ class CommentSerializer(serializers.Serializer):
     author = AuthorSerializer()
     text = serializers.CharField()
     created = serializers.DateTimeField()
+    global_id = serializers.CharField(
+        help_text='"<origin region>:<id there>": the same in every region; deduplicate by it when switching regions'
+    )
 
 
 class OwnCommentSerializer(CommentSerializer):

@@ -216,8 +216,10 @@ def _original_for_key(video: Video, author, key: str | None, comment_id: int | N
     return found
 
 
-def _store_and_append(video: Video, author, text: str, idempotency_key: str, held: bool = False) -> Comment:
+def _store_and_append(video: Video, author, text: str, idempotency_key: str, held: bool = False,
+                      origin_region: str = "", origin_id: int | None = None, created=None) -> Comment:
     appended: str | None = None
+    region_entry: str | None = None  # on the region stream for the relay (local comments only)
     status = Comment.Status.HELD if held else Comment.Status.VISIBLE
     # A held comment goes to moderators only, as `comment.held`; it is hidden
     # before it is appended so no reader of the stream ever takes it for visible.
@@ -225,8 +227,11 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str, hel
     try:
         with transaction.atomic():
             comment = Comment.objects.create(
-                video=video, author=author, text=text, idempotency_key=idempotency_key, status=status
+                video=video, author=author, text=text, idempotency_key=idempotency_key, status=status,
+                origin_region=origin_region, origin_id=origin_id,
             )
+            if created is not None:  # from another region: keep the time it was posted there
+                comment.created = created
             data = events.comment_data(comment)
             try:
                 if held:
@@ -234,11 +239,16 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str, hel
                 prev, appended = hotstore.append(
                     video.pk, event_type, dict(data), comment_id=comment.pk, audience=audience
                 )
+                if not origin_region:
+                    region_entry = hotstore.append_region("comment", video.pk, dict(data, status=status), c=comment.pk)
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("redis unavailable on append: %s", exc)
                 raise Unavailable("redis") from exc
             comment.set_cursor(appended)
-            Comment.objects.filter(pk=comment.pk).update(cursor=comment.cursor, position=comment.position)
+            Comment.objects.filter(pk=comment.pk).update(
+                cursor=comment.cursor, position=comment.position,
+                **({"created": comment.created} if created is not None else {}),
+            )
             _fail_point("before_commit")
             payload = dict(data, cursor=appended)
             transaction.on_commit(
@@ -251,10 +261,14 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str, hel
         log.warning("database write failed: %s", exc)
         if appended is not None:
             _undo_append(video.pk, appended)
+        if region_entry is not None:
+            _undo(hotstore.delete_region_entry, region_entry)
         raise Unavailable("database") from exc
     except BaseException:
         if appended is not None:
             _undo_append(video.pk, appended)
+        if region_entry is not None:
+            _undo(hotstore.delete_region_entry, region_entry)
         raise
     return comment
 
@@ -298,6 +312,24 @@ def _fail_point(name: str) -> None:
         action()
 
 
+# -- other regions: what this region accepted goes on the region stream ----------
+
+
+def _from_region(origin: str) -> dict:
+    """Audit details of a change made in another region."""
+    return {"origin": origin} if origin else {}
+
+
+def _to_regions(kind: str, video: Video | None, data: dict, audit) -> None:
+    """Note a moderation change for the relay (inside its transaction; the
+    audit row proves to the relay that the transaction committed)."""
+    try:
+        hotstore.append_region(kind, video.pk if video is not None else None, data, m=audit.pk)
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("redis unavailable on region append: %s", exc)
+        raise Unavailable("redis") from exc
+
+
 # -- status changes: remove, restore, approve ------------------------------------
 
 
@@ -309,7 +341,7 @@ def _audit(actor, action: str, video=None, comment=None, target_user=None, reaso
     )
 
 
-def _change_status(comment: Comment, new_status: str, by, action: str, reason: str = "") -> Comment:
+def _change_status(comment: Comment, new_status: str, by, action: str, reason: str = "", origin: str = "") -> Comment:
     """Move a comment to `new_status`, in both stores, audited, then publish.
 
     Removal appends `comment.removed`; making a comment visible (restore,
@@ -317,6 +349,7 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
     original cursor, so clients place it where it was first posted.
     """
     video_id = comment.video_id
+    region_entry = None
     try:
         with transaction.atomic():
             locked = Comment.objects.select_for_update().select_related("author").get(pk=comment.pk)
@@ -340,13 +373,17 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                     prev, appended = hotstore.append(
                         video_id, event_type, data, audience=audience, original_cursor=locked.cursor or ""
                     )
+                if not origin:
+                    region_entry = hotstore.append_region(
+                        "status", video_id, {"comment": locked.global_id, "status": new_status, "action": action,
+                                             "reason": reason}, c=locked.pk, p=cursors.to_position(appended))
             except UNAVAILABLE_ERRORS as exc:
                 raise Unavailable("redis") from exc
             locked.status = new_status
             locked.status_position = cursors.to_position(appended)
             locked.save(update_fields=["status", "status_position"])
             _audit(by, action, video=locked.video, comment=locked, target_user=locked.author, reason=reason,
-                   previous_status=old_status)
+                   previous_status=old_status, **_from_region(origin))
             payload = dict(data, cursor=locked.cursor)
             transaction.on_commit(
                 lambda: publish(
@@ -357,6 +394,8 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
     except DatabaseError as exc:
         # The database keeps the old status; put the hidden flag back in step.
         _undo(hotstore.set_hidden, video_id, comment.pk, comment.status != Comment.Status.VISIBLE)
+        if region_entry is not None:
+            _undo(hotstore.delete_region_entry, region_entry)
         raise Unavailable("database") from exc
     comment.refresh_from_db()
     return comment
@@ -460,8 +499,10 @@ def ban_user(video: Video | None, user, by, duration_seconds: int | None = None,
     expires_at = timezone.now() + timezone.timedelta(seconds=duration_seconds) if duration_seconds else None
     with transaction.atomic():
         ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=(reason or "")[:500], created_by=by)
-        _audit(by, "timeout" if duration_seconds else "ban", video=video, target_user=user, reason=reason,
-               duration_seconds=duration_seconds, ban_id=ban.pk)
+        audit = _audit(by, "timeout" if duration_seconds else "ban", video=video, target_user=user, reason=reason,
+                       duration_seconds=duration_seconds, ban_id=ban.pk)
+        _to_regions("ban", video, {"user": user.get_username(), "reason": ban.reason,
+                                   "expires_at": events.timestamp(expires_at) if expires_at else None}, audit)
     if remove_recent and video is not None:
         since = timezone.now() - timezone.timedelta(seconds=REMOVE_RECENT_SECONDS)
         for comment in Comment.objects.in_stream().filter(
@@ -482,7 +523,8 @@ def lift_ban(video: Video | None, user, by, reason: str = "") -> int:
             .update(lifted_at=now)
         )
         if lifted:
-            _audit(by, "unban", video=video, target_user=user, reason=reason, bans=lifted)
+            audit = _audit(by, "unban", video=video, target_user=user, reason=reason, bans=lifted)
+            _to_regions("unban", video, {"user": user.get_username(), "reason": reason}, audit)
     return lifted
 
 
@@ -588,9 +630,13 @@ def resolve_report(report: Report, by, reason: str = "") -> Report:
 VIDEO_FIELDS = ("slow_mode_seconds", "comments_enabled", "state")
 
 
-def update_video(video: Video, by, **changes) -> Video:
-    """Slow mode, comments on/off and the video's state; each change audited and announced live."""
-    _require_moderator(by, video)
+def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
+    """Slow mode, comments on/off and the video's state; each change audited and announced live.
+
+    `_origin`: the change was made in that other region (ingest_remote_event).
+    """
+    if not _origin:
+        _require_moderator(by, video)
     unknown = set(changes) - set(VIDEO_FIELDS)
     if unknown:
         raise ServiceError("unknown_fields", f"Unknown fields: {', '.join(sorted(unknown))}.")
@@ -616,7 +662,10 @@ def update_video(video: Video, by, **changes) -> Video:
             locked.ended_at = now
         locked.save()
         for field, value in changed.items():
-            _audit(by, field if field != "state" else "video_state", video=locked, value=value)
+            audit = _audit(by, field if field != "state" else "video_state", video=locked, value=value,
+                           **_from_region(_origin))
+        if not _origin:
+            _to_regions("video", locked, {"changes": {field: getattr(locked, field) for field in changed}}, audit)
         announcements = []
         if "state" in changed:
             announcements.append(("video.state", {"state": locked.state}))
@@ -638,3 +687,121 @@ def update_video(video: Video, by, **changes) -> Video:
         transaction.on_commit(announce)
     video.refresh_from_db()
     return video
+
+
+# -- changes made in other regions (regions/relay.py delivers them) -----------------------
+
+
+def ingest_remote_event(origin: str, event_id: str, kind: str, video_id: int | None, data: dict) -> str:
+    """Apply one change that region `origin` accepted, as if it were made here.
+
+    The change goes through this module like a local one (database row, this
+    region's stream, publish to this region's viewers), marked with its
+    origin and never put on this region's own region stream: no echo.
+
+    Exactly once: `event_id` is the change's position in the origin's region
+    stream, which the relay delivers in order. The last one applied per
+    origin (regions.IngestPosition) moves in the same transaction as the
+    change, so a change delivered twice is applied once. Returns "applied",
+    "duplicate" or "skipped: <why>" (a change that cannot apply here, e.g. an
+    unknown video: logged, not retried).
+    """
+    from regions.models import IngestPosition
+
+    if origin == settings.REGION:
+        return "skipped: own region"
+    position = cursors.to_position(event_id)
+    with transaction.atomic():
+        mark, _ = IngestPosition.objects.select_for_update().get_or_create(origin=origin)
+        if position <= mark.position:
+            return "duplicate"
+        mark.position = position
+        mark.save(update_fields=["position", "updated"])
+        try:
+            with transaction.atomic():
+                outcome = _apply_remote(origin, kind, video_id, data)
+        except Unavailable:
+            raise  # Redis or the database is away: nothing applied, the loop tries again
+        except (KeyError, TypeError, ValueError, ServiceError) as exc:
+            outcome = f"skipped: cannot apply ({exc!r})"  # malformed: retrying would not help
+    if outcome != "applied":
+        log.warning("change %s %s from region %s %s", kind, event_id, origin, outcome)
+    return outcome
+
+
+def comment_by_global_id(global_id: str) -> Comment | None:
+    region, _, number = str(global_id).rpartition(":")
+    if not region or not number.isdigit():
+        return None
+    if region == settings.REGION:
+        return Comment.objects.in_stream().filter(pk=int(number), origin_region="").first()
+    return Comment.objects.in_stream().filter(origin_region=region, origin_id=int(number)).first()
+
+
+def _regional_user(name: str):
+    """The account of that name here. Accounts are matched across regions by
+    username; one this region has not seen gets a placeholder that cannot sign in."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    user, created = User.objects.get_or_create(**{User.USERNAME_FIELD: name})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> str:
+    from django.utils.dateparse import parse_datetime
+
+    video = None
+    if video_id is not None:
+        # Videos have the same primary key in every region.
+        video = Video.objects.filter(pk=video_id).first()
+        if video is None:
+            return f"skipped: no video {video_id} here"
+    if kind == "comment":
+        region, _, number = str(data.get("global_id", "")).rpartition(":")
+        if region != origin or not number.isdigit() or video is None:
+            return "skipped: malformed comment"
+        if Comment.objects.filter(origin_region=origin, origin_id=int(number)).exists():
+            return "duplicate"
+        _store_and_append(
+            video, _regional_user(data["author"]["name"]), data["text"], "",
+            held=data.get("status") == Comment.Status.HELD, origin_region=origin, origin_id=int(number),
+            created=parse_datetime(data["created"]) if data.get("created") else None,
+        )
+        return "applied"
+    if kind == "status":
+        comment = comment_by_global_id(data.get("comment", ""))
+        if comment is None:
+            return f"skipped: no comment {data.get('comment')!r} here"
+        if data.get("status") not in Comment.Status.values:
+            return "skipped: malformed status"
+        _change_status(comment, data["status"], None, data.get("action") or "remove", data.get("reason", ""),
+                       origin=origin)
+        return "applied"
+    if kind == "ban":
+        user = _regional_user(data["user"])
+        expires_at = parse_datetime(data["expires_at"]) if data.get("expires_at") else None
+        ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=(data.get("reason") or "")[:500])
+        _audit(None, "timeout" if expires_at else "ban", video=video, target_user=user, reason=ban.reason,
+               ban_id=ban.pk, origin=origin)
+        return "applied"
+    if kind == "unban":
+        user = _regional_user(data["user"])
+        now = timezone.now()
+        lifted = (
+            Ban.objects.filter(user=user, video=video, lifted_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .update(lifted_at=now)
+        )
+        _audit(None, "unban", video=video, target_user=user, reason=data.get("reason", ""), bans=lifted, origin=origin)
+        return "applied"
+    if kind == "video":
+        if video is None:
+            return "skipped: no video"
+        changes = {k: v for k, v in (data.get("changes") or {}).items() if k in VIDEO_FIELDS}
+        update_video(video, None, _origin=origin, **changes)
+        return "applied"
+    return f"skipped: unknown kind {kind!r}"

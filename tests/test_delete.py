@@ -126,6 +126,7 @@ def test_it_shows_one_comment(anon_client, comment, alice):
         "text": "to be deleted",
         "created": r.json()["created"],
         "status": "visible",
+        "global_id": f"local:{comment.pk}",
     }
     assert r.json()["created"].endswith("Z")
 

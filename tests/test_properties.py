@@ -180,7 +180,7 @@ def test_unknown_fields_are_ignored(api, video, redis, accepted, extra, word):
     r = api.post(url(video), data=body_bytes({**extra, "text": text}), content_type="application/json")
     assert r.status_code == 201, r.content[:300]
     assert r.json()["text"] == text
-    assert set(r.json()) == {"id", "cursor", "video", "author", "text", "created", "status"}
+    assert set(r.json()) == {"id", "cursor", "video", "author", "text", "created", "status", "global_id"}
     accepted.add(text)
     assert_nothing_half_written(redis)
 

@@ -1,0 +1,345 @@
+"""Two complete regions on one machine, relaying to each other ("write locally, broadcast").
+
+Each region has its own SQLite database, its own redis-server, one gateway
+(Daphne) and `manage.py relay` (which also runs the ingest loop) sending to
+the other region. The regions are "east" and "west"; video 1 exists in both
+(videos have the same primary key in every region).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from livecomment.embedded_redis import EmbeddedRedis
+from tests.realtime_clients import SSEClient
+from tests.servers import ROOT, Gateway, Gateways
+
+pytestmark = pytest.mark.processes
+
+VIDEO = 1
+SEED = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from videos.models import Video
+User = get_user_model()
+for name, key, staff in [("alice", "{alice}", False), ("troll", "{troll}", False), ("mod", "{mod}", True)]:
+    user = User.objects.create_user(name, is_staff=staff)
+    Token.objects.create(user=user, key=key)
+Video.objects.create(pk={video}, title="Live in every region", state=Video.State.LIVE)
+"""
+
+
+@dataclass
+class Region:
+    name: str
+    dir: Path
+    redis: EmbeddedRedis
+    tokens: dict
+    gateway: Gateway | None = None
+    relays: list = field(default_factory=list)
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "db.sqlite3"
+
+    def env(self) -> dict:
+        return {
+            "REGION": self.name,
+            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "REDIS_URL": self.redis.url,
+            "VAR_DIR": str(self.dir),
+        }
+
+    def process_env(self) -> dict:
+        env = os.environ.copy()
+        env.update(self.env())
+        env.update({"DJANGO_SETTINGS_MODULE": "livecomment.settings", "DEBUG": "1", "SECRET_KEY": "regions-test",
+                    "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "plain"})
+        return env
+
+    def manage(self, *args: str, **popen) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=self.process_env(),
+                                stdin=subprocess.DEVNULL, **popen)
+
+    def start_relay(self, other: "Region", wait: bool = True) -> subprocess.Popen:
+        path = self.dir / f"relay-{len(self.relays)}.log"
+        with open(path, "ab") as log:
+            process = self.manage("relay", "--to", f"{other.name}={other.redis.url}", stdout=log,
+                                  stderr=subprocess.STDOUT)
+        self.relays.append(process)
+        if wait:  # until it has asked the other region where it left off
+            wait_for(lambda: process.poll() is not None or f"relay to {other.name}: starting after" in path.read_text(),
+                     timeout=30, what="the relay to start", regions=[self])
+            assert process.poll() is None, path.read_text()
+        return process
+
+    def relay_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.dir.glob("relay-*.log")))
+
+    # -- reading this region's state ---------------------------------------------
+
+    def rows(self, sql: str, *params) -> list:
+        with sqlite3.connect(self.db_path, timeout=10) as db:
+            return db.execute(sql, params).fetchall()
+
+    def comments(self, prefix: str) -> list[tuple]:
+        """(text, origin_region, origin_id, status) of comments whose text starts with prefix, in stream order."""
+        return self.rows("SELECT text, origin_region, origin_id, status FROM comments_comment "
+                         "WHERE text LIKE ? AND position IS NOT NULL ORDER BY position", prefix + "%")
+
+    def api(self, user: str) -> httpx.Client:
+        return httpx.Client(base_url=self.gateway.base, timeout=10,
+                            headers={"Authorization": f"Token {self.tokens[user]}"})
+
+    def post(self, text: str, user: str = "alice") -> dict:
+        with self.api(user) as client:
+            r = client.post(f"/api/v1/videos/{VIDEO}/comments/", json={"text": text})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def stream(self) -> SSEClient:
+        return SSEClient(self.gateway.url(f"/api/v1/videos/{VIDEO}/stream")).wait_open()
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition", regions=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    logs = "\n".join(f"--- {r.name} relays:\n{r.relay_logs()}" for r in regions)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    return process.wait(15)
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    made: list[Region] = []
+    for name in ("east", "west"):
+        # Short paths: a unix socket path must fit in 108 bytes.
+        directory = Path(tempfile.mkdtemp(prefix="lc-r-"))
+        server = EmbeddedRedis(directory, persist=False)
+        server.start()
+        tokens = {user: secrets.token_hex(20) for user in ("alice", "troll", "mod")}
+        made.append(Region(name, directory, server, tokens))
+    pool = Gateways(tmp_path_factory.mktemp("regions"))
+    try:
+        migrations = [r.manage("migrate", "--noinput", "-v", "0") for r in made]
+        assert all(p.wait(120) == 0 for p in migrations)
+        seeds = [r.manage("shell", "-c", SEED.format(video=VIDEO, **r.tokens)) for r in made]
+        assert all(p.wait(60) == 0 for p in seeds)
+        for region in made:
+            region.gateway = pool.start(wait=False, **region.env())
+        for region in made:
+            pool.wait_ready(region.gateway)
+        east, west = made
+        east.start_relay(west, wait=False)
+        west.start_relay(east)
+        wait_for(lambda: "starting after" in east.relay_logs(), timeout=30, what="east's relay", regions=made)
+        time.sleep(0.6)  # each ingest loop now watches the other's inbox
+        yield east, west
+    finally:
+        for region in made:
+            for process in region.relays:
+                stop(process, signal.SIGKILL)
+        pool.stop_all()
+        for region in made:
+            region.redis.stop()
+            shutil.rmtree(region.dir, ignore_errors=True)
+
+
+def test_it_delivers_a_comment_to_the_other_regions_viewers_within_a_second(regions):
+    east, west = regions
+    viewers = {"east": east.stream(), "west": west.stream()}
+    try:
+        for here, there in ((east, west), (west, east)):
+            text = f"hello from {here.name}"
+            posted_at = time.monotonic()
+            posted = here.post(text)
+            viewer = viewers[there.name]
+            assert viewer.wait_until(lambda c: any(e["data"]["text"] == text for e in c.comments()), 10), (
+                there.relay_logs())
+            event = next(e for e in viewer.comments() if e["data"]["text"] == text)
+            assert event["received_at"] - posted_at < 1.0, f"{here.name} -> {there.name} took too long"
+            # One global id, the same in both regions (and in the REST API of each).
+            assert posted["global_id"] == f"{here.name}:{posted['id']}"
+            assert event["data"]["global_id"] == posted["global_id"]
+            with there.api("alice") as client:
+                page = client.get(f"/api/v1/videos/{VIDEO}/comments/").json()["results"]
+            assert [c["global_id"] for c in page if c["text"] == text] == [posted["global_id"]]
+            # Stored there as a comment from elsewhere, shown to its viewers like a local one.
+            assert there.comments(text) == [(text, here.name, posted["id"], "visible")]
+            assert viewers[here.name].wait_until(lambda c: any(e["data"]["text"] == text for e in c.comments()), 5)
+    finally:
+        for viewer in viewers.values():
+            viewer.close()
+
+
+def test_it_never_echoes_a_relayed_comment_back(regions):
+    east, west = regions
+    posted = [east.post(f"echo east {i}") for i in range(3)] + [west.post(f"echo west {i}") for i in range(3)]
+    for region in regions:
+        wait_for(lambda r=region: len(r.comments("echo ")) == 6, what=f"6 comments in {region.name}", regions=regions)
+    time.sleep(0.5)  # an echo would arrive by now
+    for region in regions:
+        rows = region.comments("echo ")
+        assert sorted(text for text, *_ in rows) == sorted(c["text"] for c in posted)  # one row per comment
+        # This region's own stream for other regions holds only what it accepted itself.
+        local = redis.Redis.from_url(region.redis.url, decode_responses=True)
+        relayed_here = [f for _i, f in local.xrange("region:events") if '"echo ' in f["d"]]
+        assert len(relayed_here) == 3
+        assert all(f'"global_id":"{region.name}:' in f["d"] for f in relayed_here)
+
+
+def test_a_killed_relay_restarts_without_losing_or_repeating(regions):
+    east, west = regions
+    texts = [f"kill {i:02d}" for i in range(30)]
+
+    def post_all():
+        for text in texts:
+            east.post(text)
+            time.sleep(0.01)
+
+    poster = threading.Thread(target=post_all)
+    poster.start()
+    wait_for(lambda: len(west.comments("kill ")) >= 3, what="some relayed", regions=regions)
+    relay = east.relays[0]
+    relay.kill()  # SIGKILL mid-stream
+    relay.wait(10)
+    poster.join(30)
+    east.start_relay(west)
+    wait_for(lambda: len(west.comments("kill ")) >= 30, what="all 30 in west", regions=regions)
+    time.sleep(0.3)
+    assert [text for text, *_ in west.comments("kill ")] == texts  # each once, in east's order
+
+
+def test_two_relays_at_once_deliver_each_comment_once(regions):
+    east, west = regions
+    second = east.start_relay(west)
+    try:
+        time.sleep(1.5)  # let it start
+        texts = [f"twice {i:02d}" for i in range(20)]
+        for text in texts:
+            east.post(text)
+        wait_for(lambda: len(west.comments("twice ")) >= 20, what="all 20 in west", regions=regions)
+        time.sleep(0.5)
+        assert [text for text, *_ in west.comments("twice ")] == texts
+    finally:
+        assert stop(second) == 0  # SIGTERM: finishes its step and exits cleanly
+
+
+def test_a_cut_off_region_catches_up_in_order(regions):
+    east, west = regions
+    for relay in east.relays:
+        if relay.poll() is None:
+            assert stop(relay) == 0  # SIGTERM: a clean stop
+    # east sends nothing now
+    texts = [f"cut {i:02d}" for i in range(20)]
+    for text in texts:
+        east.post(text)
+    time.sleep(0.5)
+    assert west.comments("cut ") == []
+    viewer = west.stream()
+    try:
+        east.start_relay(west)
+        wait_for(lambda: len(west.comments("cut ")) >= 20, what="west caught up", regions=regions)
+        assert [text for text, *_ in west.comments("cut ")] == texts
+        assert viewer.wait_until(lambda c: len([e for e in c.comments() if e["data"]["text"].startswith("cut ")]) >= 20)
+        assert [e["data"]["text"] for e in viewer.comments() if e["data"]["text"].startswith("cut ")] == texts
+    finally:
+        viewer.close()
+
+
+def test_a_removal_in_one_region_applies_in_the_other(regions):
+    east, west = regions
+    posted = east.post("remove me")
+    west_id = wait_for(lambda: west.rows("SELECT id FROM comments_comment WHERE origin_region='east' AND origin_id=?",
+                                         posted["id"]), what="relayed", regions=regions)[0][0]
+    viewer = east.stream()
+    try:
+        with west.api("mod") as client:
+            assert client.delete(f"/api/v1/comments/{west_id}/").status_code == 204
+        assert viewer.wait_until(lambda c: any(e["data"]["id"] == posted["id"] for e in c.of_type("comment.removed")), 5)
+        assert east.comments("remove me") == [("remove me", "", None, "removed")]
+        with east.api("alice") as client:
+            page = client.get(f"/api/v1/videos/{VIDEO}/comments/").json()["results"]
+        assert "remove me" not in [c["text"] for c in page]
+    finally:
+        viewer.close()
+
+
+def test_a_ban_in_one_region_applies_in_the_other(regions):
+    east, west = regions
+    west.post("troll was here", user="troll")
+    wait_for(lambda: east.comments("troll was here"), what="troll's comment in east", regions=regions)
+    with east.api("mod") as client:
+        r = client.post(f"/api/v1/videos/{VIDEO}/bans/", json={"user": "troll", "remove_comments": True})
+    assert r.status_code == 201, r.text
+    # The ban reaches west: troll cannot post there either; the comment is removed everywhere.
+    def refused_in_west():
+        with west.api("troll") as client:
+            r = client.post(f"/api/v1/videos/{VIDEO}/comments/", json={"text": f"still here {time.monotonic()}"})
+        return r.status_code == 403 and r.json()["error"]["code"] == "banned"
+
+    wait_for(refused_in_west, what="troll banned in west", regions=regions)
+    wait_for(lambda: west.comments("troll was here")[0][3] == "removed", what="removed in west", regions=regions)
+    assert east.comments("troll was here")[0][3] == "removed"
+    assert west.rows("SELECT count(*) FROM comments_ban b JOIN auth_user u ON u.id = b.user_id "
+                     "WHERE u.username = 'troll' AND b.lifted_at IS NULL") == [(1,)]
+
+
+def test_a_video_state_change_applies_in_both_regions(regions):
+    east, west = regions
+    viewers = {"east": east.stream(), "west": west.stream()}
+    try:
+        for here, there, state in ((east, west, "ended"), (west, east, "live")):
+            with here.api("mod") as client:
+                r = client.patch(f"/api/v1/videos/{VIDEO}/", json={"state": state})
+            assert r.status_code == 200, r.text
+            for region in regions:
+                assert viewers[region.name].wait_until(
+                    lambda c: any(e["data"]["state"] == state for e in c.of_type("video.state")), 5), region.name
+                assert region.rows("SELECT state FROM videos_video WHERE id=?", VIDEO) == [(state,)]
+            viewers[there.name].events.clear()
+            viewers[here.name].events.clear()
+    finally:
+        for viewer in viewers.values():
+            viewer.close()
+    east.post("open again")  # live again in east: posting works
+
+
+def test_a_region_whose_redis_was_away_catches_up(regions):
+    east, west = regions
+    west.redis.stop()  # west's Redis is down (and comes back empty: no persistence)
+    texts = [f"away {i}" for i in range(5)]
+    for text in texts:
+        east.post(text)
+    time.sleep(0.5)
+    west.redis.start()
+    # The relay re-reads its position (gone), sends again what east's stream
+    # holds; west applies only what its database has not seen.
+    wait_for(lambda: len(west.comments("away ")) >= 5, timeout=15, what="west caught up", regions=regions)
+    time.sleep(0.5)
+    assert [text for text, *_ in west.comments("away ")] == texts
+    assert len(west.comments("hello from east")) == 1
