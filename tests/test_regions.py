@@ -8,6 +8,7 @@ the other region. The regions are "east" and "west"; video 1 exists in both
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -24,12 +25,15 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from django.db import DatabaseError
 
+from comments import hotstore, services
+from comments.models import Comment
 from livecomment.embedded_redis import EmbeddedRedis
+from regions.relay import Relay, inbox_key, position_key
+from tests.base import *
 from tests.realtime_clients import SSEClient
 from tests.servers import ROOT, Gateway, Gateways
-
-pytestmark = pytest.mark.processes
 
 VIDEO = 1
 SEED = """
@@ -135,6 +139,8 @@ def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> int:
 
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
+    """east and west, each complete, relaying to each other. The tests using it
+    run in file order and share it (one start-up for all: the file stays fast)."""
     made: list[Region] = []
     for name in ("east", "west"):
         # Short paths: a unix socket path must fit in 108 bytes.
@@ -170,6 +176,7 @@ def regions(tmp_path_factory):
             shutil.rmtree(region.dir, ignore_errors=True)
 
 
+@pytest.mark.processes
 def test_it_delivers_a_comment_to_the_other_regions_viewers_within_a_second(regions):
     east, west = regions
     viewers = {"east": east.stream(), "west": west.stream()}
@@ -199,6 +206,7 @@ def test_it_delivers_a_comment_to_the_other_regions_viewers_within_a_second(regi
             viewer.close()
 
 
+@pytest.mark.processes
 def test_it_never_echoes_a_relayed_comment_back(regions):
     east, west = regions
     posted = [east.post(f"echo east {i}") for i in range(3)] + [west.post(f"echo west {i}") for i in range(3)]
@@ -215,6 +223,7 @@ def test_it_never_echoes_a_relayed_comment_back(regions):
         assert all(f'"global_id":"{region.name}:' in f["d"] for f in relayed_here)
 
 
+@pytest.mark.processes
 def test_a_killed_relay_restarts_without_losing_or_repeating(regions):
     """SIGKILL east's relay (the sender) and west's (whose ingest loop applies
     east's comments in west) while east is posting; start both again."""
@@ -241,6 +250,7 @@ def test_a_killed_relay_restarts_without_losing_or_repeating(regions):
     assert [text for text, *_ in west.comments("kill ")] == texts  # each once, in east's order
 
 
+@pytest.mark.processes
 def test_two_relays_at_once_deliver_each_comment_once(regions):
     east, west = regions
     second = east.start_relay(west)
@@ -260,6 +270,7 @@ def test_two_relays_at_once_deliver_each_comment_once(regions):
         assert stop(second) == 0  # SIGTERM: finishes its step and exits cleanly
 
 
+@pytest.mark.processes
 def test_a_cut_off_region_catches_up_in_order(regions):
     east, west = regions
     for relay in east.relays:
@@ -282,6 +293,7 @@ def test_a_cut_off_region_catches_up_in_order(regions):
         viewer.close()
 
 
+@pytest.mark.processes
 def test_a_removal_in_one_region_applies_in_the_other(regions):
     east, west = regions
     posted = east.post("remove me")
@@ -305,6 +317,7 @@ def test_a_removal_in_one_region_applies_in_the_other(regions):
         viewer.close()
 
 
+@pytest.mark.processes
 def test_a_ban_in_one_region_applies_in_the_other(regions):
     east, west = regions
     west.post("troll was here", user="troll")
@@ -332,6 +345,7 @@ def test_a_ban_in_one_region_applies_in_the_other(regions):
     east.post("troll is back", user="troll")
 
 
+@pytest.mark.processes
 def test_a_video_state_change_applies_in_both_regions(regions):
     east, west = regions
     viewers = {"east": east.stream(), "west": west.stream()}
@@ -352,6 +366,7 @@ def test_a_video_state_change_applies_in_both_regions(regions):
     east.post("open again")  # live again in east: posting works
 
 
+@pytest.mark.processes
 def test_a_region_whose_redis_was_away_catches_up(regions):
     east, west = regions
     west.redis.stop()  # west's Redis is down (and comes back empty: no persistence)
@@ -366,3 +381,74 @@ def test_a_region_whose_redis_was_away_catches_up(regions):
     time.sleep(0.5)
     assert [text for text, *_ in west.comments("away ")] == texts
     assert len(west.comments("hello from east")) == 1
+
+
+# -- in one process: the write path's region entries, the relay's checks, ingest ------------
+
+
+def region_entries(redis_conn) -> list[dict]:
+    return [fields for _id, fields in redis_conn.xrange(hotstore.REGION_STREAM)]
+
+
+def test_it_notes_what_this_region_accepts_and_nothing_that_failed(transactional_db, alice, staff, video, redis):
+    comment = services.post_comment(video, alice, "noted").comment
+    services.remove_comment(comment, staff)
+
+    def fail():
+        raise DatabaseError("disk full")
+
+    services.FAIL_POINTS["before_commit"] = fail
+    with pytest.raises(services.Unavailable):
+        services.post_comment(video, alice, "never committed")
+    services.FAIL_POINTS.clear()
+    services.update_video(video, staff, slow_mode_seconds=5)
+    entries = region_entries(redis)
+    assert [e["t"] for e in entries] == ["comment", "status", "video"]  # the failed post left nothing
+    assert entries[0]["c"] == str(comment.pk) and f'"global_id":"local:{comment.pk}"' in entries[0]["d"]
+    assert entries[2]["d"] == '{"changes":{"slow_mode_seconds":5}}'
+
+
+def test_the_relay_sends_only_committed_changes_and_gives_up_on_abandoned_ones(transactional_db, alice, video, redis,
+                                                                             settings):
+    first = services.post_comment(video, alice, "first").comment
+    # An entry whose transaction has not committed (yet): a row that does not exist.
+    hotstore.append_region("comment", video.pk, {"text": "in flight"}, c=first.pk + 1000)
+    relay = Relay([("far", settings.REDIS_URL)], ingest=False, in_flight_seconds=0.3)
+    assert relay.run_once() == 1  # "first" went; the relay waits at the one in flight
+    sent = redis.xrange(inbox_key("local"))
+    assert [json_text(f) for _i, f in sent] == ["first"]
+    time.sleep(0.4)
+    services.post_comment(video, alice, "second")
+    relay.run_once()  # the abandoned entry is passed over, "second" goes
+    assert [json_text(f) for _i, f in redis.xrange(inbox_key("local"))] == ["first", "second"]
+    assert redis.get(position_key("local")) == redis.xrevrange(hotstore.REGION_STREAM, count=1)[0][0]
+    assert relay.stats["abandoned"] == 1
+    # A second relay (or this one restarted) finds nothing more to send.
+    assert Relay([("far", settings.REDIS_URL)], ingest=False).run_once() == 0
+    assert len(redis.xrange(inbox_key("local"))) == 2
+
+
+def json_text(fields: dict) -> str:
+    return json.loads(fields["d"])["text"]
+
+
+def test_ingest_applies_each_remote_change_once(transactional_db, video, redis):
+    data = {"id": 7, "video": video.pk, "author": {"id": 3, "name": "zed"}, "text": "from afar",
+            "created": "2026-11-24T22:00:00.000Z", "global_id": "far:7", "status": "visible"}
+    assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "applied"
+    assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "duplicate"
+    assert services.ingest_remote_event("far", "101-0", "comment", video.pk, data) == "duplicate"  # same comment
+    comment = Comment.objects.get(origin_region="far")
+    assert (comment.origin_id, comment.global_id, comment.author.username) == (7, "far:7", "zed")
+    assert comment.created.isoformat() == "2026-11-24T22:00:00+00:00"
+    assert not comment.author.has_usable_password()
+    assert region_entries(redis) == []  # no echo: nothing for the relay of this region
+    removal = {"comment": "far:7", "status": "removed", "action": "remove", "reason": ""}
+    assert services.ingest_remote_event("far", "102-0", "status", video.pk, removal) == "applied"
+    assert Comment.objects.get(pk=comment.pk).status == "removed"
+    assert services.ingest_remote_event("far", "103-0", "comment", 999, data).startswith("skipped")  # no such video
+    assert services.ingest_remote_event("far", "104-0", "status", video.pk, {"comment": "far:8"}).startswith("skipped")
+    assert services.ingest_remote_event("far", "105-0", "video", video.pk, {"changes": {"state": "bogus"}}).startswith(
+        "skipped")
+    assert services.ingest_remote_event("local", "106-0", "comment", video.pk, data).startswith("skipped")  # own
+    assert region_entries(redis) == []
