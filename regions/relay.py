@@ -70,8 +70,10 @@ def position_key(origin: str) -> str:
 # an entry twice: an ID at or before the position, or one the inbox already
 # passed (XADD refuses IDs <= its last), is skipped.
 # KEYS: position, inbox, origins set
-# ARGV: origin, advance-to ID ('' = none), then (id, t, v, d) per entry
-# Returns {new position, entries written}.
+# ARGV: origin, advance-to ID ('' = none), the position the relay believes the
+#       target has, then (id, t, v, d) per entry
+# Returns {new position, entries written}, or {'lost'} when the target has no
+# position although it had one (its Redis came back empty): start again from 0-0.
 _DELIVER = """
 local function after(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -80,10 +82,14 @@ local function after(a, b)
   if am ~= bm then return am > bm end
   return as > bs
 end
-local pos = redis.call('GET', KEYS[1]) or '0-0'
+local pos = redis.call('GET', KEYS[1])
+if not pos then
+  if ARGV[3] ~= '0-0' then return {'lost', 0} end
+  pos = '0-0'
+end
 local start = pos
 local written = 0
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local id = ARGV[i]
   if after(id, pos) then
     local r = redis.pcall('XADD', KEYS[2], id, 't', ARGV[i+1], 'v', ARGV[i+2], 'd', ARGV[i+3])
@@ -237,7 +243,7 @@ class Relay:
             if not ready and advance_to is None:
                 self._up(target)
                 return 0
-            args: list[str] = [self.region, advance_to or ""]
+            args: list[str] = [self.region, advance_to or "", target.position]
             for entry_id, fields in ready:
                 args += [entry_id, fields.get("t", ""), fields.get("v", ""), fields.get("d", "{}")]
             script = target.client.register_script(_DELIVER)
@@ -248,6 +254,11 @@ class Relay:
             self._down(target, exc)
             return 0
         self._up(target)
+        if position == "lost":
+            log.warning("relay to %s: it lost its position (its Redis restarted empty?); sending again from the start "
+                        "of this region's stream (what it applied already is skipped there)", target.name)
+            target.position = cursors.ZERO
+            return 1
         moved = cursors.compare(position, target.position) > 0
         target.position = position
         self.stats[f"sent:{target.name}"] += int(written)

@@ -452,3 +452,15 @@ def test_ingest_applies_each_remote_change_once(transactional_db, video, redis):
         "skipped")
     assert services.ingest_remote_event("local", "106-0", "comment", video.pk, data).startswith("skipped")  # own
     assert region_entries(redis) == []
+
+
+def test_the_relay_sends_everything_again_to_a_target_that_lost_its_data(transactional_db, alice, video, redis,
+                                                                        settings):
+    services.post_comment(video, alice, "one")
+    relay = Relay([("far", settings.REDIS_URL)], ingest=False)
+    relay.run_once()
+    redis.delete(inbox_key("local"), position_key("local"))  # the target's Redis restarted empty
+    services.post_comment(video, alice, "two")
+    while relay.run_once():
+        pass
+    assert [json_text(f) for _i, f in redis.xrange(inbox_key("local"))] == ["one", "two"]
