@@ -31,12 +31,26 @@ def body_of(request) -> dict:
     return request.data
 
 
+def storable(value: str) -> bool:
+    """Text a database can hold: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not UTF-8; every driver refuses it). Either was a 500."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def optional_reason(body: dict) -> str:
     reason = body.get("reason", "")
     if reason is None:
         return ""
     if not isinstance(reason, str):
         raise ServiceError("invalid_reason", "reason must be a string.")
+    if not storable(reason):
+        raise ServiceError("invalid_reason", "reason must be text without NUL characters or lone surrogates.")
     return reason
 
 
@@ -94,9 +108,15 @@ class BanSerializer(serializers.Serializer):
     by = serializers.DictField(allow_null=True)
 
 
+# Longer is permanent (null); a date past year 9999 cannot even be stored.
+MAX_BAN_SECONDS = 10 * 365 * 86400
+
+
 class BanRequest(serializers.Serializer):
     user = serializers.IntegerField(help_text="User id (a username string is accepted too)")
-    duration_seconds = serializers.IntegerField(allow_null=True, required=False, help_text="null = permanent")
+    duration_seconds = serializers.IntegerField(
+        allow_null=True, required=False, min_value=1, max_value=MAX_BAN_SECONDS, help_text="null = permanent"
+    )
     reason = serializers.CharField(required=False, allow_blank=True)
     remove_comments = serializers.BooleanField(required=False, help_text="Also remove their comments of the last hour")
 
@@ -120,7 +140,7 @@ def find_user(value):
     try:
         if isinstance(value, int):
             return User.objects.get(pk=value)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and storable(value):
             return User.objects.get(**{User.USERNAME_FIELD: value})
     except User.DoesNotExist:
         raise ServiceError("user_not_found", f"No user {value!r}.", 404) from None
@@ -155,8 +175,13 @@ class BanListView(APIView):
         if "user" not in body:
             raise ServiceError("missing_user", "The body needs a \"user\" (id or username).")
         duration = body.get("duration_seconds")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
-            raise ServiceError("invalid_duration", "duration_seconds must be a positive whole number, or null.")
+        if duration is not None and (
+            isinstance(duration, bool) or not isinstance(duration, int) or duration > MAX_BAN_SECONDS
+        ):
+            raise ServiceError(
+                "invalid_duration",
+                f"duration_seconds must be a whole number from 1 to {MAX_BAN_SECONDS} (ten years), or null.",
+            )
         remove = body.get("remove_comments", False)
         if not isinstance(remove, bool):
             raise ServiceError("invalid_remove_comments", "remove_comments must be true or false.")
