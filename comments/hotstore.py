@@ -12,9 +12,9 @@ Keys (the `{<video id>}` hash tag keeps one video's keys in one cluster slot):
                                the first request is in flight)
     dup:{V}:U:SHA      STRING  same text from the same user, short window
     slow:{V}:U         STRING  slow mode: set while user U must wait
-    region:events      STREAM  (on the main Redis, not per video) what this
-                               region accepted, for the relay to other regions
-                               (regions/relay.py; `append_region`)
+    region:events      STREAM  (one per Redis host, not per video) what this
+                               region accepted on that host, for the relay to
+                               other regions (regions/relay.py; `append_region`)
 
 Every read returns events as `StreamEvent` tuples in stream order.
 """
@@ -261,14 +261,22 @@ def set_hidden(video_id: int, comment_id: int, hidden: bool) -> None:
 REGION_STREAM = "region:events"
 
 
-def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str | None:
-    """Note a change this region accepted on the region-wide stream the relay tails.
+def region_client(video_id: int | None):
+    """The host of the region stream a change goes on: the video's own host
+    (so losing a host affects only its videos), the first one for site-wide changes."""
+    if video_id is None:
+        return redis_client.sync_client(redis_client.shard_urls()[0])
+    return redis_client.for_video(video_id)
 
-    One stream for the whole region (on the main Redis: `sync_client()`), so
-    the relay reads one key however many videos or shards there are. `proof`
-    (c=comment id, p=stream position, m=audit row id) lets the relay check
-    that the database transaction committed before it sends the change away.
-    Nothing is written when REGION_STREAM_MAXLEN is 0 (a single region).
+
+def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str | None:
+    """Note a change this region accepted on the region stream the relay tails.
+
+    One stream per Redis host (a single one without REDIS_URLS), whatever the
+    number of videos: the relay reads a key per host. `proof` (c=comment id,
+    p=stream position, m=audit row id) lets the relay check that the database
+    transaction committed before it sends the change away. Nothing is
+    written when REGION_STREAM_MAXLEN is 0 (a single region).
     """
     maxlen = settings.REGION_STREAM_MAXLEN
     if not maxlen:
@@ -276,12 +284,12 @@ def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str |
     fields = {"t": kind, "v": "" if video_id is None else str(video_id),
               "d": json.dumps(data, ensure_ascii=False, separators=(",", ":"))}
     fields.update({k: str(v) for k, v in proof.items() if v is not None})
-    return redis_client.sync_client().xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
+    return region_client(video_id).xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
 
 
-def delete_region_entry(entry_id: str) -> None:
+def delete_region_entry(video_id: int | None, entry_id: str) -> None:
     """Undo append_region() for a transaction that did not commit."""
-    redis_client.sync_client().xdel(REGION_STREAM, entry_id)
+    region_client(video_id).xdel(REGION_STREAM, entry_id)
 
 
 # -- reading ------------------------------------------------------------------

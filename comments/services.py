@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
+from django.db.models.signals import m2m_changed
 from django.utils import timezone
 
 from comments import cursors, events, hotstore
@@ -99,6 +100,19 @@ def video_moderator_ids(video: Video) -> frozenset:
     ids = frozenset(video.moderators.values_list("pk", flat=True))
     _moderators_cache[video.pk] = (now, ids)
     return ids
+
+
+def _forget_moderators(sender, instance, action, pk_set=None, reverse=False, **kwargs):
+    """A change of a video's moderators applies at once in this process (other
+    processes see it within MODERATORS_CACHE_SECONDS)."""
+    if action.startswith("post_"):
+        if reverse:  # user.moderated_videos changed: which videos is in pk_set
+            _moderators_cache.clear()
+        else:
+            _moderators_cache.pop(instance.pk, None)
+
+
+m2m_changed.connect(_forget_moderators, sender=Video.moderators.through, dispatch_uid="forget-moderators")
 
 
 def can_moderate(user, video: Video) -> bool:
@@ -262,13 +276,13 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str, hel
         if appended is not None:
             _undo_append(video.pk, appended)
         if region_entry is not None:
-            _undo(hotstore.delete_region_entry, region_entry)
+            _undo(hotstore.delete_region_entry, video.pk, region_entry)
         raise Unavailable("database") from exc
     except BaseException:
         if appended is not None:
             _undo_append(video.pk, appended)
         if region_entry is not None:
-            _undo(hotstore.delete_region_entry, region_entry)
+            _undo(hotstore.delete_region_entry, video.pk, region_entry)
         raise
     return comment
 
@@ -395,7 +409,7 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
         # The database keeps the old status; put the hidden flag back in step.
         _undo(hotstore.set_hidden, video_id, comment.pk, comment.status != Comment.Status.VISIBLE)
         if region_entry is not None:
-            _undo(hotstore.delete_region_entry, region_entry)
+            _undo(hotstore.delete_region_entry, video_id, region_entry)
         raise Unavailable("database") from exc
     comment.refresh_from_db()
     return comment
@@ -692,7 +706,8 @@ def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
 # -- changes made in other regions (regions/relay.py delivers them) -----------------------
 
 
-def ingest_remote_event(origin: str, event_id: str, kind: str, video_id: int | None, data: dict) -> str:
+def ingest_remote_event(origin: str, event_id: str, kind: str, video_id: int | None, data: dict,
+                        stream: str | None = None) -> str:
     """Apply one change that region `origin` accepted, as if it were made here.
 
     The change goes through this module like a local one (database row, this
@@ -700,11 +715,12 @@ def ingest_remote_event(origin: str, event_id: str, kind: str, video_id: int | N
     origin and never put on this region's own region stream: no echo.
 
     Exactly once: `event_id` is the change's position in the origin's region
-    stream, which the relay delivers in order. The last one applied per
-    origin (regions.IngestPosition) moves in the same transaction as the
-    change, so a change delivered twice is applied once. Returns "applied",
-    "duplicate" or "skipped: <why>" (a change that cannot apply here, e.g. an
-    unknown video: logged, not retried).
+    stream `stream` (one per Redis host there, e.g. "east/0"), which the relay
+    delivers in order. The last one applied per stream
+    (regions.IngestPosition) moves in the same transaction as the change, so
+    a change delivered twice is applied once. Returns "applied", "duplicate"
+    or "skipped: <why>" (a change that cannot apply here, e.g. an unknown
+    video: logged, not retried).
     """
     from regions.models import IngestPosition
 
@@ -712,7 +728,7 @@ def ingest_remote_event(origin: str, event_id: str, kind: str, video_id: int | N
         return "skipped: own region"
     position = cursors.to_position(event_id)
     with transaction.atomic():
-        mark, _ = IngestPosition.objects.select_for_update().get_or_create(origin=origin)
+        mark, _ = IngestPosition.objects.select_for_update().get_or_create(origin=stream or origin)
         if position <= mark.position:
             return "duplicate"
         mark.position = position

@@ -223,11 +223,12 @@ WHITENOISE_USE_FINDERS = DEBUG
 # This deployment's region name; part of every comment's global id, so it must
 # never change once comments exist. Each region has its own database and Redis.
 REGION = env.str("REGION", default="local")
-if not REGION or ":" in REGION or not REGION.isprintable() or len(REGION) > 32:
-    raise ImproperlyConfigured(f"REGION must be 1..32 printable characters without ':', got {REGION!r}")
-# The region-wide stream of what this region accepted (the relay tails it):
-# about this many entries are kept, which is how much a cut-off region can
-# catch up on. 0 = a single-region deployment: no region stream is written.
+if not REGION or not REGION.isprintable() or set(REGION) & set(":/{} ") or len(REGION) > 24:
+    raise ImproperlyConfigured(f"REGION must be 1..24 printable characters, none of ':/{{}} ', got {REGION!r}")
+# The region stream of what this region accepted (one per Redis host; the
+# relay tails them): about this many entries are kept per host, which is how
+# much a cut-off region can catch up on. 0 = a single-region deployment: no
+# region stream is written.
 REGION_STREAM_MAXLEN = env_int("REGION_STREAM_MAXLEN", 100_000, minimum=0)
 
 COMMENT_MAX_LENGTH = env_int("COMMENT_MAX_LENGTH", 500, minimum=1)

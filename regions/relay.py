@@ -3,30 +3,34 @@
 Each region (settings.REGION) has its own database, Redis and gateways. What a
 region accepts -- comments, removals/restores/approvals, bans and lifts,
 video state and settings -- its write path (comments/services.py) also notes
-on one region-wide stream, `region:events` (comments/hotstore.py:
-append_region), inside the same database transaction.
+on a region stream, `region:events` (comments/hotstore.py: append_region),
+inside the same database transaction. There is one region stream per Redis
+host of the hot store (the video's own host; site-wide changes on the first),
+so losing a host stops only its videos; each is an "origin stream" named
+"<region>/<host index>", e.g. "east/0".
 
-    region A                                   region B
-    services.py ── region:events ── Relay ──>  relay:{A}:inbox  (B's Redis)
-                                   (in A)      relay:{A}:position
-                                                   │ Ingest (in B)
+    region east                                   region west
+    services.py ── region:events ── Relay ──>  relay:{east/0}:inbox     (west's Redis)
+                   (each host)     (in east)   relay:{east/0}:position
+                                                   │ ingest loop (in west)
                                                    ▼
-                                  services.ingest_remote_event(): B's database,
-                                  B's video stream, dispatcher.publish in B
+                                  services.ingest_remote_event(): west's database,
+                                  west's video stream, dispatcher.publish in west
 
 * The relay runs in the origin region (it reads the origin's database to
   check that each change committed) and needs only the target's Redis URL.
 * It copies entries to the target's inbox with their origin IDs, in one Lua
-  script that also moves `relay:{A}:position`: a relay killed mid-batch, a
-  restarted relay and two relays at once write each entry once.
-* The ingest loop runs in the target region and applies the inbox through
-  the target's own write path. The last origin event applied is kept in the
-  target's database (regions.IngestPosition) in the same transaction as the
-  change, so each change is applied exactly once, in the origin's order.
-* Changes ingested from elsewhere are never put on `region:events`: no echo.
+  script that also moves the origin stream's position there: a relay killed
+  mid-batch, a restarted relay and two relays at once write each entry once.
+* The ingest loop runs in the target region and applies the inboxes through
+  the target's own write path. The last entry applied per origin stream is
+  kept in the target's database (regions.IngestPosition), in the same
+  transaction as the change: each change is applied exactly once, in the
+  order its origin accepted it.
+* Changes ingested from elsewhere are never put on a region stream: no echo.
 
-`manage.py relay --to B=redis://...` runs both loops (send to B, apply what
-others sent here); `manage.py ingest` runs the ingest loop alone.
+`manage.py relay --to west=redis://...` runs both loops (send to west, apply
+what others sent here); `manage.py ingest` runs the ingest loop alone.
 """
 
 from __future__ import annotations
@@ -53,27 +57,35 @@ log = logging.getLogger("livecomment.regions")
 # This region's Redis or database is away: wait and try the step again.
 TRANSIENT_ERRORS = (*UNAVAILABLE_ERRORS, Unavailable, DatabaseError)
 
-ORIGINS_KEY = "relay:origins"  # SET: regions that have relayed to this one
+ORIGINS_KEY = "relay:origins"  # SET: origin streams that relay to this region
 
 
-def inbox_key(origin: str) -> str:
-    return f"relay:{{{origin}}}:inbox"
+def inbox_key(stream: str) -> str:
+    return f"relay:{{{stream}}}:inbox"
 
 
-def position_key(origin: str) -> str:
-    return f"relay:{{{origin}}}:position"
+def position_key(stream: str) -> str:
+    return f"relay:{{{stream}}}:position"
 
 
-# Copies a batch of the origin's region-stream entries into the target's inbox
-# for that origin, keeping their IDs, and moves the origin's position -- all in
-# one step (a script runs alone), so concurrent or repeated relays never write
-# an entry twice: an ID at or before the position, or one the inbox already
+def stream_name(region: str, host_index: int) -> str:
+    return f"{region}/{host_index}"
+
+
+def region_of(stream: str) -> str:
+    return stream.rsplit("/", 1)[0]
+
+
+# Copies a batch of an origin stream's entries into the target's inbox for
+# that stream, keeping their IDs, and moves the stream's position -- in one
+# step (a script runs alone), so concurrent or repeated relays never write an
+# entry twice: an ID at or before the position, or one the inbox already
 # passed (XADD refuses IDs <= its last), is skipped.
 # KEYS: position, inbox, origins set
-# ARGV: origin, advance-to ID ('' = none), the position the relay believes the
-#       target has, then (id, t, v, d) per entry
-# Returns {new position, entries written}, or {'lost'} when the target has no
-# position although it had one (its Redis came back empty): start again from 0-0.
+# ARGV: origin stream, advance-to ID ('' = none), the position the relay
+#       believes the target has, then (id, t, v, d) per entry
+# Returns {new position, entries written}, or {'lost', 0} when the target has
+# no position although it had one (its Redis came back empty).
 _DELIVER = """
 local function after(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -110,7 +122,6 @@ class Target:
 
     name: str
     url: str
-    position: str | None = None  # last entry the target has, as it said; None: ask it
     down_since: float | None = None
     retry_at: float = 0.0
     _client: redis.Redis | None = field(default=None, repr=False)
@@ -122,6 +133,20 @@ class Target:
                 self.url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True
             )
         return self._client
+
+
+@dataclass
+class Lane:
+    """One of this region's streams (one per Redis host) on its way to one target."""
+
+    target: Target
+    stream: str  # "<this region>/<host index>"
+    local_url: str
+    position: str | None = None  # the last entry the target has, as it said; None: ask it
+
+    @property
+    def local(self) -> redis.Redis:
+        return redis_client.sync_client(self.local_url)
 
 
 class Relay:
@@ -141,6 +166,9 @@ class Relay:
             if name == self.region:
                 raise ValueError(f"--to {name}: that is this region (REGION={self.region}); a relay sends elsewhere")
         self.targets = [Target(name, url) for name, url in targets]
+        hosts = redis_client.shard_urls()
+        self.lanes = [Lane(target, stream_name(self.region, i), url)
+                      for target in self.targets for i, url in enumerate(hosts)]
         self.ingest = ingest
         self.batch = batch
         self.in_flight_seconds = in_flight_seconds
@@ -148,9 +176,10 @@ class Relay:
         self.retry_seconds = retry_seconds
         self.stats: Counter = Counter()
         self._stopping = False
-        self._waiting_on_commit = False  # an entry at a target's head has not committed yet
-        self._committed: dict[str, bool] = {}  # region-stream entry -> committed (cache)
-        self._applied: dict[str, str] = {}  # origin -> last event applied here (hint; the database decides)
+        self._waiting_on_commit = False  # an entry at a lane's head has not committed yet
+        self._committed: dict[tuple[str, str], bool] = {}  # (stream, entry) -> committed (cache)
+        self._applied: dict[str, str] = {}  # origin stream -> last entry applied here (hint; the database decides)
+        self._local_down: set[str] = set()  # this region's hosts that did not answer in this step
 
     # -- control ---------------------------------------------------------------
 
@@ -187,83 +216,107 @@ class Relay:
             time.sleep(min(0.05, seconds))
 
     def run_once(self) -> int:
-        """Send one batch to each reachable target, apply one batch of each inbox.
-        Returns how many entries were sent or applied."""
+        """Send one batch of each of this region's streams to each reachable
+        target, apply one batch of each inbox here. Returns how many entries
+        were sent or applied."""
         close_old_connections()
         done = 0
         self._waiting_on_commit = False
-        for target in self.targets:
-            done += self._send(target)
+        self._local_down.clear()
+        for lane in self.lanes:
+            done += self._send(lane)
         if self.ingest:
             done += self.ingest_once()
         return done
 
     def wait(self) -> None:
-        """Block until this region has something new to send or to apply (or a short timeout)."""
+        """Block until there is something new to send or to apply (or a short timeout)."""
         if self._waiting_on_commit:
             time.sleep(0.01)  # a transaction is about to commit: look again soon
             return
-        streams: dict[str, str] = {}
         now = time.monotonic()
-        sending = [t.position for t in self.targets if t.position is not None and t.retry_at <= now]
-        if sending:
-            streams[REGION_STREAM] = min(sending, key=cursors.to_position)
+        by_host: dict[str, dict[str, str]] = {}
+        for lane in self.lanes:
+            if lane.position is not None and lane.target.retry_at <= now and lane.local_url not in self._local_down:
+                streams = by_host.setdefault(lane.local_url, {})
+                current = streams.get(REGION_STREAM)
+                if current is None or cursors.compare(lane.position, current) < 0:
+                    streams[REGION_STREAM] = lane.position
         if self.ingest:
-            for origin in self._origins():
-                streams[inbox_key(origin)] = self._applied_position(origin)
+            inboxes = by_host.setdefault(settings.REDIS_URL, {})
+            for stream in self._origins():
+                inboxes[inbox_key(stream)] = self._applied_position(stream)
         timeout = self.block_ms
         retrying = [t.retry_at for t in self.targets if t.retry_at > now]
         if retrying:
             timeout = max(1, min(timeout, int((min(retrying) - now) * 1000)))
-        if not streams:
+        by_host = {url: streams for url, streams in by_host.items() if streams}
+        if not by_host:
             self._sleep(timeout / 1000)
-            return
-        redis_client.sync_client().xread(streams, count=1, block=timeout)
+        elif len(by_host) == 1:
+            ((url, streams),) = by_host.items()
+            redis_client.sync_client(url).xread(streams, count=1, block=timeout)
+        else:
+            # One blocking read per host would be one thread per host; a short
+            # block on each in turn costs an idle relay a few reads a second.
+            deadline = time.monotonic() + timeout / 1000
+            while not self._stopping and time.monotonic() < deadline:
+                for url, streams in by_host.items():
+                    if redis_client.sync_client(url).xread(streams, count=1, block=max(1, 20 // len(by_host))):
+                        return
 
     # -- sending (runs in the origin region) ----------------------------------------
 
-    def _send(self, target: Target) -> int:
-        now = time.monotonic()
-        if target.retry_at > now:
+    def _send(self, lane: Lane) -> int:
+        target = lane.target
+        if target.retry_at > time.monotonic() or lane.local_url in self._local_down:
             return 0
-        local = redis_client.sync_client()
+        fresh = lane.position is None
         try:
-            fresh = target.position is None
             if fresh:
-                target.position = target.client.get(position_key(self.region)) or cursors.ZERO
-                target.client.sadd(ORIGINS_KEY, self.region)  # its ingest loop starts watching our inbox
-                log.info("relay to %s: starting after %s", target.name, target.position)
-            entries = local.xrange(REGION_STREAM, f"({target.position}", "+", count=self.batch)
-            if not entries:
-                self._up(target)
-                return 0
-            if fresh:
-                self._check_gap(target, entries[0][0])
-            ready, advance_to = self._committed_prefix(entries)
-            if not ready and advance_to is None:
-                self._up(target)
-                return 0
-            args: list[str] = [self.region, advance_to or "", target.position]
-            for entry_id, fields in ready:
-                args += [entry_id, fields.get("t", ""), fields.get("v", ""), fields.get("d", "{}")]
+                lane.position = target.client.get(position_key(lane.stream)) or cursors.ZERO
+                target.client.sadd(ORIGINS_KEY, lane.stream)  # its ingest loop starts watching our inbox
+                log.info("relay %s to %s: starting after %s", lane.stream, target.name, lane.position)
+        except UNAVAILABLE_ERRORS as exc:
+            self._down(target, exc)
+            return 0
+        try:
+            entries = lane.local.xrange(REGION_STREAM, f"({lane.position}", "+", count=self.batch)
+            if fresh and entries:
+                self._check_gap(lane, entries[0][0])
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("relay %s: this region's Redis host does not answer (%s)", lane.stream, exc)
+            self._local_down.add(lane.local_url)
+            return 0
+        if not entries:
+            self._up(target)
+            return 0
+        ready, advance_to = self._committed_prefix(lane.stream, entries)
+        if not ready and advance_to is None:
+            self._up(target)
+            return 0
+        args: list[str] = [lane.stream, advance_to or "", lane.position]
+        for entry_id, fields in ready:
+            args += [entry_id, fields.get("t", ""), fields.get("v", ""), fields.get("d", "{}")]
+        try:
             script = target.client.register_script(_DELIVER)
-            position, written = script(
-                keys=[position_key(self.region), inbox_key(self.region), ORIGINS_KEY], args=args
-            )
+            position, written = script(keys=[position_key(lane.stream), inbox_key(lane.stream), ORIGINS_KEY],
+                                       args=args)
         except UNAVAILABLE_ERRORS as exc:
             self._down(target, exc)
             return 0
         self._up(target)
         if position == "lost":
-            log.warning("relay to %s: it lost its position (its Redis restarted empty?); sending again from the start "
-                        "of this region's stream (what it applied already is skipped there)", target.name)
-            target.position = cursors.ZERO
+            log.warning("relay %s to %s: it lost its position (its Redis restarted empty?); sending again from the "
+                        "start of this region's stream (what it applied already is skipped there)",
+                        lane.stream, target.name)
+            lane.position = cursors.ZERO
             return 1
-        moved = cursors.compare(position, target.position) > 0
-        target.position = position
+        moved = cursors.compare(position, lane.position) > 0
+        lane.position = position
         self.stats[f"sent:{target.name}"] += int(written)
         if written:
-            log.debug("relay to %s: %d entries, now at %s", target.name, written, position)
+            log.debug("relay %s to %s: %d entries, now at %s", lane.stream, target.name, written, position)
         return int(written) or int(moved)
 
     def _up(self, target: Target) -> None:
@@ -276,41 +329,42 @@ class Relay:
         if target.down_since is None:
             log.warning("relay to %s: unreachable (%s); retrying every %.1f s", target.name, exc, self.retry_seconds)
             target.down_since = time.monotonic()
-        target.position = None  # ask it again when it is back (it may have lost data)
+        for lane in self.lanes:
+            if lane.target is target:
+                lane.position = None  # ask it again when it is back (it may have lost data)
         target._client = None
         target.retry_at = time.monotonic() + self.retry_seconds
 
-    def _check_gap(self, target: Target, first_after: str) -> None:
+    def _check_gap(self, lane: Lane, first_after: str) -> None:
         """The target's position fell out of this region's stream: what was
         trimmed in between never reaches it (REGION_STREAM_MAXLEN too small)."""
-        if target.position == cursors.ZERO:
+        if lane.position == cursors.ZERO:
             return
-        local = redis_client.sync_client()
-        head = local.xrange(REGION_STREAM, "-", "+", count=1)
-        if head and head[0][0] == first_after and not local.xrange(REGION_STREAM, target.position, target.position):
+        head = lane.local.xrange(REGION_STREAM, "-", "+", count=1)
+        if head and head[0][0] == first_after and not lane.local.xrange(REGION_STREAM, lane.position, lane.position):
             log.error(
-                "relay to %s: its position %s is older than this region's stream (starts at %s); "
+                "relay %s to %s: its position %s is older than this region's stream (starts at %s); "
                 "changes trimmed in between are not relayed (raise REGION_STREAM_MAXLEN)",
-                target.name, target.position, first_after,
+                lane.stream, lane.target.name, lane.position, first_after,
             )
             self.stats["gaps"] += 1
 
-    def _committed_prefix(self, entries: list) -> tuple[list, str | None]:
+    def _committed_prefix(self, stream: str, entries: list) -> tuple[list, str | None]:
         """The entries whose database transaction committed, up to the first one
         still in flight; and the position to move to past abandoned entries (a
         transaction that never committed: its process died, or the commit failed
         before the entry could be deleted)."""
-        unknown = [(i, f) for i, f in entries if i not in self._committed]
+        unknown = [(i, f) for i, f in entries if (stream, i) not in self._committed]
         if unknown:
             # Only "committed" is final; an entry in flight is asked about again.
-            self._committed.update((i, True) for i, ok in self._check_committed(unknown).items() if ok)
+            self._committed.update(((stream, i), True) for i, ok in self._check_committed(unknown).items() if ok)
         if len(self._committed) > 20_000:
             self._committed = dict(list(self._committed.items())[-10_000:])
         ready: list = []
         advance_to = None
         now_ms = time.time() * 1000
         for entry_id, fields in entries:
-            if self._committed.get(entry_id):
+            if self._committed.get((stream, entry_id)):
                 ready.append((entry_id, fields))
                 advance_to = None
                 continue
@@ -318,7 +372,7 @@ class Relay:
             if age < self.in_flight_seconds * 1000:
                 self._waiting_on_commit = True
                 break
-            log.warning("region entry %s (%s) never committed here; not relayed", entry_id, fields.get("t"))
+            log.warning("region entry %s %s (%s) never committed here; not relayed", stream, entry_id, fields.get("t"))
             self.stats["abandoned"] += 1
             advance_to = entry_id
         return ready, advance_to
@@ -353,25 +407,26 @@ class Relay:
     # -- applying (runs in the target region) ---------------------------------------
 
     def _origins(self) -> list[str]:
-        return sorted(o for o in redis_client.sync_client().smembers(ORIGINS_KEY) if o != self.region)
+        members = redis_client.sync_client().smembers(ORIGINS_KEY)
+        return sorted(s for s in members if region_of(s) != self.region)
 
-    def _applied_position(self, origin: str) -> str:
-        position = self._applied.get(origin)
+    def _applied_position(self, stream: str) -> str:
+        position = self._applied.get(stream)
         if position is None:
             from regions.models import IngestPosition
 
-            mark = IngestPosition.objects.filter(origin=origin).values_list("position", flat=True).first()
+            mark = IngestPosition.objects.filter(origin=stream).values_list("position", flat=True).first()
             position = cursors.from_position(mark) if mark else cursors.ZERO
-            self._applied[origin] = position
+            self._applied[stream] = position
         return position
 
     def ingest_once(self) -> int:
-        """Apply the next batch of every origin's inbox here. Returns how many were applied."""
+        """Apply the next batch of every inbox here. Returns how many were applied."""
         local = redis_client.sync_client()
         done = 0
-        for origin in self._origins():
-            after = self._applied_position(origin)
-            entries = local.xrange(inbox_key(origin), f"({after}", "+", count=self.batch)
+        for stream in self._origins():
+            after = self._applied_position(stream)
+            entries = local.xrange(inbox_key(stream), f"({after}", "+", count=self.batch)
             for entry_id, fields in entries:
                 if self._stopping:
                     break
@@ -381,12 +436,13 @@ class Relay:
                 except ValueError:
                     data = {}
                 outcome = services.ingest_remote_event(
-                    origin, entry_id, fields.get("t", ""), int(video) if video else None, data
+                    region_of(stream), entry_id, fields.get("t", ""), int(video) if video else None, data,
+                    stream=stream,
                 )
                 self.stats[outcome.split(":")[0]] += 1
-                self._applied[origin] = entry_id
+                self._applied[stream] = entry_id
                 done += 1
             if entries:
                 # What is applied (here or by another ingest loop) is no longer needed.
-                local.xtrim(inbox_key(origin), minid=self._applied[origin], approximate=False)
+                local.xtrim(inbox_key(stream), minid=self._applied[stream], approximate=False)
         return done

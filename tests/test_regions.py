@@ -87,7 +87,7 @@ class Region:
                                   stderr=subprocess.STDOUT)
         self.relays.append(process)
         if wait:  # until it has asked the other region where it left off
-            wait_for(lambda: process.poll() is not None or f"relay to {other.name}: starting after" in path.read_text(),
+            wait_for(lambda: process.poll() is not None or f"to {other.name}: starting after" in path.read_text(),
                      timeout=30, what="the relay to start", regions=[self])
             assert process.poll() is None, path.read_text()
         return process
@@ -415,17 +415,17 @@ def test_the_relay_sends_only_committed_changes_and_gives_up_on_abandoned_ones(t
     hotstore.append_region("comment", video.pk, {"text": "in flight"}, c=first.pk + 1000)
     relay = Relay([("far", settings.REDIS_URL)], ingest=False, in_flight_seconds=0.3)
     assert relay.run_once() == 1  # "first" went; the relay waits at the one in flight
-    sent = redis.xrange(inbox_key("local"))
+    sent = redis.xrange(inbox_key("local/0"))
     assert [json_text(f) for _i, f in sent] == ["first"]
     time.sleep(0.4)
     services.post_comment(video, alice, "second")
     relay.run_once()  # the abandoned entry is passed over, "second" goes
-    assert [json_text(f) for _i, f in redis.xrange(inbox_key("local"))] == ["first", "second"]
-    assert redis.get(position_key("local")) == redis.xrevrange(hotstore.REGION_STREAM, count=1)[0][0]
+    assert [json_text(f) for _i, f in redis.xrange(inbox_key("local/0"))] == ["first", "second"]
+    assert redis.get(position_key("local/0")) == redis.xrevrange(hotstore.REGION_STREAM, count=1)[0][0]
     assert relay.stats["abandoned"] == 1
     # A second relay (or this one restarted) finds nothing more to send.
     assert Relay([("far", settings.REDIS_URL)], ingest=False).run_once() == 0
-    assert len(redis.xrange(inbox_key("local"))) == 2
+    assert len(redis.xrange(inbox_key("local/0"))) == 2
 
 
 def json_text(fields: dict) -> str:
@@ -459,8 +459,39 @@ def test_the_relay_sends_everything_again_to_a_target_that_lost_its_data(transac
     services.post_comment(video, alice, "one")
     relay = Relay([("far", settings.REDIS_URL)], ingest=False)
     relay.run_once()
-    redis.delete(inbox_key("local"), position_key("local"))  # the target's Redis restarted empty
+    redis.delete(inbox_key("local/0"), position_key("local/0"))  # the target's Redis restarted empty
     services.post_comment(video, alice, "two")
     while relay.run_once():
         pass
-    assert [json_text(f) for _i, f in redis.xrange(inbox_key("local"))] == ["one", "two"]
+    assert [json_text(f) for _i, f in redis.xrange(inbox_key("local/0"))] == ["one", "two"]
+
+
+def test_each_redis_host_has_its_own_region_stream(transactional_db, alice, redis, settings):
+    """With REDIS_URLS a change goes on the region stream of its video's host:
+    losing a host stops only its videos, here and in what is relayed."""
+    from livecomment import redis_client
+    from videos.models import Video
+
+    second = EmbeddedRedis(tempfile.mkdtemp(prefix="lc-r-"), persist=False)
+    second.start()
+    try:
+        settings.REDIS_SHARDS = [settings.REDIS_URL, second.url]
+        by_host = {}
+        while len(by_host) < 2:
+            video = Video.objects.create(title="v", state=Video.State.LIVE)
+            by_host.setdefault(redis_client.shard_index(video.pk), video)
+        for host, video in by_host.items():
+            services.post_comment(video, alice, f"on host {host}")
+        relay = Relay([("far", settings.REDIS_URL)], ingest=False)
+        relay.run_once()
+        for host in (0, 1):
+            assert [json_text(f) for _i, f in redis.xrange(inbox_key(f"local/{host}"))] == [f"on host {host}"]
+        second.stop()
+        services.post_comment(by_host[0], alice, "host 0 still takes comments")
+        with pytest.raises(services.Unavailable):
+            services.post_comment(by_host[1], alice, "host 1 is away")
+        relay.run_once()
+        assert [json_text(f) for _i, f in redis.xrange(inbox_key("local/0"))][-1] == "host 0 still takes comments"
+    finally:
+        second.stop()
+        shutil.rmtree(second.dir.parent, ignore_errors=True)
