@@ -338,6 +338,7 @@ def test_moderator_only_events_reach_only_this_videos_moderators(gateways, world
     r = httpx.delete(gateway.url("/api/v1/auth/token/"), headers={"Authorization": f"Token {tokens['viewer']}"})
     assert r.status_code == 204
     refused = SSEClient(f"{stream}?token={tokens['viewer']}").wait_open()
+    refused.thread.join(5)  # the body of a refusal is read after "open"
     assert refused.status == 401 and json.loads(refused.body)["error"]["code"] == "authentication_failed"
     refused_ws = WSClient(gateway.ws_url(f"/ws/videos/{video.pk}/?token={tokens['viewer']}"))
     assert refused_ws.wait_until(lambda c: c.closed, 5)

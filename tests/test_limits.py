@@ -170,7 +170,10 @@ def test_sign_in_throttles_fail_open_without_redis(alice, monkeypatch):
 
 def sse(gateway, video, ip, path=None):
     headers = {"X-Forwarded-For": ip} if ip else {}
-    return SSEClient(gateway.url(path or f"/api/v1/videos/{video.pk}/stream"), headers=headers).wait_open()
+    client = SSEClient(gateway.url(path or f"/api/v1/videos/{video.pk}/stream"), headers=headers).wait_open()
+    if client.status != 200:  # a refusal: wait until its body is read (the client reads after "open")
+        client.thread.join(5)
+    return client
 
 
 def ws(gateway, video, ip):
