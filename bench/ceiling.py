@@ -25,7 +25,7 @@ import os
 import signal
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MAX_BUFFER = 1 << 20
 RESPONSE_HEAD = (
@@ -65,7 +65,7 @@ class Hub:
             "video": 1,
             "author": {"id": 1, "name": "bench"},
             "text": text,
-            "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
         body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         frame = chunk(f"id: {cursor}\nevent: comment\ndata: {body}\n\n".encode())

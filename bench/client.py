@@ -106,7 +106,7 @@ class Worker:
         self.done: asyncio.Future | None = None
 
     # -- one benchmark event seen by one connection ------------------------
-    def on_event(self, conn: "Conn", buf: bytes, p: int, idb: bytes | None, now: int) -> None:
+    def on_event(self, conn: Conn, buf: bytes, p: int, idb: bytes | None, now: int) -> None:
         q = p + self.mlen
         kind = buf[q]
         sp = buf.find(b" ", q)
@@ -138,11 +138,9 @@ class Worker:
             conn.last_key = key
         self.deliveries += 1
         us = (now - t) // 1000
-        if us < 0:
-            us = 0
+        us = max(us, 0)
         self.hist[lat_bucket(us)] += 1
-        if us > self.max_us:
-            self.max_us = us
+        self.max_us = max(self.max_us, us)
         if not self.first_ns:
             self.first_ns = now
         self.last_ns = now
@@ -174,7 +172,7 @@ class Worker:
     def connected(self) -> int:
         return sum(1 for c in self.conns if c.open)
 
-    def schedule_reconnect(self, conn: "Conn") -> None:
+    def schedule_reconnect(self, conn: Conn) -> None:
         if self.closing or conn.reconnects >= self.cfg.get("max_reconnects", 3):
             return
         conn.reconnects += 1
@@ -269,7 +267,7 @@ class Worker:
         loop.add_reader(self.pipe.fileno(), self.on_command)
         try:
             await asyncio.wait_for(self.done, timeout=self.cfg.get("lifetime", 900))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             loop.remove_reader(self.pipe.fileno())
@@ -316,7 +314,7 @@ class Conn(asyncio.Protocol):
                 loop.create_connection(lambda: self, self.w.host, self.w.port), timeout
             )
             await asyncio.wait_for(self.ready, timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"[:200]
             if self.transport is not None:
                 self.transport.abort()
@@ -504,12 +502,10 @@ class Conn(asyncio.Protocol):
                                 self.last_key = key
                         w.deliveries += 1
                         us = (now - t) // 1000
-                        if us < 0:
-                            us = 0
+                        us = max(us, 0)
                         li = int(_log(us + 1) * 100)
                         w.hist[li if li < LAT_BUCKETS else LAT_BUCKETS - 1] += 1
-                        if us > w.max_us:
-                            w.max_us = us
+                        w.max_us = max(w.max_us, us)
                         if not w.first_ns:
                             w.first_ns = now
                         w.last_ns = now

@@ -231,7 +231,6 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
 
     conns = sum(r["connections"] for r in reports)
     deliveries = sum(r["deliveries"] for r in reports)
-    first = min((r["first_ns"] for r in reports if r["first_ns"]), default=0)
     last = max((r["last_ns"] for r in reports), default=0)
     hist = merge_hist([r["hist"] for r in reports])
     timeline: list[int] = []

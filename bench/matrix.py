@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 
 from bench import fanout, procstats, report, targets
@@ -79,7 +79,7 @@ def plan(args) -> list[tuple[str, str, int, int, float]]:
 
 
 def main(args) -> int:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     data = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "git": git_rev(),
@@ -146,7 +146,7 @@ def main(args) -> int:
         data["writes"].append(w)
         save()
 
-    data["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    data["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     save()
     report.write_docs(data, args.out, args.plot)
     report.print_summary(data)

@@ -4,9 +4,8 @@ and helpers (redis-server, the `serve` supervisor)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import os
+from dataclasses import dataclass
 
 import psutil
 

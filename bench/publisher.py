@@ -95,7 +95,7 @@ async def publish_open_loop(target, run: str, count: int, rate: float, *, kind: 
             if status in (200, 201):
                 res.acked.append(seq)
                 res.latencies_ms.append((time.time() - t) * 1000)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, httpc.HTTPError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, httpc.HTTPError) as exc:
             res.errors[type(exc).__name__] += 1
         finally:
             pool.put_nowait(conn)
@@ -112,7 +112,7 @@ async def publish_open_loop(target, run: str, count: int, rate: float, *, kind: 
             await asyncio.sleep(delay)
         try:
             conn = await asyncio.wait_for(pool.get(), max(0.01, stop_at - loop.time()) + timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             res.gave_up = count - i
             break
         res.max_lag_ms = max(res.max_lag_ms, (loop.time() - due) * 1000)
@@ -165,7 +165,7 @@ async def write_closed_loop(target, run: str, concurrency: int, duration: float,
                 t0 = loop.time()
                 try:
                     status, _ = await conn.request("POST", path, body, headers, timeout=timeout)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, httpc.HTTPError) as exc:
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, httpc.HTTPError) as exc:
                     if t0 >= t_measure:
                         res.errors[type(exc).__name__] += 1
                     await asyncio.sleep(0.05)

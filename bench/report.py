@@ -203,7 +203,7 @@ def manual_notes(path: str) -> str:
         text = Path(path).read_text()
     except OSError:
         return ""
-    m = re.search(re.escape(MANUAL_BEGIN) + r"(.*?)" + re.escape(MANUAL_END), text, re.S)
+    m = re.search(re.escape(MANUAL_BEGIN) + r"(.*?)" + re.escape(MANUAL_END), text, re.DOTALL)
     return m.group(1).strip("\n") if m else ""
 
 

@@ -226,6 +226,8 @@ class Livecomment(Target):
                 "LOG_LEVEL": "WARNING",
                 "THROTTLE_POST_RATE": "1000000/min",
                 "THROTTLE_ANON_RATE": "1000000/min",
+                "THROTTLE_POST_IP_RATE": "1000000/min",
+                "MAX_STREAMS_PER_IP": "0",  # every benchmark connection comes from 127.0.0.1
                 "CHANNEL_LAYER_PREFIX": "lcb" + uuid.uuid4().hex[:8],
                 "PYTHONUNBUFFERED": "1",
             }

@@ -4,7 +4,7 @@
 import itertools
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -29,7 +29,7 @@ def publish(request):
         "video": 1,
         "author": {"id": 1, "name": "bench"},
         "text": text,
-        "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     send_event("bench", "comment", data)
     return JsonResponse(data, status=201)
