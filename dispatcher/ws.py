@@ -128,7 +128,7 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
                 raise ServiceError("invalid_message", f"Send JSON text frames of at most {MAX_MESSAGE_BYTES} bytes.")
             try:
                 message = json.loads(text_data)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deeply (closed the socket)
                 raise ServiceError("invalid_json", "The frame is not valid JSON.") from None
             if not isinstance(message, dict):
                 raise ServiceError("invalid_message", 'Send an object like {"action": "post", "text": "..."}.')
@@ -158,5 +158,9 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
 
     def _reply(self, reply: dict) -> None:
         text = json.dumps(reply, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate the client sent (in "ref"): escape it, or the socket breaks
+            text = json.dumps(reply)
         if self.connection is not None:
             self.connection.send_now({"type": "websocket.send", "text": text})

@@ -451,3 +451,41 @@ def test_the_limit_is_the_same_through_asgi_and_django(db, size):
     else:
         assert status == 400  # read and parsed: not JSON
     assert json.loads(answer)["error"]["code"] == ("body_too_large" if size > limit else "invalid_json")
+
+
+# -- the WebSocket write path: bad frames never break the socket --------------------------------
+
+
+BAD_FRAMES = [
+    "not json", "[1, 2]", "null", '"post"', "{}", '{"action": "delete"}', '{"action": "post"}',
+    '{"action": "post", "text": 5}', '{"action": "post", "text": "a\\u0000b"}', '{"action": "post", "text": "\\ud800"}',
+    '{"action": "post", "text": "ok", "ref": "\\ud800"}',  # a lone surrogate echoed back must not break the socket
+    '{"action": "post", "text": "ok", "ref": {"nested": ["\\udfff"]}}',
+    '{"action": "post", "text": "x", "idempotency_key": "\\u0000"}', '{"action": "post", "text": "' + "x" * 600 + '"}',
+    "[" * 5000, "x" * (17 * 1024),
+]
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_bad_websocket_frames_get_an_error_frame_and_the_socket_stays_usable(gateways, video, alice, server):
+    from rest_framework.authtoken.models import Token
+    from websockets.sync.client import connect
+
+    gateway = gateways.start(server)
+    token = Token.objects.create(user=alice).key
+    with connect(gateway.ws_url(f"/ws/videos/{video.pk}/?token={token}"), origin=gateway.base,
+                 open_timeout=10, max_size=None) as conn:
+        for i, frame in enumerate([*BAD_FRAMES, b"\xff\xfe binary"]):
+            conn.send(frame)
+            conn.send(json.dumps({"action": "post", "text": f"still here {i}", "ref": f"ok{i}"}))
+            replies = []
+            while not any(r.get("ref") == f"ok{i}" for r in replies):
+                reply = json.loads(conn.recv(timeout=10))
+                if reply.get("event") in ("ack", "error"):
+                    replies.append(reply)
+            first, last = replies[0], replies[-1]
+            assert last["event"] == "ack", (frame[:60], last)
+            if len(replies) > 1:  # the bad frame's answer came first
+                assert first["event"] in ("error", "ack") and (first["event"] == "ack" or first["error"]["code"])
+    assert Comment.objects.filter(text__startswith="still here").count() == len(BAD_FRAMES) + 1
