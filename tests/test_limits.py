@@ -309,7 +309,7 @@ def test_uvicorn_refuses_a_huge_body_before_reading_it(gateways, video):
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "body_too_large"
 
     # Chunked, no length: cut off just past the limit.
-    head = (f"POST /api/v1/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head = ("POST /api/v1/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n").encode()
     chunk = b"x" * 65536
     chunks = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(200))  # 13 MB offered
