@@ -84,13 +84,8 @@ class Command(BaseCommand):
         if server == "daphne":
             cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", app]
         else:
-            cmd = [
-                sys.executable, "-m", "uvicorn", "--fd", str(fd), "--no-access-log",
-                "--loop", "uvloop", "--http", "httptools", "--proxy-headers",
-                "--timeout-graceful-shutdown", "5", app,
-            ]
-        # Like the embedded Redis, workers die with this process even when it
-        # is SIGKILLed (parent-death signal): no orphan keeps serving the port.
+            # Not `uvicorn --fd`: it would leave Nagle on (livecomment/uvicorn_worker.py).
+            cmd = [sys.executable, "-m", "livecomment.uvicorn_worker", str(fd)]
         return subprocess.Popen(cmd, env=env, pass_fds=(fd,), preexec_fn=embedded_redis.die_with_parent)
 
     def _on_signal(self, signum, frame):
