@@ -137,6 +137,14 @@ def moderation_console(request, video_id: int):
     return render(request, "moderation/console.html", context)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        return False
+    return True
+
+
 @require_POST
 def resolve_reports(request, video_id: int):
     """Dismiss the open reports of one comment: {"comment": <id>} -> {"resolved": [report ids]}."""
@@ -152,11 +160,11 @@ def resolve_reports(request, video_id: int):
         except (ValueError, UnicodeDecodeError):
             raise ServiceError("invalid_json", "The body must be JSON.") from None
         comment_id = body.get("comment") if isinstance(body, dict) else None
-        if isinstance(comment_id, bool) or not isinstance(comment_id, int):
+        if isinstance(comment_id, bool) or not isinstance(comment_id, int) or not 0 < comment_id < 2**63:
             raise ServiceError("invalid_comment", "The body needs a \"comment\" id.")
         reason = body.get("reason") or ""
-        if not isinstance(reason, str):
-            raise ServiceError("invalid_reason", "reason must be a string.")
+        if not isinstance(reason, str) or "\x00" in reason or not _encodable(reason):
+            raise ServiceError("invalid_reason", "reason must be a string of text.")
         reports = Report.objects.filter(comment_id=comment_id, comment__video=video, resolved=False).select_related(
             "comment__video", "comment__author"
         )

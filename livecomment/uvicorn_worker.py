@@ -20,7 +20,7 @@ def main() -> None:
         "livecomment.asgi:application",
         loop="uvloop",
         http="httptools",
-        proxy_headers=True,
+        proxy_headers=False,  # the app applies NUM_PROXIES itself (livecomment/limits.py)
         access_log=False,
         timeout_graceful_shutdown=5,
     )

@@ -288,3 +288,17 @@ def test_resolve_needs_the_csrf_token(video, staff, reported):
         HTTP_X_CSRFTOKEN=token,
     )
     assert response.status_code == 200 and len(response.json()["resolved"]) == 2
+
+
+def test_resolve_refuses_ids_and_reasons_no_database_takes(db, video, staff):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(staff)
+    url = f"/moderation/videos/{video.pk}/reports/resolve/"
+    for body, code in (('{"comment": 1180591620717411303424}', "invalid_comment"),
+                       ('{"comment": 1, "reason": "\\ud800"}', "invalid_reason"),
+                       ('{"comment": 1, "reason": "a\\u0000b"}', "invalid_reason")):
+        r = client.post(url, body, content_type="application/json")
+        assert r.status_code == 400, (body, r.content)
+        assert r.json()["error"]["code"] == code

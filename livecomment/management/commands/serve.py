@@ -82,7 +82,9 @@ class Command(BaseCommand):
     def _spawn(self, server: str, fd: int, env: dict) -> subprocess.Popen:
         app = "livecomment.asgi:application"
         if server == "daphne":
-            cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", app]
+            # No --proxy-headers: Daphne would trust any client's X-Forwarded-For;
+            # the app applies NUM_PROXIES itself (livecomment/limits.py).
+            cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), app]
         else:
             # Not `uvicorn --fd`: it would leave Nagle on (livecomment/uvicorn_worker.py).
             cmd = [sys.executable, "-m", "livecomment.uvicorn_worker", str(fd)]
