@@ -160,7 +160,8 @@ def test_it_keeps_streaming_from_redis_while_the_database_is_down(gateways, tmp_
     assert watcher.wait_for_comments(5)
 
     away = db_path.with_suffix(".away")
-    os.rename(db_path, away)  # the database is gone
+    os.rename(db_path, away)  # the database is gone...
+    db_path.mkdir()  # ...and nothing can be opened in its place
     try:
         r = httpx.post(gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "lost?"}, headers=headers, timeout=5)
         assert r.status_code == 503, r.text
@@ -177,7 +178,8 @@ def test_it_keeps_streaming_from_redis_while_the_database_is_down(gateways, tmp_
         resumed = SSEClient(stream, last_event_id="0-0").wait_open()
         assert resumed.status in (200, 503)  # from the start: the stream holds it all here
     finally:
-        for leftover in db_path.parent.glob(db_path.name + "*"):
+        shutil.rmtree(db_path)
+        for leftover in db_path.parent.glob(db_path.name + "-*"):
             leftover.unlink()
         os.rename(away, db_path)
     after = httpx.post(gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "back"}, headers=headers, timeout=5)
