@@ -274,7 +274,38 @@ class Connection:
 
 class SSEConnection(Connection):
     kind = "sse"
-    __slots__ = ()
+    __slots__ = ("cycle",)
+
+    def __init__(self, send, *args, **kwargs):
+        super().__init__(send, *args, **kwargs)
+        # uvicorn's HTTP cycle, when the response is chunked and the hub may
+        # write frames to its transport itself (see deliver()).
+        owner = getattr(send, "__self__", None)
+        self.cycle = owner if _is_uvicorn_cycle(owner) else None
+
+    def deliver(self, frame: Frame) -> None:
+        """The fast path of the fast path: under uvicorn, write the frame's
+        pre-framed chunk to the transport directly (what uvicorn's `send`
+        would do after re-framing it for each connection), as long as the
+        connection keeps up; anything else takes the general path."""
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and self.started
+            and self.pending is None
+            and not self.closed
+            and frame.position > self.skip_to
+            and not frame.audience
+            and cycle.chunked_encoding
+            and not cycle.flow.write_paused
+            and not cycle.disconnected
+            and not cycle.response_complete
+        ):
+            self.skip_to = frame.position
+            self.last_id = frame.id
+            cycle.transport.write(frame.sse_chunk)
+            return
+        Connection.deliver(self, frame)
 
     def final_message(self, retry_ms: int) -> dict:
         return {"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": False}
@@ -290,6 +321,14 @@ class SSEConnection(Connection):
             return messages
         more = messages[-1].get("more_body", True)
         return [{"type": "http.response.body", "body": b"".join(m["body"] for m in messages), "more_body": more}]
+
+
+def _is_uvicorn_cycle(owner) -> bool:
+    try:
+        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as HttptoolsCycle
+    except ImportError:  # pragma: no cover - uvicorn without httptools
+        return False
+    return isinstance(owner, HttptoolsCycle)
 
 
 class WebSocketConnection(Connection):

@@ -18,7 +18,7 @@ SSE_PADDING = b":" + b" " * 2048 + b"\n\n"
 class Frame:
     """One event, encoded lazily and at most once for each transport."""
 
-    __slots__ = ("type", "id", "position", "data", "audience", "_sse", "_ws", "_sse_msg", "_ws_msg")
+    __slots__ = ("type", "id", "position", "data", "audience", "_sse", "_ws", "_sse_msg", "_ws_msg", "_chunk")
 
     def __init__(self, type: str, id: str, data: str, audience: str = ""):
         self.type = type
@@ -28,6 +28,7 @@ class Frame:
         self.audience = audience
         self._sse = self._ws = None
         self._sse_msg = self._ws_msg = None
+        self._chunk = None
 
     @property
     def sse(self) -> bytes:
@@ -57,6 +58,15 @@ class Frame:
         if self._sse_msg is None:
             self._sse_msg = {"type": "http.response.body", "body": self.sse, "more_body": True}
         return self._sse_msg
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """The SSE bytes framed as one HTTP/1.1 chunk, for writing to a
+        transport directly (dispatcher/connections.py, UvicornSSEWriter)."""
+        if self._chunk is None:
+            body = self.sse
+            self._chunk = b"%x\r\n%s\r\n" % (len(body), body)
+        return self._chunk
 
     @property
     def ws_message(self) -> dict:
