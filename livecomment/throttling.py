@@ -44,7 +44,36 @@ from livecomment.redis_client import UNAVAILABLE_ERRORS
 log = logging.getLogger(__name__)
 
 
+_shared_caches: dict = {}
+
+
+def shared_cache():
+    """One cache client per process for the throttles.
+
+    Django's `cache` is per request context under ASGI, so each request built
+    a new Redis connection pool -- and a new connection -- for its throttle
+    checks. This keeps one per configured location (tests change it).
+    """
+    from django.core.cache.backends.redis import RedisCache
+
+    conf = settings.CACHES["default"]
+    key = (conf["LOCATION"], conf.get("KEY_PREFIX", ""), repr(conf.get("OPTIONS")))
+    cache = _shared_caches.get(key)
+    if cache is None:
+        params = {k: v for k, v in conf.items() if k not in ("BACKEND", "LOCATION")}
+        cache = _shared_caches[key] = RedisCache(conf["LOCATION"], params)
+    return cache
+
+
 class _FailOpen:
+    @property
+    def cache(self):
+        if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+            return shared_cache()
+        from django.core.cache import cache
+
+        return cache
+
     def allow_request(self, request, view):
         try:
             return super().allow_request(request, view)
