@@ -63,7 +63,7 @@ def current_hub() -> "Hub | None":
 
 
 class VideoSubscription:
-    __slots__ = ("video_id", "connections", "last_id", "last_position", "lock", "joined", "viewers_sent", "local_sent")
+    __slots__ = ("video_id", "connections", "last_id", "last_position", "lock", "joined", "viewers_sent", "viewers_frame")
 
     def __init__(self, video_id: int):
         self.video_id = video_id
@@ -73,7 +73,7 @@ class VideoSubscription:
         self.lock = asyncio.Lock()  # delivery of stream events is one at a time per video
         self.joined: asyncio.Future = asyncio.get_running_loop().create_future()
         self.viewers_sent = -1
-        self.local_sent = -1
+        self.viewers_frame: Frame | None = None  # the last total sent, for newcomers
 
     def advance(self, event_id: str) -> None:
         self.last_id = event_id
@@ -320,7 +320,7 @@ class Hub:
     def _fan_out(self, sub: VideoSubscription, frame: Frame) -> None:
         connections = sub.connections
         self.stats["deliveries"] += len(connections)
-        for connection in tuple(connections) if len(connections) < 64 else list(connections):
+        for connection in tuple(connections):  # a copy: a write may close and unsubscribe
             connection.deliver(frame)
 
     async def _tip(self, video_id: int) -> str:
@@ -423,7 +423,8 @@ class Hub:
             total = _sum_counts(counts, stale)
             if total != sub.viewers_sent:
                 sub.viewers_sent = total
-                self._fan_out(sub, Frame("viewers", "", '{"count":%d}' % total))
+                sub.viewers_frame = Frame("viewers", "", '{"count":%d}' % total)
+                self._fan_out(sub, sub.viewers_frame)
 
     def snapshot(self) -> dict:
         return {

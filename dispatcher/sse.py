@@ -35,20 +35,12 @@ SSE_HEADERS = [
 ]
 
 
-class StreamConsumer(AsyncHttpConsumer):
+class StreamConsumer(streams.ReleasesStreamSlot, AsyncHttpConsumer):
     # No channel-layer channel per viewer: the hub receives for the process.
     channel_layer_alias = "__none__"
     connection: SSEConnection | None = None
-    stream_slot: limits.StreamSlot | None = None
     request_id = ""
     opened_at = 0.0
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:  # however the stream ends: give its per-IP slot back
-            if self.stream_slot is not None:
-                self.stream_slot.release()
 
     async def http_request(self, message):
         if "body" in message:
@@ -86,8 +78,8 @@ class StreamConsumer(AsyncHttpConsumer):
 
         parts = [SSE_PADDING, b"retry: %d\n\n" % settings.REALTIME_RETRY_MS]
         parts.extend(Frame.from_stream(event).sse for event in backlog.events)
-        if sub.viewers_sent >= 0:
-            parts.append(Frame("viewers", "", '{"count":%d}' % sub.viewers_sent).sse)
+        if sub.viewers_frame is not None:
+            parts.append(sub.viewers_frame.sse)
         await self.send_headers(status=200, headers=[*SSE_HEADERS, (b"x-request-id", self.request_id.encode())])
         await self.send_body(b"".join(parts), more_body=True)
         if backlog.events:
@@ -109,10 +101,7 @@ class StreamConsumer(AsyncHttpConsumer):
         await self.send_response(error.status, json.dumps(error.as_dict()).encode(), headers=headers)
 
     def _closed_by_hub(self, connection: SSEConnection, reason: str) -> None:
-        hub = get_hub()
-        if reason == "overflow":
-            hub.stats["overflows"] += 1
-        hub.unsubscribe(connection)
+        streams.closed_by_hub(connection, reason)
         if connection.probe is None:  # cannot abort the socket: end the response instead
             asyncio.ensure_future(self.send_body(b"", more_body=False))
 

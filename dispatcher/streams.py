@@ -93,3 +93,26 @@ async def read_backlog(request: StreamRequest) -> backlog.Backlog:
         raise Unavailable("redis") from exc
     except DatabaseError as exc:
         raise Unavailable("database") from exc
+
+
+def closed_by_hub(connection, reason: str) -> None:
+    """A connection the hub gave up on (overflow, failed send): count it and let it go."""
+    from dispatcher.hub import get_hub
+
+    hub = get_hub()
+    if reason == "overflow":
+        hub.stats["overflows"] += 1
+    hub.unsubscribe(connection)
+
+
+class ReleasesStreamSlot:
+    """Consumer mixin: however the stream ends, give its per-IP slot back."""
+
+    stream_slot = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.stream_slot is not None:
+                self.stream_slot.release()

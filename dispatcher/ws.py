@@ -39,20 +39,12 @@ MAX_MESSAGE_BYTES = 16 * 1024
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 400: 4400, 429: 4429, 503: 4503}
 
 
-class VideoSocketConsumer(AsyncWebsocketConsumer):
+class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
     channel_layer_alias = "__none__"
     connection: WebSocketConnection | None = None
     request: streams.StreamRequest | None = None
-    stream_slot: limits.StreamSlot | None = None
     request_id = ""
     opened_at = 0.0
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:  # however the socket ends: give its per-IP slot back
-            if self.stream_slot is not None:
-                self.stream_slot.release()
 
     async def connect(self):
         video_id = int(self.scope["url_route"]["kwargs"]["video_id"])
@@ -78,8 +70,8 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         await self.accept(headers=[(b"x-request-id", self.request_id.encode())])
         for event in backlog.events:
             await self.send(text_data=Frame.from_stream(event).ws)
-        if sub.viewers_sent >= 0:
-            await self.send(text_data=Frame("viewers", "", '{"count":%d}' % sub.viewers_sent).ws)
+        if sub.viewers_frame is not None:
+            await self.send(text_data=sub.viewers_frame.ws)
         if backlog.events:
             connection.last_id = backlog.events[-1].id
         connection.start(backlog.last_position)
@@ -103,10 +95,7 @@ class VideoSocketConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_CODES.get(error.status, 4000))
 
     def _closed_by_hub(self, connection, reason: str) -> None:
-        hub = get_hub()
-        if reason == "overflow":
-            hub.stats["overflows"] += 1
-        hub.unsubscribe(connection)
+        streams.closed_by_hub(connection, reason)
 
     async def disconnect(self, code):
         if self.stream_slot is not None:
