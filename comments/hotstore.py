@@ -12,9 +12,13 @@ Keys (the `{<video id>}` hash tag keeps one video's keys in one cluster slot):
                                the first request is in flight)
     dup:{V}:U:SHA      STRING  same text from the same user, short window
     slow:{V}:U         STRING  slow mode: set while user U must wait
-    region:events      STREAM  (one per Redis host, not per video) what this
-                               region accepted on that host, for the relay to
-                               other regions (regions/relay.py; `append_region`)
+    region:events      STREAM  (one per Redis host, not per video; one for a
+                               whole Redis Cluster) what this region accepted on
+                               that host, for the relay to other regions
+                               (regions/relay.py; `append_region`)
+
+On a Redis Cluster (REDIS_CLUSTER_URL) every script and multi-key command here
+names keys of one video only, so they all hash to that video's slot.
 
 Every read returns events as `StreamEvent` tuples in stream order.
 """
@@ -116,37 +120,37 @@ return {prev, id}
 #   {'idem', <comment id or ''>} Idempotency-Key seen before
 #   {'dup'}                      same text within the window
 #   {'slow', <ttl ms>}           slow mode
-# KEYS: idem (or ''), dup (or ''), slow (or '')
-# ARGV: idem ttl s, dup ttl s, slow ttl s
+# KEYS: the keys in use, in the order ARGV[4] names them
+# ARGV: idem ttl s, dup ttl s, slow ttl s, which keys KEYS holds ("i" idem,
+#       "d" dup, "s" slow; e.g. "ds")
+# Only real keys go in KEYS (all in the video's slot): a placeholder for an
+# absent key would hash to another slot, which a Redis Cluster refuses.
 _RESERVE = """
-if KEYS[1] ~= '' then
-  local seen = redis.call('GET', KEYS[1])
+local idem, dup, slow
+for i = 1, #ARGV[4] do
+  local which = string.sub(ARGV[4], i, i)
+  if which == 'i' then idem = KEYS[i] elseif which == 'd' then dup = KEYS[i] else slow = KEYS[i] end
+end
+if idem then
+  local seen = redis.call('GET', idem)
   if seen then return {'idem', seen} end
 end
-if KEYS[3] ~= '' then
-  local ttl = redis.call('PTTL', KEYS[3])
+if slow then
+  local ttl = redis.call('PTTL', slow)
   if ttl > 0 then return {'slow', tostring(ttl)} end
 end
-if KEYS[2] ~= '' then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {'dup'} end
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+if dup then
+  if redis.call('EXISTS', dup) == 1 then return {'dup'} end
+  redis.call('SET', dup, '1', 'EX', ARGV[2])
 end
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], '1', 'EX', ARGV[3]) end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], '', 'EX', ARGV[1]) end
+if slow then redis.call('SET', slow, '1', 'EX', ARGV[3]) end
+if idem then redis.call('SET', idem, '', 'EX', ARGV[1]) end
 return {'ok'}
 """
 
 
-_scripts: dict[tuple[int, str], object] = {}
-
-
-def _script(client, source: str):
-    """The script registered on this client: EVALSHA, loading it again if Redis forgot it."""
-    key = (id(client), source)
-    script = _scripts.get(key)
-    if script is None:
-        script = _scripts[key] = client.register_script(source)
-    return script
+# Scripts run through redis_client.run_script (EVALSHA, else EVAL).
+run_script = redis_client.run_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +168,19 @@ def reserve(
     idempotency_key: str | None,
     slow_mode_seconds: int,
 ) -> Reservation:
-    ikey = idem_key(video_id, user_id, idempotency_key) if idempotency_key else ""
     window = settings.DUPLICATE_TEXT_WINDOW_SECONDS
-    dkey = dup_key(video_id, user_id, text) if window > 0 else ""
-    skey = slow_key(video_id, user_id) if slow_mode_seconds > 0 else ""
+    taken = {
+        "i": idem_key(video_id, user_id, idempotency_key) if idempotency_key else "",
+        "d": dup_key(video_id, user_id, text) if window > 0 else "",
+        "s": slow_key(video_id, user_id) if slow_mode_seconds > 0 else "",
+    }
+    taken = {which: key for which, key in taken.items() if key}
+    if not taken:
+        return Reservation("ok")  # nothing to check or take
     client = redis_client.for_video(video_id)
-    result = _script(client, _RESERVE)(
-        keys=[ikey, dkey, skey],
-        args=[
-        settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1)],
+    result = run_script(
+        client, _RESERVE, list(taken.values()),
+        [settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1), "".join(taken)],
     )
     outcome = result[0]
     if outcome == "idem":
@@ -181,7 +189,7 @@ def reserve(
         return Reservation("slow", retry_after_ms=int(result[1]))
     if outcome == "dup":
         return Reservation("dup")
-    return Reservation("ok", keys=tuple(k for k in (ikey, dkey, skey) if k))
+    return Reservation("ok", keys=tuple(taken.values()))
 
 
 def release(video_id: int, keys: Iterable[str]) -> None:
@@ -241,7 +249,7 @@ def append(
     if original_cursor:
         fields += ["k", original_cursor]
     client = redis_client.for_video(video_id)
-    prev, new = _script(client, _APPEND)(keys=[stream_key(video_id)], args=[settings.STREAM_MAXLEN, *fields])
+    prev, new = run_script(client, _APPEND, [stream_key(video_id)], [settings.STREAM_MAXLEN, *fields])
     return prev, new
 
 
@@ -263,7 +271,10 @@ REGION_STREAM = "region:events"
 
 def region_client(video_id: int | None):
     """The host of the region stream a change goes on: the video's own host
-    (so losing a host affects only its videos), the first one for site-wide changes."""
+    (so losing a host affects only its videos), the first one for site-wide
+    changes; on a Redis Cluster, the cluster (the stream is one key there)."""
+    if redis_client.cluster_mode():
+        return redis_client.cluster_client()
     if video_id is None:
         return redis_client.sync_client(redis_client.shard_urls()[0])
     return redis_client.for_video(video_id)
@@ -272,8 +283,9 @@ def region_client(video_id: int | None):
 def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str | None:
     """Note a change this region accepted on the region stream the relay tails.
 
-    One stream per Redis host (a single one without REDIS_URLS), whatever the
-    number of videos: the relay reads a key per host. `proof` (c=comment id,
+    One stream per Redis host (a single one without REDIS_URLS, and one for a
+    whole Redis Cluster: a single key, in the slot of "region:events"),
+    whatever the number of videos: the relay reads a key per host. `proof` (c=comment id,
     p=stream position, m=audit row id) lets the relay check that the database
     transaction committed before it sends the change away. Nothing is
     written when REGION_STREAM_MAXLEN is 0 (a single region).

@@ -12,6 +12,10 @@
   `{"status": "not_ready", "db": "down", "redis": "ok"}`, plus
   `"gateway": "draining"` while it shuts down. Take it out of the load
   balancer's rotation on 503.
+
+With REDIS_URLS the answers also list each host ("redis_shards", by position);
+with REDIS_CLUSTER_URL they count the cluster's nodes that are up and down
+("redis_nodes"): a node is up when it answers and says `cluster_state:ok`.
 """
 
 from asgiref.sync import sync_to_async
@@ -34,7 +38,12 @@ def database_ok() -> bool:
 def dependency_checks() -> dict:
     shards = redis_client.ping_shards()
     checks = {"db": "ok" if database_ok() else "down", "redis": "ok" if all(shards.values()) else "down"}
-    if len(shards) > 1:  # REDIS_URLS: say which host is down (by position in the list)
+    if redis_client.cluster_mode():
+        # REDIS_CLUSTER_URL: how many of the cluster's primaries (and the channel
+        # layer's host, when it is outside the cluster) answer, without naming them.
+        up = sum(shards.values())
+        checks["redis_nodes"] = {"ok": up, "down": len(shards) - up}
+    elif len(shards) > 1:  # REDIS_URLS: say which host is down (by position in the list)
         checks["redis_shards"] = ["ok" if up else "down" for up in shards.values()]
     return checks
 

@@ -6,6 +6,7 @@ at the first request that needs them.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -76,6 +77,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Under ASGI each of these stock middlewares is loaded in a version that runs
+# its hooks in the event loop instead of two thread hops each
+# (livecomment/async_middleware.py, livecomment/asgi_handler.py).
 
 ROOT_URLCONF = "livecomment.urls"
 ASGI_APPLICATION = "livecomment.asgi.application"
@@ -128,6 +132,24 @@ REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_SHARDS = env.list("REDIS_URLS", default=[])
 if REDIS_SHARDS and not REDIS_URL:
     REDIS_URL = REDIS_SHARDS[0]
+# Redis Cluster instead (livecomment/redis_client.py): one or more seed nodes,
+# comma-separated; the client finds the rest. The hot store and the throttles'
+# cache run on the cluster (every key of a video carries the hash tag {<id>}),
+# the channel layer on one plain host: REDIS_URL when set (best: a Redis
+# outside the cluster), else the first seed node (a PUBLISH on any node
+# reaches subscribers on every node).
+REDIS_CLUSTER_URL = ",".join(env.list("REDIS_CLUSTER_URL", default=[]))
+if REDIS_CLUSTER_URL:
+    if REDIS_SHARDS:
+        raise ImproperlyConfigured("set REDIS_CLUSTER_URL or REDIS_URLS, not both")
+    for _seed in REDIS_CLUSTER_URL.split(","):
+        _parsed = urlsplit(_seed)
+        if _parsed.scheme not in ("redis", "rediss") or not _parsed.hostname:
+            raise ImproperlyConfigured(f"REDIS_CLUSTER_URL: {_seed!r} is not a redis:// or rediss:// host URL")
+        if _parsed.path.strip("/") not in ("", "0"):
+            raise ImproperlyConfigured(f"REDIS_CLUSTER_URL: {_seed!r} names a database; a cluster has only 0")
+    if not REDIS_URL:
+        REDIS_URL = REDIS_CLUSTER_URL.split(",")[0]
 EMBEDDED_REDIS = not REDIS_URL
 if EMBEDDED_REDIS:
     from livecomment.embedded_redis import socket_url
@@ -171,11 +193,16 @@ elif CHANNEL_LAYER == "core":
     }
 else:
     raise ImproperlyConfigured(f"CHANNEL_LAYER must be 'pubsub' or 'core', got {CHANNEL_LAYER!r}")
+if CHANNEL_LAYER == "core" and REDIS_CLUSTER_URL and not env.str("REDIS_URL", default=""):
+    # The list layer keeps keys of its own, which a cluster node would answer with MOVED.
+    raise ImproperlyConfigured("CHANNEL_LAYER=core with REDIS_CLUSTER_URL needs REDIS_URL: a Redis outside the cluster")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # On a cluster: Django's RedisCache through redis-py's cluster client.
+        "BACKEND": "livecomment.redis_client.RedisClusterCache" if REDIS_CLUSTER_URL
+        else "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_CLUSTER_URL or REDIS_URL,
         "KEY_PREFIX": "lc-cache",
         # A Redis that stops answering must fail throttle checks fast, not hang requests.
         "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},

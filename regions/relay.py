@@ -28,6 +28,11 @@ so losing a host stops only its videos; each is an "origin stream" named
   transaction as the change: each change is applied exactly once, in the
   order its origin accepted it.
 * Changes ingested from elsewhere are never put on a region stream: no echo.
+* On a Redis Cluster (REDIS_CLUSTER_URL) the region stream is one key for the
+  whole cluster, one origin stream "<region>/0", read through the cluster
+  client, and so are the inboxes here. A target given by the URL of one of
+  its cluster's nodes is written through a cluster client (detected with
+  INFO cluster).
 
 `manage.py relay --to west=redis://...` runs both loops (send to west, apply
 what others sent here); `manage.py ingest` runs the ingest loop alone.
@@ -44,13 +49,15 @@ from dataclasses import dataclass, field
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from redis.cluster import key_slot
+from redis.exceptions import RedisClusterException
 
 from comments import cursors, services
 from comments.hotstore import REGION_STREAM
 from comments.models import Comment, ModerationAction
 from livecomment import redis_client
 from livecomment.errors import Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.redis_client import UNAVAILABLE_ERRORS, ClusterUnavailable, SyncCluster
 
 log = logging.getLogger("livecomment.regions")
 
@@ -81,7 +88,8 @@ def region_of(stream: str) -> str:
 # step (a script runs alone), so concurrent or repeated relays never write an
 # entry twice: an ID at or before the position, or one the inbox already
 # passed (XADD refuses IDs <= its last), is skipped.
-# KEYS: position, inbox, origins set
+# KEYS: position, inbox, origins set (not on a cluster target: it is in
+#       another slot there, and the relay adds to it before the script runs)
 # ARGV: origin stream, advance-to ID ('' = none), the position the relay
 #       believes the target has, then (id, t, v, d) per entry
 # Returns {new position, entries written}, or {'lost', 0} when the target has
@@ -111,7 +119,7 @@ for i = 4, #ARGV, 4 do
 end
 if ARGV[2] ~= '' and after(ARGV[2], pos) then pos = ARGV[2] end
 if pos ~= start then redis.call('SET', KEYS[1], pos) end
-redis.call('SADD', KEYS[3], ARGV[1])
+if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[1]) end
 return {pos, written}
 """
 
@@ -124,15 +132,34 @@ class Target:
     url: str
     down_since: float | None = None
     retry_at: float = 0.0
-    _client: redis.Redis | None = field(default=None, repr=False)
+    _client: redis.Redis | SyncCluster | None = field(default=None, repr=False)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis | SyncCluster:
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True
-            )
+            options = {"socket_timeout": 5, "socket_connect_timeout": 2, "decode_responses": True}
+            client = redis.Redis.from_url(self.url, **options)
+            if self.url.startswith(("redis://", "rediss://")) and client.info("cluster").get("cluster_enabled"):
+                client.close()
+                try:
+                    client = SyncCluster.from_url(self.url, require_full_coverage=False, **options)
+                except RedisClusterException as exc:
+                    raise ClusterUnavailable(f"{self.url}: {exc}") from exc
+            self._client = client
         return self._client
+
+    @property
+    def is_cluster(self) -> bool:
+        return isinstance(self.client, SyncCluster)
+
+
+# Lane.local_url of this region's Redis Cluster (REDIS_CLUSTER_URL).
+CLUSTER = "cluster"
+
+
+def local_client(url: str):
+    """This region's Redis host `url`, or (CLUSTER) its cluster."""
+    return redis_client.cluster_client() if url == CLUSTER else redis_client.sync_client(url)
 
 
 @dataclass
@@ -141,12 +168,12 @@ class Lane:
 
     target: Target
     stream: str  # "<this region>/<host index>"
-    local_url: str
+    local_url: str  # or CLUSTER
     position: str | None = None  # the last entry the target has, as it said; None: ask it
 
     @property
-    def local(self) -> redis.Redis:
-        return redis_client.sync_client(self.local_url)
+    def local(self):
+        return local_client(self.local_url)
 
 
 class Relay:
@@ -166,7 +193,7 @@ class Relay:
             if name == self.region:
                 raise ValueError(f"--to {name}: that is this region (REGION={self.region}); a relay sends elsewhere")
         self.targets = [Target(name, url) for name, url in targets]
-        hosts = redis_client.shard_urls()
+        hosts = [CLUSTER] if redis_client.cluster_mode() else redis_client.shard_urls()
         self.lanes = [Lane(target, stream_name(self.region, i), url)
                       for target in self.targets for i, url in enumerate(hosts)]
         self.ingest = ingest
@@ -243,26 +270,31 @@ class Relay:
                 if current is None or cursors.compare(lane.position, current) < 0:
                     streams[REGION_STREAM] = lane.position
         if self.ingest:
-            inboxes = by_host.setdefault(settings.REDIS_URL, {})
+            inboxes = by_host.setdefault(CLUSTER if redis_client.cluster_mode() else settings.REDIS_URL, {})
             for stream in self._origins():
                 inboxes[inbox_key(stream)] = self._applied_position(stream)
         timeout = self.block_ms
         retrying = [t.retry_at for t in self.targets if t.retry_at > now]
         if retrying:
             timeout = max(1, min(timeout, int((min(retrying) - now) * 1000)))
-        by_host = {url: streams for url, streams in by_host.items() if streams}
-        if not by_host:
+        # One read names keys of one host; on a cluster, of one slot.
+        reads = [((url, None), streams) for url, streams in by_host.items() if streams and url != CLUSTER]
+        by_slot: dict[int, dict[str, str]] = {}
+        for key, after in by_host.get(CLUSTER, {}).items():
+            by_slot.setdefault(key_slot(key.encode()), {})[key] = after
+        reads += [((CLUSTER, slot), streams) for slot, streams in by_slot.items()]
+        if not reads:
             self._sleep(timeout / 1000)
-        elif len(by_host) == 1:
-            ((url, streams),) = by_host.items()
-            redis_client.sync_client(url).xread(streams, count=1, block=timeout)
+        elif len(reads) == 1:
+            (((url, _slot), streams),) = reads
+            local_client(url).xread(streams, count=1, block=timeout)
         else:
             # One blocking read per host would be one thread per host; a short
             # block on each in turn costs an idle relay a few reads a second.
             deadline = time.monotonic() + timeout / 1000
             while not self._stopping and time.monotonic() < deadline:
-                for url, streams in by_host.items():
-                    if redis_client.sync_client(url).xread(streams, count=1, block=max(1, 20 // len(by_host))):
+                for (url, _slot), streams in reads:
+                    if local_client(url).xread(streams, count=1, block=max(1, 20 // len(reads))):
                         return
 
     # -- sending (runs in the origin region) ----------------------------------------
@@ -299,9 +331,12 @@ class Relay:
         for entry_id, fields in ready:
             args += [entry_id, fields.get("t", ""), fields.get("v", ""), fields.get("d", "{}")]
         try:
-            script = target.client.register_script(_DELIVER)
-            position, written = script(keys=[position_key(lane.stream), inbox_key(lane.stream), ORIGINS_KEY],
-                                       args=args)
+            keys = [position_key(lane.stream), inbox_key(lane.stream)]
+            if target.is_cluster:
+                target.client.sadd(ORIGINS_KEY, lane.stream)  # first: its ingest loop must know the inbox
+            else:
+                keys.append(ORIGINS_KEY)
+            position, written = redis_client.run_script(target.client, _DELIVER, keys, args)
         except UNAVAILABLE_ERRORS as exc:
             self._down(target, exc)
             return 0
@@ -407,7 +442,7 @@ class Relay:
     # -- applying (runs in the target region) ---------------------------------------
 
     def _origins(self) -> list[str]:
-        members = redis_client.sync_client().smembers(ORIGINS_KEY)
+        members = redis_client.site_client().smembers(ORIGINS_KEY)
         return sorted(s for s in members if region_of(s) != self.region)
 
     def _applied_position(self, stream: str) -> str:
@@ -422,7 +457,7 @@ class Relay:
 
     def ingest_once(self) -> int:
         """Apply the next batch of every inbox here. Returns how many were applied."""
-        local = redis_client.sync_client()
+        local = redis_client.site_client()
         done = 0
         for stream in self._origins():
             after = self._applied_position(stream)

@@ -135,3 +135,21 @@ def test_losing_one_host_affects_only_its_videos(gateways, shards, videos, alice
     health = poster.client.get("/healthz")
     assert health.status_code == 503
     assert health.json()["redis_shards"] == ["down", "ok", "ok"]
+
+
+def test_viewer_counts_go_on_for_the_other_hosts_videos_when_one_host_is_lost(gateways, shards, videos):
+    gateway = start(gateways, shards, REALTIME_VIEWERS_INTERVAL="0.2")
+    lost_video, *other_videos = videos
+    # The lost host's video first: the hub counts its videos in the order they came.
+    SSEClient(gateway.url(f"/api/v1/videos/{lost_video.pk}/stream")).wait_open()
+    watchers = {v.pk: SSEClient(gateway.url(f"/api/v1/videos/{v.pk}/stream")).wait_open() for v in other_videos}
+    for client in watchers.values():
+        assert client.wait_until(lambda c: any(e["data"]["count"] == 1 for e in c.of_type("viewers")), 10)
+    shards[0].stop()  # the host of lost_video
+    time.sleep(0.5)  # a few counting rounds meet the lost host
+    newcomers = [SSEClient(gateway.url(f"/api/v1/videos/{v.pk}/stream")).wait_open() for v in other_videos]
+    for video in other_videos:
+        ok = watchers[video.pk].wait_until(lambda c: any(e["data"]["count"] == 2 for e in c.of_type("viewers")), 10)
+        assert ok, (video.pk, [e["data"] for e in watchers[video.pk].of_type("viewers")])
+    for client in [*watchers.values(), *newcomers]:
+        client.close()
