@@ -17,6 +17,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -30,18 +31,26 @@ from livecomment.redis_client import UNAVAILABLE_ERRORS
 _list_view = CommentListView.as_view()
 
 
+def _rendered(response):
+    # Rendered here, in the view's thread: Django's async handler would
+    # otherwise start a thread of its own for the request just to render it.
+    if hasattr(response, "render"):
+        response.render()
+    return response
+
+
 def _run_view_in_pool(request, video_id):
     # Like channels' database_sync_to_async: this runs in a pool thread,
     # whose connection Django's request_finished signal never sees.
     close_old_connections()
     try:
-        return _list_view(request, video_id=video_id)
+        return _rendered(_list_view(request, video_id=video_id))
     finally:
         close_old_connections()
 
 
 def _run_view(request, video_id):
-    return _list_view(request, video_id=video_id)
+    return _rendered(_list_view(request, video_id=video_id))
 
 
 # A pool of threads, not Django's one shared sync thread: posts and reads of
@@ -51,10 +60,21 @@ _pooled_view = sync_to_async(_run_view_in_pool, thread_sensitive=False)
 _shared_thread_view = sync_to_async(_run_view, thread_sensitive=True)
 
 
-def _call_view(request, video_id):
-    if settings.API_THREAD_POOL:
-        return _pooled_view(request, video_id)
-    return _shared_thread_view(request, video_id)
+async def _call_view(request, video_id):
+    view = _pooled_view if settings.API_THREAD_POOL else _shared_thread_view
+    response = await view(request, video_id)
+    if isinstance(request, ASGIRequest) and getattr(response, "is_rendered", False):
+        # The async handler renders a template response through a thread hop
+        # unless its render is a coroutine function; it is rendered already.
+        response.render = _already_rendered(response)
+    return response
+
+
+def _already_rendered(response):
+    async def render():
+        return response
+
+    return render
 
 
 def _has_results(response) -> bool:

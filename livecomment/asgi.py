@@ -12,7 +12,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from livecomment.asgi_handler import get_asgi_application  # noqa: E402
 
 from livecomment.embedded_redis import ensure_from_settings  # noqa: E402
 

@@ -43,6 +43,36 @@ def assert_throttled(r):
 # -- posting per IP -------------------------------------------------------------------------
 
 
+def test_the_post_limit_is_a_sliding_window_and_says_how_long_to_wait(alice_client, video, settings, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    settings.THROTTLE_POST_RATE = "3/min"
+    clock = [1_000_000.0]
+    monkeypatch.setattr(SimpleRateThrottle, "timer", lambda self: clock[0])
+
+    def post_at(t):
+        clock[0] = 1_000_000.0 + t
+        return post(alice_client, video, f"at {t}")
+
+    assert [post_at(t).status_code for t in (0, 10, 20)] == [201, 201, 201]
+    refused = post_at(30)
+    assert_throttled(refused)
+    assert refused["Retry-After"] == "30"  # the request at 0 leaves the window at 60
+    assert post_at(61).status_code == 201  # it has left: room for one
+    refused = post_at(62)
+    assert refused["Retry-After"] == "8"  # next to leave: the one at 10, at 70
+    assert sorted(Comment.objects.values_list("text", flat=True)) == ["at 0", "at 10", "at 20", "at 61"]
+
+
+def test_it_ignores_throttle_counters_left_in_the_old_format(alice, alice_client, video):
+    from livecomment.throttling import shared_cache
+
+    # What DRF's throttle kept before the counters moved to a sorted set (a
+    # pickled list): still there after an upgrade, for up to a window.
+    shared_cache().set(f"throttle_post_{alice.pk}", [1.0, 2.0], 60)
+    assert post(alice_client, video, "after the upgrade").status_code == 201
+
+
 def test_posting_is_limited_per_ip_whoever_posts(db, video, settings):
     settings.THROTTLE_POST_IP_RATE = "3/min"
     users = [client_for(make_user(f"user{i}")) for i in range(4)]
