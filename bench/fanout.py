@@ -18,6 +18,7 @@ Phases, each bounded in time:
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import multiprocessing as mp
 import time
@@ -25,8 +26,8 @@ import uuid
 
 import psutil
 
-from bench import client, procstats, publisher
-from bench.targets import Target
+from bench import client, httpc, procstats, publisher
+from bench.targets import HOST, Target
 
 CTX = mp.get_context("spawn")
 
@@ -226,6 +227,7 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         sys1 = psutil.cpu_times()
         wall1 = time.monotonic()
         reports = [r[1] for r in clients.ask(("report", pub.acked), timeout=60)]
+        result["gateway_stats"] = gateway_stats(target)
     finally:
         clients.close()
 
@@ -299,6 +301,27 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         }
     )
     return result
+
+
+def gateway_stats(target: Target, tries: int = 20) -> list[dict]:
+    """livecomment: each gateway's hub counters (/gateway/stats: deliveries,
+    repairs, stale messages, bursts), one per process; with several gateways
+    on one port a request reaches any of them, so ask until each answered."""
+    if target.kind != "livecomment":
+        return []
+    seen: dict[str, dict] = {}
+    for _ in range(tries):
+        try:
+            status, body = httpc.get(HOST, target.port, "/gateway/stats", timeout=5)
+        except OSError:
+            continue
+        if status == 200:
+            stats = json.loads(body)
+            stats.pop("received_by_video", None)
+            seen.setdefault(stats.get("channel") or "?", stats)
+        if len(seen) >= target.gateways:
+            break
+    return list(seen.values())
 
 
 def summary_line(r: dict) -> str:

@@ -25,7 +25,7 @@ from typing import Callable
 
 from django.conf import settings
 
-from dispatcher.frames import Frame
+from dispatcher.frames import Burst, Frame
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Connection:
     kind = "base"
     __slots__ = (
         "_send", "video_id", "moderator", "viewer", "skip_to", "last_id", "started", "closed",
-        "buffer", "buffered_bytes", "pending", "probe", "on_close", "close_reason", "early", "__weakref__",
+        "buffer", "buffered_bytes", "pending", "probe", "on_close", "close_reason", "early", "fast", "__weakref__",
     )
 
     def __init__(self, send, video_id: int, moderator: bool = False, viewer: bool = True,
@@ -142,6 +142,9 @@ class Connection:
         self.on_close = on_close
         self.close_reason = ""
         self.early: list[Frame] | None = []  # live frames that arrive while the backlog is read
+        # True while the hub may write a frame's pre-framed bytes to the
+        # transport itself (SSEConnection under uvicorn: live, keeping up).
+        self.fast = False
 
     # -- what differs per transport --
     def message(self, frame: Frame) -> dict:
@@ -153,12 +156,23 @@ class Connection:
     def coalesce(self, messages: list[dict]) -> list[dict]:
         return messages
 
+    def coalesces(self, burst: Burst) -> bool:
+        """Whether this connection takes a burst as one message (else frame by frame)."""
+        return False
+
+    def _update_fast(self) -> None:
+        pass
+
     def final_message(self, retry_ms: int) -> dict | None:
         return None
 
     # -- the hub's side --
-    def deliver(self, frame: Frame) -> None:
+    def deliver(self, frame: Frame | Burst) -> None:
         if self.closed:
+            return
+        if frame.frames is not None and not self.coalesces(frame):
+            for one in frame.frames:
+                self.deliver(one)
             return
         if frame.audience and not self.moderator:
             return
@@ -189,6 +203,12 @@ class Connection:
         early, self.early = self.early or [], None
         for frame in early:
             self.deliver(frame)
+        self._update_fast()
+
+    def stop(self) -> None:
+        """The stream is over (the client went): accept nothing more."""
+        self.closed = True
+        self.fast = False
 
     def send_now(self, message: dict) -> None:
         """A reply of the connection's own (WebSocket ack), in order with events."""
@@ -219,6 +239,7 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - the client is gone
             self.close(f"send failed: {exc!r}")
             return
+        self.fast = False
         self.pending = asyncio.ensure_future(self._finish(coro, future))
 
     async def _finish(self, coro, future) -> None:
@@ -231,6 +252,7 @@ class Connection:
             self.close(f"send failed: {exc!r}")
         finally:
             self.pending = None
+            self._update_fast()
 
     async def _drain_buffer(self) -> None:
         while self.buffer and (not self.closed or self.close_reason == ""):
@@ -244,6 +266,7 @@ class Connection:
         """Send a last message (after what is queued) and stop: used to drain on shutdown."""
         if self.closed:
             return
+        self.fast = False
         if self.pending is not None or not self.started:
             self._enqueue(message)
         else:
@@ -255,6 +278,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self.fast = False
         self.close_reason = reason
         self.buffer = None
         self.buffered_bytes = 0
@@ -274,41 +298,51 @@ class Connection:
 
 class SSEConnection(Connection):
     kind = "sse"
-    __slots__ = ("cycle",)
+    __slots__ = ("cycle", "transport")
 
     def __init__(self, send, *args, **kwargs):
         super().__init__(send, *args, **kwargs)
-        # uvicorn's HTTP cycle, when the response is chunked and the hub may
-        # write frames to its transport itself (see deliver()).
+        # uvicorn's HTTP cycle, when the hub may write frames to its
+        # transport itself (see `fast` and Hub._write_burst).
         owner = getattr(send, "__self__", None)
         self.cycle = owner if _is_uvicorn_cycle(owner) else None
+        self.transport = self.cycle.transport if self.cycle is not None else None
 
-    def deliver(self, frame: Frame) -> None:
-        """The fast path of the fast path: under uvicorn, write the frame's
-        pre-framed chunk to the transport directly (what uvicorn's `send`
-        would do after re-framing it for each connection), as long as the
-        connection keeps up; anything else takes the general path."""
+    def _update_fast(self) -> None:
         cycle = self.cycle
-        if (
+        self.fast = bool(
             cycle is not None
             and self.started
             and self.pending is None
             and not self.closed
-            and frame.position > self.skip_to
-            and not frame.audience
             and cycle.chunked_encoding
-            and not cycle.flow.write_paused
-            and not cycle.disconnected
             and not cycle.response_complete
-        ):
-            self.skip_to = frame.position
-            self.last_id = frame.id
-            cycle.transport.write(frame.sse_chunk)
-            return
+        )
+
+    def coalesces(self, burst: Burst) -> bool:
+        return self.started and self.pending is None and not burst.audience and burst.first_position > self.skip_to
+
+    def deliver(self, frame: Frame | Burst) -> None:
+        """The fast path of the fast path: under uvicorn, write the frame's
+        pre-framed chunk to the transport directly (what uvicorn's `send`
+        would do after re-framing it for each connection), as long as the
+        connection keeps up; anything else takes the general path.
+        Hub._write_burst inlines the same test for a whole video."""
+        if self.fast and frame.first_position > self.skip_to and not frame.audience:
+            cycle = self.cycle
+            if not cycle.flow.write_paused and not cycle.disconnected:
+                self.skip_to = frame.position
+                self.last_id = frame.id
+                self.transport.write(frame.sse_chunk)
+                return
         Connection.deliver(self, frame)
 
     def final_message(self, retry_ms: int) -> dict:
         return {"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": False}
+
+    async def end(self) -> None:
+        """End the response (when the socket cannot be aborted)."""
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def message(self, frame: Frame) -> dict:
         return frame.sse_message

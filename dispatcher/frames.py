@@ -15,15 +15,39 @@ RETRY_MS = 2000
 SSE_PADDING = b":" + b" " * 2048 + b"\n\n"
 
 
-class Frame:
+class _SSEEncodings:
+    """The ASGI message and the HTTP/1.1 chunk of `sse`, each built once
+    (servers only read them); for a Frame and a Burst alike."""
+
+    __slots__ = ()
+
+    @property
+    def sse_message(self) -> dict:
+        if self._sse_msg is None:
+            self._sse_msg = {"type": "http.response.body", "body": self.sse, "more_body": True}
+        return self._sse_msg
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """The SSE bytes framed as one HTTP/1.1 chunk, for writing to a
+        transport directly (Hub._write_burst, SSEConnection.deliver)."""
+        if self._chunk is None:
+            body = self.sse
+            self._chunk = b"%x\r\n%s\r\n" % (len(body), body)
+        return self._chunk
+
+
+class Frame(_SSEEncodings):
     """One event, encoded lazily and at most once for each transport."""
 
-    __slots__ = ("type", "id", "position", "data", "audience", "_sse", "_ws", "_sse_msg", "_ws_msg", "_chunk")
+    __slots__ = ("type", "id", "position", "first_position", "data", "audience", "_sse", "_ws", "_sse_msg",
+                 "_ws_msg", "_chunk")
+    frames = None  # not a Burst
 
     def __init__(self, type: str, id: str, data: str, audience: str = ""):
         self.type = type
         self.id = id  # "" for events that are not in the stream (viewers, ping)
-        self.position = to_position(id) if id else 0
+        self.position = self.first_position = to_position(id) if id else 0
         self.data = data  # JSON text
         self.audience = audience
         self._sse = self._ws = None
@@ -52,22 +76,6 @@ class Frame:
                 self._ws = f'{{"event":"{self.type}","data":{self.data}}}'
         return self._ws
 
-    # The ASGI messages are built once too: servers only read them.
-    @property
-    def sse_message(self) -> dict:
-        if self._sse_msg is None:
-            self._sse_msg = {"type": "http.response.body", "body": self.sse, "more_body": True}
-        return self._sse_msg
-
-    @property
-    def sse_chunk(self) -> bytes:
-        """The SSE bytes framed as one HTTP/1.1 chunk, for writing to a
-        transport directly (dispatcher/connections.py, UvicornSSEWriter)."""
-        if self._chunk is None:
-            body = self.sse
-            self._chunk = b"%x\r\n%s\r\n" % (len(body), body)
-        return self._chunk
-
     @property
     def ws_message(self) -> dict:
         if self._ws_msg is None:
@@ -83,3 +91,32 @@ class Frame:
 
 
 PING = Frame("ping", "", "{}")
+
+
+class Burst(_SSEEncodings):
+    """Several frames of one video handed out together: the ones that reached
+    the hub in one turn of the event loop (it was busy, so they queued up).
+    An SSE connection that has seen none of them gets them as one write;
+    anything else takes them frame by frame (Connection.deliver). Quacks like
+    a Frame where the connections look: `position`/`id` are the last
+    event's, `first_position` the first event's."""
+
+    __slots__ = ("frames", "first_position", "position", "id", "audience", "_sse", "_sse_msg", "_chunk")
+
+    def __init__(self, frames: list[Frame]):
+        self.frames = frames
+        positioned = [f for f in frames if f.position]
+        self.first_position = positioned[0].position if positioned else 0
+        self.position = positioned[-1].position if positioned else 0
+        self.id = positioned[-1].id if positioned else ""
+        self.audience = next((f.audience for f in frames if f.audience), "")
+        self._sse = self._sse_msg = self._chunk = None
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = b"".join(f.sse for f in self.frames)
+        return self._sse
+
+    def __repr__(self) -> str:
+        return f"<Burst of {len(self.frames)} up to {self.id}>"

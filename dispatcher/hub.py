@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -35,13 +35,21 @@ from django.conf import settings
 from comments import hotstore
 from comments.cursors import ZERO, to_position
 from dispatcher.connections import Connection
-from dispatcher.frames import PING, Frame
+from dispatcher.frames import PING, Burst, Frame
 from dispatcher.publisher import MESSAGE_TYPE, group_name
 from livecomment import redis_client
 
 log = logging.getLogger(__name__)
 
 _hubs: dict[asyncio.AbstractEventLoop, "Hub"] = {}
+
+# Connection writes per turn of the event loop (Hub._write_some): a few
+# milliseconds, then requests waiting for the loop get their turn.
+WRITES_PER_TURN = 512
+
+# The tip check leaves an undelivered event at the stream's tip alone while
+# it is younger than this (its message is likely queued, not lost).
+TIP_GRACE_SECONDS = 1.0
 
 
 def get_hub() -> "Hub":
@@ -63,7 +71,8 @@ def current_hub() -> "Hub | None":
 
 
 class VideoSubscription:
-    __slots__ = ("video_id", "connections", "last_id", "last_position", "lock", "joined", "viewers_sent", "viewers_frame")
+    __slots__ = ("video_id", "connections", "last_id", "last_position", "lock", "joined", "viewers_sent", "viewers_frame",
+                 "outbox", "active", "burst", "burst_connections", "burst_next", "tip_ahead")
 
     def __init__(self, video_id: int):
         self.video_id = video_id
@@ -74,6 +83,13 @@ class VideoSubscription:
         self.joined: asyncio.Future = asyncio.get_running_loop().create_future()
         self.viewers_sent = -1
         self.viewers_frame: Frame | None = None  # the last total sent, for newcomers
+        # Frames handed out, not yet written (Hub._fan_out), and the burst being written.
+        self.outbox: list[Frame] = []
+        self.active = False  # in Hub._active: has an outbox or a burst
+        self.burst: Frame | Burst | None = None
+        self.burst_connections: tuple[Connection, ...] | None = None
+        self.burst_next = 0
+        self.tip_ahead = 0  # the stream's tip at the last check, when it was ahead of last_position
 
     def advance(self, event_id: str) -> None:
         self.last_id = event_id
@@ -96,6 +112,8 @@ class Hub:
         self.redis_up = True
         self.stats: Counter = Counter()
         self.received_by_video: Counter = Counter()
+        self._active: deque[VideoSubscription] = deque()  # subscriptions with frames to write
+        self._write_handle: asyncio.Handle | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -149,13 +167,14 @@ class Hub:
         """End every stream of this process cleanly; returns how many."""
         self.draining = True
         timeout = settings.REALTIME_DRAIN_SECONDS if timeout is None else timeout
+        self._flush()  # what was handed out this turn goes before the end
         connections = [c for sub in self.videos.values() for c in sub.connections]
         for connection in connections:
             message = connection.final_message(settings.REALTIME_DRAIN_RETRY_MS)
             if message is not None:
                 connection.finish(message)
             else:
-                connection.closed = True
+                connection.stop()
         self.stats["drained"] += len(connections)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -181,6 +200,10 @@ class Hub:
         return max(1.0, expiry / 3)
 
     async def stop(self) -> None:
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+            self._write_handle = None
+        self._active.clear()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -318,10 +341,107 @@ class Hub:
         return len(entries)
 
     def _fan_out(self, sub: VideoSubscription, frame: Frame) -> None:
-        connections = sub.connections
-        self.stats["deliveries"] += len(connections)
-        for connection in tuple(connections):  # a copy: a write may close and unsubscribe
-            connection.deliver(frame)
+        """Hand a frame to the video's connections, soon and in order.
+
+        Frames are written by `_write_some`, a callback of the event loop,
+        at most WRITES_PER_TURN connection writes per turn of the loop, so
+        that a fan-out to many connections never holds the loop (and the
+        requests it serves meanwhile: a POST, a new viewer) for more than a
+        few milliseconds. A video's frames are written one burst at a time:
+        every frame that arrived before its burst started goes out in it, so
+        a hub that keeps up writes each event on its own, and one that fell
+        behind writes everything that waited as one `Burst` (one write per
+        SSE connection instead of one per event) and catches up."""
+        sub.outbox.append(frame)
+        if not sub.active:
+            sub.active = True
+            self._active.append(sub)
+            if self._write_handle is None:
+                self._write_handle = asyncio.get_running_loop().call_soon(self._write_some)
+
+    def _write_some(self, budget: int = 0) -> None:
+        """Write up to `budget` (WRITES_PER_TURN) connections' worth of the
+        active videos' frames, round robin by burst; again next turn if
+        anything is left."""
+        self._write_handle = None
+        budget = budget or WRITES_PER_TURN
+        active = self._active
+        while active and budget > 0:
+            sub = active[0]
+            if sub.burst is None:
+                if not sub.outbox:
+                    sub.active = False
+                    active.popleft()
+                    continue
+                self._start_burst(sub)
+            budget -= self._write_burst(sub, budget)
+            if sub.burst is None:  # done: on to the next video, this one's new frames after
+                active.rotate(-1)
+        if active:
+            self._write_handle = asyncio.get_running_loop().call_soon(self._write_some)
+
+    def _flush(self) -> None:
+        """Write everything handed out so far, now (before draining)."""
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+        while self._active:
+            self._write_some(budget=1 << 62)
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+            self._write_handle = None
+
+    def _start_burst(self, sub: VideoSubscription) -> None:
+        frames, sub.outbox = sub.outbox, []
+        connections = tuple(sub.connections)  # a copy: a write may close and unsubscribe
+        stats = self.stats
+        stats["deliveries"] += len(connections) * (len(frames) - frames.count(PING))
+        if len(frames) == 1:
+            item = frames[0]
+        else:
+            item = Burst(frames)
+            stats["bursts"] += 1
+            stats["burst_frames"] += len(frames)
+        sub.burst = item
+        sub.burst_connections = connections
+        sub.burst_next = 0
+
+    def _write_burst(self, sub: VideoSubscription, budget: int) -> int:
+        """Write the current burst to up to `budget` more connections; returns how many."""
+        item, connections, start = sub.burst, sub.burst_connections, sub.burst_next
+        end = min(len(connections), start + budget)
+        first = item.first_position
+        if item.audience:
+            # Moderator-only events: each connection decides.
+            for i in range(start, end):
+                connections[i].deliver(item)
+        else:
+            # SSEConnection.deliver's fast path, inlined: a live SSE
+            # connection under uvicorn that keeps up (and, for stream events,
+            # has none of these yet) gets the pre-framed chunk written to its
+            # transport; the rest take the general path (their own buffer,
+            # Daphne, WebSocket, joining). Pings and viewer counts are not in
+            # the stream (`first` is 0): nothing to skip or remember.
+            chunk = item.sse_chunk
+            last, last_id = item.position, item.id
+            for i in range(start, end):
+                connection = connections[i]
+                if connection.fast and (not first or connection.skip_to < first):
+                    cycle = connection.cycle
+                    if not cycle.flow.write_paused and not cycle.disconnected:
+                        if first:
+                            connection.skip_to = last
+                            connection.last_id = last_id
+                        try:
+                            connection.transport.write(chunk)
+                        except Exception as exc:  # noqa: BLE001 - the transport is closing: the client is gone
+                            connection.close(f"send failed: {exc!r}")
+                        continue
+                connection.deliver(item)
+        if end >= len(connections):
+            sub.burst = sub.burst_connections = None
+        else:
+            sub.burst_next = end
+        return max(1, end - start)
 
     async def _tip(self, video_id: int) -> str:
         client = redis_client.async_for_video(video_id)
@@ -329,15 +449,36 @@ class Hub:
         return entries[0][0] if entries else ZERO
 
     async def _check_tips(self) -> None:
+        """Repair a lost *last* event (no later message reveals the gap).
+
+        The stream being ahead of what was delivered is normal under load:
+        the channel-layer messages are queued and arrive on their own, and
+        reading them from the stream as well doubles the work of a hub that
+        is already behind. So the stream is read only for an event at the tip
+        that is older than TIP_GRACE_SECONDS by its stream ID (the time Redis
+        appended it), or that was already at the tip at the previous check
+        (whatever the clocks say): a lost last event is repaired at the
+        first check after it is a second old, within two intervals at most."""
+        now_ms = time.time() * 1000
+        grace_ms = min(TIP_GRACE_SECONDS, settings.REALTIME_TIP_CHECK_SECONDS) * 1000
         for video_id, sub in list(self.videos.items()):
             if not sub.joined.done():
                 continue
-            tip = await self._tip(video_id)
-            if tip != sub.last_id and to_position(tip) > sub.last_position:
+            try:
+                tip = await self._tip(video_id)
+            except redis_client.UNAVAILABLE_ERRORS:
+                continue  # its Redis host is away; the others are checked
+            tip_position = to_position(tip)
+            if tip_position <= sub.last_position:
+                sub.tip_ahead = 0
+                continue
+            old = now_ms - int(tip.partition("-")[0]) >= grace_ms
+            if old or sub.tip_ahead > sub.last_position:
                 async with sub.lock:
                     if to_position(tip) > sub.last_position:
                         self.stats["tip_repairs"] += 1
                         await self._repair(sub)
+            sub.tip_ahead = tip_position if tip_position > sub.last_position else 0
 
     async def _watch_redis(self) -> None:
         """Notice a Redis host going away and coming back; on its return, resync."""
@@ -378,14 +519,20 @@ class Hub:
                 log.warning("rejoining video %s failed: %s", video_id, exc)
                 self.redis_up = False
                 continue
-            async with sub.lock:
-                tip = await self._tip(video_id)
-                if to_position(tip) < sub.last_position:
-                    # The stream restarted empty (Redis lost its data): new
-                    # positions are later in time, so start from its tip.
-                    sub.advance(tip)
-                else:
-                    await self._repair(sub)
+            try:
+                async with sub.lock:
+                    tip = await self._tip(video_id)
+                    if to_position(tip) < sub.last_position:
+                        # The stream restarted empty (Redis lost its data): new
+                        # positions are later in time, so start from its tip.
+                        sub.advance(tip)
+                    else:
+                        await self._repair(sub)
+            except redis_client.UNAVAILABLE_ERRORS as exc:
+                # A host that answers PING may not take commands yet (a
+                # restarting cluster node): resync again at the next check.
+                log.warning("repairing video %s after Redis came back failed: %s", video_id, exc)
+                self.redis_up = False
         self.stats["resyncs"] += 1
 
     # -- periodic work -----------------------------------------------------------
@@ -402,8 +549,7 @@ class Hub:
 
     async def _heartbeat(self) -> None:
         for sub in list(self.videos.values()):
-            for connection in tuple(sub.connections):
-                connection.deliver(PING)
+            self._fan_out(sub, PING)
 
     async def _report_viewers(self) -> None:
         """Publish this process's viewer counts; send totals that changed (at most every interval)."""
@@ -415,11 +561,14 @@ class Hub:
             local = sum(1 for c in sub.connections if c.viewer)
             client = redis_client.async_for_video(video_id)
             key = viewers_key(video_id)
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.hset(key, self.channel_name, f"{local}:{now}")
-                pipe.expire(key, settings.REALTIME_VIEWERS_TTL * 2)
-                pipe.hgetall(key)
-                _, _, counts = await pipe.execute()
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.hset(key, self.channel_name, f"{local}:{now}")
+                    pipe.expire(key, settings.REALTIME_VIEWERS_TTL * 2)
+                    pipe.hgetall(key)
+                    _, _, counts = await pipe.execute()
+            except redis_client.UNAVAILABLE_ERRORS:
+                continue  # its Redis host is away: the other videos' counts go on
             total = _sum_counts(counts, stale)
             if total != sub.viewers_sent:
                 sub.viewers_sent = total

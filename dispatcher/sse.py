@@ -1,10 +1,21 @@
 """GET /api/v1/videos/<id>/stream -- Server-Sent Events (docs/realtime.md).
 
-A thin consumer: authorise and register in `http_request`, write the backlog,
-then hand the connection to the hub, which writes every live frame straight
-to the server's `send`. The consumer returns to its receive loop at once, so
-it sees `http.disconnect` the moment the client goes (channels#1302: a
-`handle()` that loops to stream never would).
+A bare ASGI application, not a Channels consumer: an idle stream is held by
+tens of thousands of clients at once, so what each one keeps alive is
+counted in bytes. Per open stream there is the server's request task, one
+coroutine frame of `serve()` waiting for `http.disconnect`, and the hub's
+`SSEConnection`. No consumer instance, no second task and `asyncio.wait`
+per connection (Channels' `await_many_dispatch`), no channel, no thread hop
+per message (`aclose_old_connections`), and no reference to the request's
+scope once the stream is live (the router's copy of it, with the URL route,
+is freed then; the server keeps its own).
+
+1. authorise and register (`dispatcher/streams.py`), 4xx/503 as JSON before
+   anything is streamed;
+2. write the backlog, then hand the connection to the hub, which writes
+   every live frame straight to the server's `send` (or transport);
+3. wait for `http.disconnect`, which arrives the moment the client goes
+   (channels#1302: a handler that loops to stream never would see it).
 """
 
 from __future__ import annotations
@@ -14,8 +25,7 @@ import json
 import logging
 import time
 
-from channels.exceptions import StopConsumer
-from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
 
 from dispatcher import streams
 from dispatcher.connections import SSEConnection
@@ -35,84 +45,110 @@ SSE_HEADERS = [
 ]
 
 
-class StreamConsumer(streams.ReleasesStreamSlot, AsyncHttpConsumer):
-    # No channel-layer channel per viewer: the hub receives for the process.
-    channel_layer_alias = "__none__"
-    connection: SSEConnection | None = None
-    request_id = ""
-    opened_at = 0.0
+class StreamConsumer:
+    """The SSE endpoint. `StreamConsumer.as_asgi()` is the ASGI application
+    (the name and call shape of a Channels consumer, for the routes)."""
 
-    async def http_request(self, message):
-        if "body" in message:
-            self.body.append(message["body"])
-        if message.get("more_body"):
-            return
-        self.request_id = request_id_from_scope(self.scope)
+    __slots__ = ()
+
+    @classmethod
+    def as_asgi(cls):
+        # A plain function returning the coroutine: it keeps no frame of its own.
+        def app(scope, receive, send):
+            return serve(scope, receive, send)
+
+        app.consumer_class = cls
+        return app
+
+
+async def serve(scope, receive, send) -> None:
+    """One SSE request, from its first message to the client's disconnect."""
+    message = await receive()
+    while message["type"] == "http.request" and message.get("more_body"):
+        message = await receive()  # a body is read and ignored
+    if message["type"] != "http.request":
+        return  # gone before it was answered
+    request_id = request_id_from_scope(scope)
+    slot = None
+    connection = None
+    try:
         try:
-            await self.open()
+            if scope["method"] not in ("GET", "HEAD"):
+                raise ServiceError("method_not_allowed", "Use GET.", 405)
+            slot = limits.open_stream_slot(scope)  # 429 past MAX_STREAMS_PER_IP
+            # In a task of its own, i.e. a copy of this task's context: what the
+            # worker threads of the open leave in it (asgiref copies their
+            # context variables back, Django's connection storage) goes with it.
+            connection, resumed, backlog_len = await asyncio.ensure_future(_open(scope, send, request_id))
         except ServiceError as exc:
-            await self.refuse(exc)
+            await _refuse(scope, send, request_id, slot, exc)
+            return
         except UNAVAILABLE_ERRORS as exc:
             log.warning("stream open failed: %s", exc)
-            await self.refuse(Unavailable("redis"))
-
-    async def open(self) -> None:
-        if self.scope["method"] not in ("GET", "HEAD"):
-            raise ServiceError("method_not_allowed", "Use GET.", 405)
-        self.stream_slot = limits.open_stream_slot(self.scope)  # 429 past MAX_STREAMS_PER_IP
-        video_id = int(self.scope["url_route"]["kwargs"]["video_id"])
-        request = await streams.prepare(self.scope, video_id)
-        hub = get_hub()
-        if hub.draining:
-            raise Unavailable("gateway")
-        connection = SSEConnection(self.base_send, video_id, moderator=request.moderator, on_close=self._closed_by_hub)
-        self.connection = connection
-        sub = await hub.subscribe(video_id, connection)
-        try:
-            backlog = await streams.read_backlog(request)
-        except BaseException:
-            hub.unsubscribe(connection)
-            self.connection = None
-            raise
-        from django.conf import settings
-
-        parts = [SSE_PADDING, b"retry: %d\n\n" % settings.REALTIME_RETRY_MS]
-        parts.extend(Frame.from_stream(event).sse for event in backlog.events)
-        if sub.viewers_frame is not None:
-            parts.append(sub.viewers_frame.sse)
-        await self.send_headers(status=200, headers=[*SSE_HEADERS, (b"x-request-id", self.request_id.encode())])
-        await self.send_body(b"".join(parts), more_body=True)
-        if backlog.events:
-            connection.last_id = backlog.events[-1].id
-        connection.start(backlog.last_position)
-        self.opened_at = time.monotonic()
+            await _refuse(scope, send, request_id, slot, Unavailable("redis"))
+            return
+        video_id = connection.video_id
+        del scope, message  # live: nothing of the request is kept
+        opened_at = time.monotonic()
         log.info("stream open", extra={"event": "stream.open", "transport": "sse", "video": video_id,
-                                       "request_id": self.request_id, "resume": request.last_event_id is not None,
-                                       "backlog": len(backlog.events)})
-
-    async def refuse(self, error: ServiceError) -> None:
-        if self.stream_slot is not None:
-            self.stream_slot.release()
-        log.info("stream refused", extra={"event": "stream.refused", "transport": "sse", "status": error.status,
-                                          "code": error.code, "path": self.scope.get("path", ""),
-                                          "request_id": self.request_id})
-        headers = [(b"content-type", b"application/json"), (b"x-request-id", self.request_id.encode())]
-        headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
-        await self.send_response(error.status, json.dumps(error.as_dict()).encode(), headers=headers)
-
-    def _closed_by_hub(self, connection: SSEConnection, reason: str) -> None:
-        streams.closed_by_hub(connection, reason)
-        if connection.probe is None:  # cannot abort the socket: end the response instead
-            asyncio.ensure_future(self.send_body(b"", more_body=False))
-
-    async def http_disconnect(self, message):
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            connection.closed = True
+                                       "request_id": request_id, "resume": resumed, "backlog": backlog_len})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        connection.stop()
+        get_hub().unsubscribe(connection)
+        log.info("stream close", extra={"event": "stream.close", "transport": "sse", "video": video_id,
+                                        "request_id": request_id, "reason": connection.close_reason or "client",
+                                        "duration_ms": round((time.monotonic() - opened_at) * 1000),
+                                        "last_event_id": connection.last_id})
+    finally:
+        if connection is not None and not connection.closed:  # cancelled, or the server failed
+            connection.stop()
             get_hub().unsubscribe(connection)
-        if connection is not None and self.opened_at:
-            log.info("stream close", extra={"event": "stream.close", "transport": "sse", "video": connection.video_id,
-                                            "request_id": self.request_id, "reason": connection.close_reason or "client",
-                                            "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
-                                            "last_event_id": connection.last_id})
-        raise StopConsumer()
+        if slot is not None:
+            slot.release()
+
+
+async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]:
+    """Authorise, register with the hub, write the backlog, go live."""
+    video_id = int(scope["url_route"]["kwargs"]["video_id"])
+    request = await streams.prepare(scope, video_id)
+    hub = get_hub()
+    if hub.draining:
+        raise Unavailable("gateway")
+    connection = SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub)
+    sub = await hub.subscribe(video_id, connection)
+    try:
+        backlog = await streams.read_backlog(request)
+    except BaseException:
+        connection.stop()
+        hub.unsubscribe(connection)
+        raise
+    parts = [SSE_PADDING, b"retry: %d\n\n" % settings.REALTIME_RETRY_MS]
+    parts.extend(Frame.from_stream(event).sse for event in backlog.events)
+    if sub.viewers_frame is not None:
+        parts.append(sub.viewers_frame.sse)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())]})
+    await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+    if backlog.events:
+        connection.last_id = backlog.events[-1].id
+    connection.start(backlog.last_position)
+    return connection, request.last_event_id is not None, len(backlog.events)
+
+
+async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> None:
+    if slot is not None:
+        slot.release()
+    log.info("stream refused", extra={"event": "stream.refused", "transport": "sse", "status": error.status,
+                                      "code": error.code, "path": scope.get("path", ""),
+                                      "request_id": request_id})
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(error.as_dict()).encode(), "more_body": False})
+
+
+def _closed_by_hub(connection: SSEConnection, reason: str) -> None:
+    streams.closed_by_hub(connection, reason)
+    if connection.probe is None:  # cannot abort the socket: end the response instead
+        asyncio.ensure_future(connection.end())

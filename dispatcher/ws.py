@@ -102,7 +102,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             self.stream_slot.release()
         connection, self.connection = self.connection, None
         if connection is not None:
-            connection.closed = True
+            connection.stop()
             get_hub().unsubscribe(connection)
         if connection is not None and self.opened_at:
             log.info("stream close", extra={"event": "stream.close", "transport": "ws", "video": connection.video_id,
