@@ -11,8 +11,9 @@ Two routes live here (included under /moderation/ by livecomment/urls.py):
 
 * the page itself (GET);
 * `reports/resolve/` (POST, JSON): dismiss open reports of a comment, through
-  `services.resolve_report` (audited). The moderator API has no route for it
-  and a console needs one, or reports pile up forever.
+  `services.resolve_report` (audited), with the page's session and CSRF token.
+  (Apps use the moderator API: `GET /api/v1/videos/<id>/reports/`,
+  `POST /api/v1/reports/<id>/resolve/`.)
 
 All user text reaches the page as JSON in a `<script type="application/json">`
 (Django's json_script escapes <, > and &) and is put in the DOM with

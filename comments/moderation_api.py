@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from comments import services
 from comments.api import ERRORS, comment_json, get_video
 from comments.events import timestamp
-from comments.models import Ban, Comment, ModerationAction
+from comments.models import Ban, Comment, ModerationAction, Report
 from comments.serializers import OwnCommentSerializer
 from livecomment.errors import ServiceError
 from livecomment.throttling import AnonIPThrottle
@@ -258,3 +258,81 @@ class HeldQueueView(APIView):
         services._require_moderator(request.user, video)
         held = Comment.objects.in_stream().filter(video=video, status=Comment.Status.HELD).select_related("author")
         return Response({"results": [comment_json(c) for c in held.order_by("position")[:200]]})
+
+
+# -- reports: the queue moderators work through ------------------------------------
+
+
+def report_json(report: Report) -> dict:
+    comment = report.comment
+    return {
+        "id": report.pk,
+        "comment": {
+            "id": comment.pk,
+            "cursor": comment.cursor,
+            "text": comment.text,
+            "status": comment.status,
+            "author": {"id": comment.author_id, "name": comment.author.get_username()},
+        },
+        "reporter": {"id": report.reporter_id, "name": report.reporter.get_username()},
+        "reason": report.reason,
+        "created": timestamp(report.created),
+        "resolved": report.resolved,
+        "resolved_by": (
+            {"id": report.resolved_by_id, "name": report.resolved_by.get_username()} if report.resolved_by else None
+        ),
+        "resolved_at": timestamp(report.resolved_at) if report.resolved_at else None,
+    }
+
+
+class ReportSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    comment = serializers.DictField()
+    reporter = serializers.DictField()
+    reason = serializers.CharField()
+    created = serializers.DateTimeField()
+    resolved = serializers.BooleanField()
+    resolved_by = serializers.DictField(allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+
+def _reports():
+    return Report.objects.filter(comment__position__isnull=False).select_related(
+        "comment__author", "comment__video", "reporter", "resolved_by"
+    )
+
+
+class ReportListView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="reports_list",
+        parameters=[
+            OpenApiParameter(
+                "resolved", {"type": "string", "enum": ["0", "1"]},
+                description="0 (default): the open reports; 1: the resolved ones",
+            )
+        ],
+        responses={200: inline_serializer("ReportList", {"results": ReportSerializer(many=True)}), **ERRORS},
+    )
+    def get(self, request, video_id: int):
+        resolved = request.query_params.get("resolved", "0")
+        if resolved not in ("0", "1"):
+            raise ServiceError("invalid_resolved", "resolved must be 0 or 1.")
+        video = get_video(video_id)
+        services._require_moderator(request.user, video)
+        reports = _reports().filter(comment__video=video, resolved=resolved == "1").order_by("-created", "-id")[:200]
+        return Response({"results": [report_json(r) for r in reports]})
+
+
+class ReportResolveView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="reports_resolve", request=ReportRequest, responses={200: ReportSerializer, **ERRORS})
+    def post(self, request, report_id: int):
+        body = body_of(request)
+        reason = optional_reason(body)
+        report = _reports().filter(pk=report_id).first() if 0 < report_id < 2**63 else None
+        if report is None:
+            raise ServiceError("not_found", f"No report {report_id}.", 404)
+        return Response(report_json(services.resolve_report(report, request.user, reason)))

@@ -10,6 +10,8 @@ from comments.moderation_api import (
     HeldQueueView,
     ModerateView,
     ModerationLogView,
+    ReportListView,
+    ReportResolveView,
     ReportView,
 )
 from livecomment.auth_api import TokenView
@@ -28,6 +30,8 @@ api_v1 = [
     path("videos/<int:video_id>/bans/<int:user_id>/", BanDetailView.as_view(), name="api-ban"),
     path("videos/<int:video_id>/moderation-log/", ModerationLogView.as_view(), name="api-moderation-log"),
     path("videos/<int:video_id>/held/", HeldQueueView.as_view(), name="api-held"),
+    path("videos/<int:video_id>/reports/", ReportListView.as_view(), name="api-reports"),
+    path("reports/<int:report_id>/resolve/", ReportResolveView.as_view(), name="api-report-resolve"),
 ]
 
 urlpatterns = [

@@ -150,6 +150,23 @@ def test_it_says_a_permanent_ban_does_not_end(video, alice, staff):
     assert r.json()["error"]["ends_at"] is None
 
 
+def test_it_applies_only_the_bans_that_hold_and_names_the_longest(video, alice, bob, staff):
+    other = Video.objects.create(title="Other", state=Video.State.LIVE)
+    services.ban_user(other, alice, staff, None)  # another video: does not count here
+    services.ban_user(video, bob, staff, 600)  # another user
+    assert services.active_ban(video, alice) is None
+    services.ban_user(video, alice, staff, 600)
+    assert services.active_ban(video, alice).expires_at is not None
+    services.ban_user(None, alice, staff, None)  # site-wide, for good: the longest
+    ban = services.active_ban(video, alice)
+    assert (ban.video_id, ban.expires_at) == (None, None)
+    services.lift_ban(None, alice, staff)
+    assert services.active_ban(video, alice).video_id == video.pk
+    services.lift_ban(video, alice, staff)
+    assert services.active_ban(video, alice) is None
+    assert services.active_ban(other, alice).video_id == other.pk
+
+
 def test_it_lets_a_time_out_expire(video, alice, staff, monkeypatch):
     services.ban_user(video, alice, staff, 600)
     client = client_for(alice)
@@ -264,3 +281,62 @@ def test_it_audits_every_action(video, alice, bob, staff):
         row.save()
     with pytest.raises(ValueError):
         row.delete()
+
+
+# -- reports: listing and resolving through the API -----------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_it_lists_and_resolves_reports_for_moderators_only(world, video, alice, bob, role):
+    comment = fresh_comment(video, alice, "report me")
+    assert client_for(bob).post(f"/api/v1/comments/{comment.pk}/report/", {"reason": "rude"}, format="json").status_code == 201
+    report = Report.objects.get()
+    client = client_for(world[role])
+    listed = client.get(f"/api/v1/videos/{video.pk}/reports/")
+    resolved = client.post(f"/api/v1/reports/{report.pk}/resolve/", {"reason": "fine"}, format="json")
+    report.refresh_from_db()
+    if role == "anonymous":
+        assert (listed.status_code, resolved.status_code) == (401, 401)
+        assert not report.resolved
+    elif role in ALLOWED_MODERATE:
+        assert listed.status_code == 200
+        [item] = listed.json()["results"]
+        assert item["id"] == report.pk and item["reason"] == "rude" and item["resolved"] is False
+        assert item["comment"]["text"] == "report me" and item["comment"]["author"]["name"] == "alice"
+        assert item["reporter"]["name"] == "bob"
+        assert resolved.status_code == 200, resolved.content
+        assert resolved.json()["resolved"] is True
+        assert resolved.json()["resolved_by"]["id"] == world[role].pk
+        assert report.resolved and report.resolved_by == world[role]
+        assert ModerationAction.objects.filter(action="resolve_report", comment=comment).count() == 1
+        # Resolved: gone from the open queue, in the resolved one.
+        assert client.get(f"/api/v1/videos/{video.pk}/reports/").json()["results"] == []
+        assert [r["id"] for r in client.get(f"/api/v1/videos/{video.pk}/reports/?resolved=1").json()["results"]] == [
+            report.pk
+        ]
+    else:
+        assert (listed.status_code, resolved.status_code) == (403, 403)
+        assert resolved.json()["error"]["code"] == "permission_denied"
+        assert not report.resolved
+
+
+def test_it_refuses_bad_report_requests_with_a_clear_error(video, alice, bob, staff):
+    comment = fresh_comment(video, alice)
+    client_for(bob).post(f"/api/v1/comments/{comment.pk}/report/", {}, format="json")
+    report = Report.objects.get()
+    client = client_for(staff)
+    cases = [
+        (client.get(f"/api/v1/videos/{video.pk}/reports/?resolved=maybe"), 400, "invalid_resolved"),
+        (client.get("/api/v1/videos/999999/reports/"), 404, "not_found"),
+        (client.post("/api/v1/reports/999999/resolve/", {}, format="json"), 404, "not_found"),
+        (client.post(f"/api/v1/reports/{report.pk}/resolve/", [1], format="json"), 400, "invalid_body"),
+        (client.post(f"/api/v1/reports/{report.pk}/resolve/", {"reason": 5}, format="json"), 400, "invalid_reason"),
+    ]
+    for response, status, code in cases:
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.content
+    report.refresh_from_db()
+    assert not report.resolved
+    # Resolving twice is harmless: one audit row.
+    for _ in range(2):
+        assert client.post(f"/api/v1/reports/{report.pk}/resolve/", {}, format="json").status_code == 200
+    assert ModerationAction.objects.filter(action="resolve_report").count() == 1
