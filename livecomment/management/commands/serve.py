@@ -84,7 +84,9 @@ class Command(BaseCommand):
         if server == "daphne":
             # No --proxy-headers: Daphne would trust any client's X-Forwarded-For;
             # the app applies NUM_PROXIES itself (livecomment/limits.py).
-            cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), app]
+            # Its plain-text access log only repeats the app's JSON request and
+            # stream lines (livecomment/middleware.py, dispatcher/).
+            cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), "--access-log", os.devnull, app]
         else:
             # Not `uvicorn --fd`: it would leave Nagle on (livecomment/uvicorn_worker.py).
             cmd = [sys.executable, "-m", "livecomment.uvicorn_worker", str(fd)]
