@@ -229,7 +229,7 @@ class Viewer:
         self.page.fill("#compose-text", text)
         self.page.press("#compose-text", "Enter")
 
-    def wait_for_text(self, text: str, timeout: float = 5_000) -> None:
+    def wait_for_text(self, text: str, timeout: float = 10_000) -> None:
         self.page.wait_for_function(
             "t => [...document.querySelectorAll('#chat-list li.comment .text')].some(e => e.textContent === t)",
             arg=text,

@@ -170,3 +170,43 @@ def test_an_xss_payload_is_shown_literally_and_never_runs(gateway, live_video, a
         assert viewer.page.evaluate("window.__xss") is None
         assert viewer.page.locator("#chat-list img, #chat-list script, #chat-list svg, #chat-list b").count() == 0
         assert viewer.errors == []
+
+
+def test_enter_while_a_comment_is_still_sending_sends_the_next_one_after_it(gateway, live_video, alice, viewers):
+    """A fast typist (or a slow network): the stream can show a comment before
+    its POST answers. Enter pressed meanwhile must not be lost, and the answer
+    to the first POST must not wipe the text typed after it."""
+    poster = viewers().session_for(gateway, alice).open(gateway, live_video)
+    watcher = viewers().open(gateway, live_video)
+    held = []
+
+    def hold_posts(route):
+        if route.request.method == "POST":
+            held.append(route)
+        else:
+            route.continue_()
+
+    poster.page.route("**/api/v1/videos/*/comments/", hold_posts)
+
+    def wait_held(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(held) < count and time.monotonic() < deadline:
+            poster.page.wait_for_timeout(20)
+        assert len(held) == count
+
+    poster.post("first")
+    wait_held(1)
+    poster.post("second, typed while the first was on its way")
+    poster.page.wait_for_timeout(200)
+    assert len(held) == 1  # one request at a time, in order
+    held[0].continue_()
+    watcher.wait_for_text("first")
+    wait_held(2)
+    assert poster.page.input_value("#compose-text") == "second, typed while the first was on its way"
+    held[1].continue_()
+    watcher.wait_for_text("second, typed while the first was on its way")
+    poster.page.wait_for_function("() => document.getElementById('compose-text').value === ''")
+    for viewer in (poster, watcher):
+        viewer.wait_for_count(2)
+        assert viewer.comment_texts() == ["first", "second, typed while the first was on its way"]
+    assert poster.errors == watcher.errors == []

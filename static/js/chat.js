@@ -717,6 +717,7 @@
   }
 
   var sending = false;
+  var queued = false; // Enter pressed while a comment was on its way: send the box after it
   var slowUntil = 0;
   var slowTimer = null;
   var lastAttempt = null; // {text, key}: a retry of the same text reuses its Idempotency-Key
@@ -812,7 +813,13 @@
   }
 
   function submit() {
-    if (sending || !el.text) return;
+    if (!el.text) return;
+    if (sending) {
+      // The stream often shows a comment before its POST answers; the next
+      // one, typed meanwhile, goes out as soon as the first is through.
+      queued = true;
+      return;
+    }
     var text = el.text.value.trim();
     if (!text) return;
     if (slowUntil > Date.now()) return;
@@ -833,9 +840,15 @@
       .then(function (result) { return result || postViaRest(text, key); })
       .then(function (result) {
         sending = false;
+        var next = queued;
+        queued = false;
         if (result.ok) {
           lastAttempt = null;
-          el.text.value = "";
+          // What was typed after this comment went out stays in the box.
+          if (el.text.value.trim() === text) {
+            el.text.value = "";
+            next = false;
+          }
           autosize();
           updateCount();
           var c = result.comment;
@@ -856,12 +869,15 @@
         } else {
           showError(result.message || "Your comment was not sent; try again.");
           if (result.code === "duplicate") lastAttempt = null;
+          next = false; // the error is for the person to read first
         }
         updateSendState();
         el.text.focus();
+        if (next) submit();
       })
       .catch(function () {
         sending = false;
+        queued = false;
         updateSendState();
         showError("Could not reach the server; your comment was not sent. Press Enter to try again.");
       });
