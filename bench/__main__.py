@@ -1,12 +1,12 @@
 """Command line of the benchmark: ``python -m bench <command> ...``.
 
-    python -m bench fanout --target livecomment --server uvicorn --gateways 1 -n 5000 --rate 20 --duration 10
-    python -m bench fanout --target ceiling -n 5000
-    python -m bench fanout --target eventstream -n 1000
-    python -m bench write --concurrency 16 --duration 10 [--database-url ... --redis-url ...]
-    python -m bench smoke                 # 20 connections, 20 comments: exit 1 on any loss/duplicate
-    python -m bench matrix                # the standard matrix, rewrites docs/BENCHMARKS.md
-    python -m bench report results.json   # re-render docs/BENCHMARKS.md from saved results
+python -m bench fanout --target livecomment --server uvicorn --gateways 1 -n 5000 --rate 20 --duration 10
+python -m bench fanout --target ceiling -n 5000
+python -m bench fanout --target eventstream -n 1000
+python -m bench write --concurrency 16 --duration 10 [--database-url ... --redis-url ...]
+python -m bench smoke                 # 20 connections, 20 comments: exit 1 on any loss/duplicate
+python -m bench matrix                # the standard matrix, rewrites docs/BENCHMARKS.md
+python -m bench report results.json   # re-render docs/BENCHMARKS.md from saved results
 """
 
 from __future__ import annotations
@@ -27,8 +27,13 @@ def add_target_args(p: argparse.ArgumentParser, default_target: str = "livecomme
     p.add_argument("--posters", type=int, default=8, help="posting users (livecomment)")
     p.add_argument("--database-url", default=None, help="livecomment: PostgreSQL URL instead of SQLite")
     p.add_argument("--redis-url", default=None, help="external Redis (use its own db, e.g. /14) instead of embedded")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for livecomment's gateways (repeatable), e.g. DB_CONN_MAX_AGE=0")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for livecomment's gateways (repeatable), e.g. DB_CONN_MAX_AGE=0",
+    )
 
 
 def parse_env(items: list[str]) -> dict:
@@ -42,8 +47,15 @@ def parse_env(items: list[str]) -> dict:
 
 
 def make_target(args) -> targets.Target:
-    return targets.make_target(args.target, args.server, args.gateways, args.posters, args.database_url,
-                               args.redis_url, env=parse_env(args.env))
+    return targets.make_target(
+        args.target,
+        args.server,
+        args.gateways,
+        args.posters,
+        args.database_url,
+        args.redis_url,
+        env=parse_env(args.env),
+    )
 
 
 def cmd_fanout(args) -> int:
@@ -52,8 +64,13 @@ def cmd_fanout(args) -> int:
     print(f"{target.label}: {args.connections} connections, {comments} comments at {args.rate}/s", flush=True)
     with target:
         r = fanout.run_fanout(
-            target, connections=args.connections, rate=args.rate, comments=comments,
-            client_procs=args.client_procs, ws_share=args.ws_share, max_inflight=args.max_inflight,
+            target,
+            connections=args.connections,
+            rate=args.rate,
+            comments=comments,
+            client_procs=args.client_procs,
+            ws_share=args.ws_share,
+            max_inflight=args.max_inflight,
             drain_timeout=args.drain_timeout,
         )
     r["command"] = "python -m bench " + " ".join(sys.argv[1:])
@@ -71,8 +88,12 @@ def run_write(target: targets.Target, concurrency: int, duration: float) -> dict
         before = target.snapshot()
         res = asyncio.run(publisher.write_closed_loop(target, uuid.uuid4().hex[:10], concurrency, duration))
         snap = target.snapshot()
-    out = {"label": target.label, "concurrency": concurrency, "database": "postgresql" if getattr(target, "database_url", None) else "sqlite",
-           "redis": "external" if getattr(target, "redis_url", None) else "embedded"}
+    out = {
+        "label": target.label,
+        "concurrency": concurrency,
+        "database": "postgresql" if getattr(target, "database_url", None) else "sqlite",
+        "redis": "external" if getattr(target, "redis_url", None) else "embedded",
+    }
     out.update(res.as_dict())
     out["gateway_pids"] = len(snap.gateway_pids)
     # CPU over warm-up + measurement (duration + 1 s): how busy the server was
@@ -96,12 +117,27 @@ def cmd_write(args) -> int:
     return 0
 
 
-def smoke(connections: int = 20, comments: int = 20, rate: float = 20.0, server: str = "daphne",
-          ws_share: float = 0.0, log=print) -> dict:
+def smoke(
+    connections: int = 20,
+    comments: int = 20,
+    rate: float = 20.0,
+    server: str = "daphne",
+    ws_share: float = 0.0,
+    log=print,
+) -> dict:
     target = targets.Livecomment(server=server, gateways=1, posters=4)
     with target:
-        r = fanout.run_fanout(target, connections=connections, rate=rate, comments=comments, client_procs=1,
-                              ws_share=ws_share, drain_timeout=15, settle=5, log=log)
+        r = fanout.run_fanout(
+            target,
+            connections=connections,
+            rate=rate,
+            comments=comments,
+            client_procs=1,
+            ws_share=ws_share,
+            drain_timeout=15,
+            settle=5,
+            log=log,
+        )
     return r
 
 

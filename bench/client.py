@@ -310,9 +310,7 @@ class Conn(asyncio.Protocol):
         self._reset()
         self.ready = loop.create_future()
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: self, self.w.host, self.w.port), timeout
-            )
+            await asyncio.wait_for(loop.create_connection(lambda: self, self.w.host, self.w.port), timeout)
             await asyncio.wait_for(self.ready, timeout)
         except (TimeoutError, OSError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"[:200]

@@ -66,8 +66,17 @@ def hist_percentiles(hist: dict[int, int], points=(50, 90, 99)) -> dict:
 class Clients:
     """The client processes and their pipes."""
 
-    def __init__(self, target: Target, n: int, procs: int, run: str, max_seq: int, ws_share: float,
-                 connect_timeout: float, lifetime: float):
+    def __init__(
+        self,
+        target: Target,
+        n: int,
+        procs: int,
+        run: str,
+        max_seq: int,
+        ws_share: float,
+        connect_timeout: float,
+        lifetime: float,
+    ):
         self.pipes = []
         self.procs = []
         procs = max(1, min(procs, n)) if n else 1
@@ -78,9 +87,16 @@ class Clients:
         for i, k in enumerate(share):
             n_ws = n_ws_total // procs + (1 if i < n_ws_total % procs else 0)
             cfg = {
-                "host": "127.0.0.1", "port": target.port, "sse_path": target.sse_path, "ws_path": target.ws_path,
-                "run": run, "max_seq": max_seq, "n": k, "n_ws": min(n_ws, k),
-                "connect_timeout": connect_timeout, "lifetime": lifetime,
+                "host": "127.0.0.1",
+                "port": target.port,
+                "sse_path": target.sse_path,
+                "ws_path": target.ws_path,
+                "run": run,
+                "max_seq": max_seq,
+                "n": k,
+                "n_ws": min(n_ws, k),
+                "connect_timeout": connect_timeout,
+                "lifetime": lifetime,
                 "connect_concurrency": 64,
             }
             parent, child = CTX.Pipe()
@@ -142,24 +158,49 @@ class Clients:
                 p.join(5)
 
 
-def run_fanout(target: Target, *, connections: int, rate: float, comments: int, client_procs: int = 2,
-               ws_share: float = 0.0, max_inflight: int = 32, drain_timeout: float = 30.0,
-               settle: float = 3.0, publish_timeout: float = 30.0, log=print) -> dict:
+def run_fanout(
+    target: Target,
+    *,
+    connections: int,
+    rate: float,
+    comments: int,
+    client_procs: int = 2,
+    ws_share: float = 0.0,
+    max_inflight: int = 32,
+    drain_timeout: float = 30.0,
+    settle: float = 3.0,
+    publish_timeout: float = 30.0,
+    log=print,
+) -> dict:
     """Run one measurement against an already started target; returns a result dict."""
     run = uuid.uuid4().hex[:10]
     n = connections
     result: dict = {
-        "target": target.kind, "label": target.label, "server": target.server, "gateways": target.gateways,
-        "connections_requested": n, "rate": rate, "comments": comments, "ws_share": ws_share,
-        "client_procs": client_procs, "run": run,
+        "target": target.kind,
+        "label": target.label,
+        "server": target.server,
+        "gateways": target.gateways,
+        "connections_requested": n,
+        "rate": rate,
+        "comments": comments,
+        "ws_share": ws_share,
+        "client_procs": client_procs,
+        "run": run,
         "ordered_by": "seq" if target.id_kind == "none" else "id",
     }
     before = target.snapshot()
     connect_timeout = 30 + n / 250
     t_conn = time.monotonic()
-    clients = Clients(target, n, client_procs, run, max_seq=comments, ws_share=ws_share,
-                      connect_timeout=connect_timeout,
-                      lifetime=connect_timeout + 120 + comments / rate + drain_timeout)
+    clients = Clients(
+        target,
+        n,
+        client_procs,
+        run,
+        max_seq=comments,
+        ws_share=ws_share,
+        connect_timeout=connect_timeout,
+        lifetime=connect_timeout + 120 + comments / rate + drain_timeout,
+    )
     try:
         ok, failed = clients.wait_connected(connect_timeout + 30)
         result["connect_s"] = round(time.monotonic() - t_conn, 2)
@@ -200,8 +241,9 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
         psutil.cpu_percent(None)
         t0_ns = time.time_ns()
         clients.send(("go", t0_ns))
-        pub = asyncio.run(publisher.publish_open_loop(target, run, comments, rate, max_inflight=max_inflight,
-                                                      timeout=publish_timeout))
+        pub = asyncio.run(
+            publisher.publish_open_loop(target, run, comments, rate, max_inflight=max_inflight, timeout=publish_timeout)
+        )
         pub_end = time.monotonic()
         # Drain. Workers count every delivery of this run, acknowledged or not
         # (a post that timed out may still have been stored and delivered), so
@@ -254,7 +296,7 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
     # publishing window (steady state, excludes the drain).
     window_buckets = max(1, int(pub_span * 10))
     start_b = 0
-    in_window = sum(timeline[start_b:start_b + window_buckets])
+    in_window = sum(timeline[start_b : start_b + window_buckets])
     result.update(
         {
             "connections": conns,
@@ -290,10 +332,20 @@ def run_fanout(target: Target, *, connections: int, rate: float, comments: int, 
             "machine_cpu_pct": machine_cpu,
             # CPU the machine spent outside this run's processes (other work on
             # a shared machine, unattributed kernel time), in cores: noise gauge
-            "foreign_cores": round(max(0.0, _busy(sys1) - _busy(sys0)
-                                       - (cpu1.gateway_cpu - cpu0.gateway_cpu) - (cpu1.redis_cpu - cpu0.redis_cpu)
-                                       - (cpu1.other_cpu - cpu0.other_cpu) - (ccpu1 - ccpu0) - (own1 - own0))
-                                   / max(0.001, wall1 - wall0), 2),
+            "foreign_cores": round(
+                max(
+                    0.0,
+                    _busy(sys1)
+                    - _busy(sys0)
+                    - (cpu1.gateway_cpu - cpu0.gateway_cpu)
+                    - (cpu1.redis_cpu - cpu0.redis_cpu)
+                    - (cpu1.other_cpu - cpu0.other_cpu)
+                    - (ccpu1 - ccpu0)
+                    - (own1 - own0),
+                )
+                / max(0.001, wall1 - wall0),
+                2,
+            ),
             "loadavg_1m_at_start": round(load0, 2),
             "cpu_us_per_delivery": round(gw_cpu / deliveries * 1e6, 2) if deliveries else None,
             "timeline_100ms": timeline[:600],

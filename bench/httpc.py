@@ -99,7 +99,9 @@ def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, byt
 def post_json(host: str, port: int, path: str, obj, headers: dict | None = None, timeout: float = 10.0):
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("POST", path, body=json.dumps(obj), headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request(
+            "POST", path, body=json.dumps(obj), headers={"Content-Type": "application/json", **(headers or {})}
+        )
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:

@@ -54,7 +54,7 @@ async def run_layer(kind: str, url: str, events: int, gateways: int, capacity: i
         await publisher.group_send("video.1", {"type": "lc.event", "end": True})
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         for t in tasks:
             t.cancel()
     total = time.perf_counter() - started

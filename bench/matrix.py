@@ -24,8 +24,18 @@ from bench.targets import ROOT
 
 def versions() -> dict:
     out = {"Python": procstats.machine()["python"]}
-    for dist in ("Django", "channels", "channels-redis", "daphne", "Twisted", "uvicorn", "uvloop", "httptools",
-                 "redis", "django-eventstream"):
+    for dist in (
+        "Django",
+        "channels",
+        "channels-redis",
+        "daphne",
+        "Twisted",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "redis",
+        "django-eventstream",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -43,10 +53,16 @@ def versions() -> dict:
 def git_rev() -> str:
     """HEAD, plus '+dirty (paths)' when the work tree differs (the run measured the files as they were)."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
         paths = sorted({line[3:].split("/")[0] for line in dirty if line.strip()})
         return rev + (f" +uncommitted changes in {', '.join(paths)}" if paths else "")
     except OSError:
@@ -86,7 +102,7 @@ def main(args) -> int:
         "machine": procstats.machine(),
         "versions": versions(),
         "settings": f"{args.duration:g} s of publishing per run, {args.client_procs} client processes, "
-                    "DEBUG=0, throttles off, livecomment on SQLite + embedded Redis for fan-out",
+        "DEBUG=0, throttles off, livecomment on SQLite + embedded Redis for fan-out",
         "write_duration": args.write_duration,
         "runs": [],
         "writes": [],
@@ -102,19 +118,37 @@ def main(args) -> int:
     for i, (kind, server, g, n, rate) in enumerate(todo, 1):
         comments = max(1, int(round(rate * args.duration)))
         target = targets.make_target(kind, server if server != "-" else "daphne", g)
-        cmd = f"fanout {target.command()} -n {n} --rate {rate:g} --comments {comments} --client-procs {args.client_procs}"
+        cmd = (
+            f"fanout {target.command()} -n {n} --rate {rate:g} --comments {comments} --client-procs {args.client_procs}"
+        )
         data["commands"].append(cmd)
-        print(f"[{i}/{len(todo)}] {target.label}: N={n} R={rate:g}/s ({time.monotonic() - t_all:.0f}s elapsed)", flush=True)
+        print(
+            f"[{i}/{len(todo)}] {target.label}: N={n} R={rate:g}/s ({time.monotonic() - t_all:.0f}s elapsed)",
+            flush=True,
+        )
         try:
             with target:
-                r = fanout.run_fanout(target, connections=n, rate=rate, comments=comments,
-                                      client_procs=args.client_procs, drain_timeout=30)
+                r = fanout.run_fanout(
+                    target,
+                    connections=n,
+                    rate=rate,
+                    comments=comments,
+                    client_procs=args.client_procs,
+                    drain_timeout=30,
+                )
             r["command"] = "python -m bench " + cmd
             print("   " + fanout.summary_line(r), flush=True)
         except Exception as exc:  # noqa: BLE001 - record and go on
             traceback.print_exc()
-            r = {"target": kind, "label": target.label, "server": target.server, "gateways": g,
-                 "connections_requested": n, "rate": rate, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            r = {
+                "target": kind,
+                "label": target.label,
+                "server": target.server,
+                "gateways": g,
+                "connections_requested": n,
+                "rate": rate,
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            }
         data["runs"].append(r)
         save()
         time.sleep(1)  # let sockets and processes go
@@ -128,8 +162,9 @@ def main(args) -> int:
         # without them too.
         write_runs.append(("uvicorn", "postgresql", args.database_url, args.redis_url, {"DB_CONN_MAX_AGE": "0"}))
     for server, db, url, rurl, env in write_runs:
-        target = targets.Livecomment(server, 1, posters=args.write_concurrency, database_url=url, redis_url=rurl,
-                                     env=env)
+        target = targets.Livecomment(
+            server, 1, posters=args.write_concurrency, database_url=url, redis_url=rurl, env=env
+        )
         cmd = f"write {target.command()} --concurrency {args.write_concurrency} --duration {args.write_duration:g}"
         data["commands"].append(cmd)
         print(f"[write] {target.label} on {db}", flush=True)
@@ -137,11 +172,18 @@ def main(args) -> int:
             from bench.__main__ import run_write
 
             w = run_write(target, args.write_concurrency, args.write_duration)
-            print(f"   {w['accepted_per_s']}/s p99 {w['request_ms']['p99']} ms {w['statuses']} {w['errors']}", flush=True)
+            print(
+                f"   {w['accepted_per_s']}/s p99 {w['request_ms']['p99']} ms {w['statuses']} {w['errors']}", flush=True
+            )
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
-            w = {"label": target.label, "database": db, "redis": "external" if rurl else "embedded",
-                 "concurrency": args.write_concurrency, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            w = {
+                "label": target.label,
+                "database": db,
+                "redis": "external" if rurl else "embedded",
+                "concurrency": args.write_concurrency,
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            }
         w["command"] = "python -m bench " + cmd
         data["writes"].append(w)
         save()

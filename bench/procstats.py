@@ -89,9 +89,7 @@ def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
             conns = psutil.Process(pid).net_connections(kind="tcp")
         except psutil.Error:
             continue
-        out[pid] = sum(
-            1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
-        )
+        out[pid] = sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
     return out
 
 

@@ -67,9 +67,18 @@ def percentiles(values: list[float], points=(50, 90, 99)) -> dict:
     return out
 
 
-async def publish_open_loop(target, run: str, count: int, rate: float, *, kind: str = "m", seq_start: int = 1,
-                            max_inflight: int = 32, timeout: float = 10.0,
-                            deadline: float | None = None) -> PublishResult:
+async def publish_open_loop(
+    target,
+    run: str,
+    count: int,
+    rate: float,
+    *,
+    kind: str = "m",
+    seq_start: int = 1,
+    max_inflight: int = 32,
+    timeout: float = 10.0,
+    deadline: float | None = None,
+) -> PublishResult:
     """Post `count` comments at `rate`/s. Stops scheduling new ones after
     `deadline` seconds (default: twice the schedule plus 20 s) -- a publisher
     that fell that far behind has said what there is to say."""
@@ -146,8 +155,9 @@ class WriteResult:
         }
 
 
-async def write_closed_loop(target, run: str, concurrency: int, duration: float, *, warmup: float = 1.0,
-                            timeout: float = 10.0) -> WriteResult:
+async def write_closed_loop(
+    target, run: str, concurrency: int, duration: float, *, warmup: float = 1.0, timeout: float = 10.0
+) -> WriteResult:
     res = WriteResult()
     loop = asyncio.get_running_loop()
     t_start = loop.time()
@@ -179,7 +189,8 @@ async def write_closed_loop(target, run: str, concurrency: int, duration: float,
         finally:
             conn.close()
 
-    await asyncio.wait_for(asyncio.gather(*(poster(i) for i in range(concurrency))),
-                           timeout=warmup + duration + timeout + 10)
+    await asyncio.wait_for(
+        asyncio.gather(*(poster(i) for i in range(concurrency))), timeout=warmup + duration + timeout + 10
+    )
     res.duration = duration
     return res

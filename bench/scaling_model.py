@@ -67,8 +67,14 @@ ASSUME = {
     "viewer_count_updates_per_s": 0.5,  # a changing count, at most every 2 s
     "regions": 4,
     "relay_bytes_per_event": 400,  # region-stream entry as XADDed to a remote inbox
-    "rtt_ms": {"us-east~eu-west": 81, "us-east~ap-northeast": 145, "us-east~sa-east": 120,
-               "eu-west~ap-northeast": 212, "eu-west~sa-east": 191, "ap-northeast~sa-east": 257},
+    "rtt_ms": {
+        "us-east~eu-west": 81,
+        "us-east~ap-northeast": 145,
+        "us-east~sa-east": 120,
+        "eu-west~ap-northeast": 212,
+        "eu-west~sa-east": 191,
+        "ap-northeast~sa-east": 257,
+    },
 }
 
 
@@ -95,8 +101,11 @@ def fleet(conns: float, writes_per_conn: float, us_per_write: float, i=INPUTS, a
         "processes": processes,
         "hosts": math.ceil(processes / a["cores_per_host"]),
         "cpu_cores_busy": conns * writes_per_conn * us_per_write * 1e-6,
-        "memory_gib": (processes * i["gw_rss_mib_base"] * 2**20
-                       + conns * (i["gw_rss_kib_per_conn"] + i["kernel_kib_per_socket"]) * 1024) / 2**30,
+        "memory_gib": (
+            processes * i["gw_rss_mib_base"] * 2**20
+            + conns * (i["gw_rss_kib_per_conn"] + i["kernel_kib_per_socket"]) * 1024
+        )
+        / 2**30,
     }
 
 
@@ -144,8 +153,10 @@ def scenario_a(i=INPUTS, a=ASSUME) -> dict:
             **f,
             "egress_gbit": gbit(viewers * bytes_per_viewer),
             "lb_cores": viewers * frames * i["lb_us_per_frame"] * 1e-6 / a["utilisation"],
-            "redis_cores": rate * (i["redis_us_publish_base"] + f["processes"] * i["redis_us_publish_per_subscriber"])
-            * 1e-6 + rate * i["redis_us_per_comment"] * 1e-6,
+            "redis_cores": rate
+            * (i["redis_us_publish_base"] + f["processes"] * i["redis_us_publish_per_subscriber"])
+            * 1e-6
+            + rate * i["redis_us_per_comment"] * 1e-6,
         }
     return out
 
@@ -182,9 +193,14 @@ def scenario_b(i=INPUTS, a=ASSUME, rate_per_video: float = 1.0) -> dict:
         "writes_per_conn_s": writes_per_conn,
         "deliveries_per_s": deliveries,
         **f,
-        "egress_gbit": gbit(viewers * (rate_per_video * wire(i["sse_frame_bytes"])
-                                       + a["viewer_count_updates_per_s"] * wire(40)
-                                       + wire(8) / a["heartbeat_s"])),
+        "egress_gbit": gbit(
+            viewers
+            * (
+                rate_per_video * wire(i["sse_frame_bytes"])
+                + a["viewer_count_updates_per_s"] * wire(40)
+                + wire(8) / a["heartbeat_s"]
+            )
+        ),
         "lb_cores": deliveries * i["lb_us_per_frame"] * 1e-6 / a["utilisation"],
         "lb_memory_gib": viewers * i["lb_kib_per_stream"] / 2**20,
     }
@@ -226,8 +242,15 @@ def scenario_c(i=INPUTS, a=ASSUME) -> dict:
             ("redis_cores_one_shard" if hot else "redis_cores_all_shards"): rate * redis_us * 1e-6,
             "pg_cores": rate * i["pg_us_per_open_lookups"] * 1e-6,
             "pg_queries_per_s": rate * 2,
-            "gbit": gbit(rate * (i["tls_handshake_bytes"] + i["request_bytes"] + i["resume_response_bytes"]
-                                 + max(0, missed - 10) * i["sse_frame_bytes"])),
+            "gbit": gbit(
+                rate
+                * (
+                    i["tls_handshake_bytes"]
+                    + i["request_bytes"]
+                    + i["resume_response_bytes"]
+                    + max(0, missed - 10) * i["sse_frame_bytes"]
+                )
+            ),
         }
     return out
 

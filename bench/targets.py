@@ -188,8 +188,15 @@ def _json_headers(extra: dict | None = None) -> dict:
 class Livecomment(Target):
     kind = "livecomment"
 
-    def __init__(self, server: str = "daphne", gateways: int = 1, posters: int = 8,
-                 database_url: str | None = None, redis_url: str | None = None, env: dict | None = None):
+    def __init__(
+        self,
+        server: str = "daphne",
+        gateways: int = 1,
+        posters: int = 8,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        env: dict | None = None,
+    ):
         super().__init__()
         self.server = server
         self.gateways = gateways
@@ -245,7 +252,11 @@ class Livecomment(Target):
             ensure_pg_database(self.database_url)
         setup = subprocess.run(
             [sys.executable, "-m", "bench.lc_setup", "--users", str(self.posters)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         if setup.returncode != 0:
             raise TargetError(f"bench.lc_setup failed:\n{setup.stdout[-2000:]}\n{setup.stderr[-4000:]}")
@@ -255,8 +266,19 @@ class Livecomment(Target):
         self.sse_path = f"/api/v1/videos/{self.video}/stream"
         self.ws_path = f"/ws/videos/{self.video}/"
         self._spawn(
-            [sys.executable, "manage.py", "serve", "--host", HOST, "--port", str(self.port),
-             "--workers", str(self.gateways), "--server", self.server],
+            [
+                sys.executable,
+                "manage.py",
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.gateways),
+                "--server",
+                self.server,
+            ],
             env,
         )
 
@@ -279,7 +301,9 @@ class Ceiling(Target):
         return "bare asyncio+uvloop (ceiling)"
 
     def start(self) -> None:
-        self._spawn([sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(self.port)], os.environ.copy())
+        self._spawn(
+            [sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(self.port)], os.environ.copy()
+        )
 
     def publish_request(self, i: int, text: str):
         return "/publish", _json_headers(), json.dumps({"text": text}).encode()
@@ -307,11 +331,13 @@ class Eventstream(Target):
 
     def start(self) -> None:
         env = os.environ.copy()
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "bench.eventstream_target.settings",
-            "ES_VAR_DIR": str(self.var_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "bench.eventstream_target.settings",
+                "ES_VAR_DIR": str(self.var_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.redis_url:
             env["EVENTSTREAM_REDIS_URL"] = self.redis_url
         else:
@@ -331,8 +357,19 @@ class Eventstream(Target):
             if self.server == "daphne":
                 cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), app]
             else:
-                cmd = [sys.executable, "-m", "uvicorn", "--fd", str(fd), "--no-access-log",
-                       "--loop", "uvloop", "--http", "httptools", app]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--fd",
+                    str(fd),
+                    "--no-access-log",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    app,
+                ]
             self._spawn(cmd, env, pass_fds=(fd,))
 
     def root_pids(self) -> list[int]:
@@ -371,8 +408,15 @@ def ensure_pg_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def make_target(kind: str, server: str = "daphne", gateways: int = 1, posters: int = 8,
-                database_url: str | None = None, redis_url: str | None = None, env: dict | None = None) -> Target:
+def make_target(
+    kind: str,
+    server: str = "daphne",
+    gateways: int = 1,
+    posters: int = 8,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    env: dict | None = None,
+) -> Target:
     if kind == "livecomment":
         return Livecomment(server, gateways, posters, database_url, redis_url, env)
     if kind == "ceiling":

@@ -42,7 +42,17 @@ class CommentAdmin(admin.ModelAdmin):
     list_filter = ["status", ReportedFilter, "video"]
     list_select_related = ["author", "video"]
     search_fields = ["text", "author__username"]
-    readonly_fields = ["video", "author", "text", "created", "status", "cursor", "position", "status_position", "idempotency_key"]
+    readonly_fields = [
+        "video",
+        "author",
+        "text",
+        "created",
+        "status",
+        "cursor",
+        "position",
+        "status_position",
+        "idempotency_key",
+    ]
     actions = ["remove", "restore", "approve", "timeout_author", "ban_author"]
     list_per_page = 100
     show_full_result_count = False
@@ -63,25 +73,45 @@ class CommentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Restore selected removed comments")
     def restore(self, request, queryset):
-        _each(self, request, queryset.filter(status=Comment.Status.REMOVED),
-              lambda c: services.moderate_comment(c, request.user, "restore"), "Restored")
+        _each(
+            self,
+            request,
+            queryset.filter(status=Comment.Status.REMOVED),
+            lambda c: services.moderate_comment(c, request.user, "restore"),
+            "Restored",
+        )
 
     @admin.action(description="Approve selected held comments")
     def approve(self, request, queryset):
-        _each(self, request, queryset.filter(status=Comment.Status.HELD),
-              lambda c: services.moderate_comment(c, request.user, "approve"), "Approved")
+        _each(
+            self,
+            request,
+            queryset.filter(status=Comment.Status.HELD),
+            lambda c: services.moderate_comment(c, request.user, "approve"),
+            "Approved",
+        )
 
     @admin.action(description="Time out the authors for 10 minutes (in that video)")
     def timeout_author(self, request, queryset):
         pairs = {(c.video_id, c.author_id): c for c in queryset.select_related("author", "video")}
-        _each(self, request, pairs.values(),
-              lambda c: services.ban_user(c.video, c.author, request.user, 600, "admin time-out"), "Timed out")
+        _each(
+            self,
+            request,
+            pairs.values(),
+            lambda c: services.ban_user(c.video, c.author, request.user, 600, "admin time-out"),
+            "Timed out",
+        )
 
     @admin.action(description="Ban the authors (in that video, permanently)")
     def ban_author(self, request, queryset):
         pairs = {(c.video_id, c.author_id): c for c in queryset.select_related("author", "video")}
-        _each(self, request, pairs.values(),
-              lambda c: services.ban_user(c.video, c.author, request.user, None, "admin ban"), "Banned")
+        _each(
+            self,
+            request,
+            pairs.values(),
+            lambda c: services.ban_user(c.video, c.author, request.user, None, "admin ban"),
+            "Banned",
+        )
 
 
 @admin.register(Ban)
@@ -161,8 +191,13 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resolve selected reports")
     def resolve(self, request, queryset):
-        _each(self, request, queryset.select_related("comment__video"),
-              lambda r: services.resolve_report(r, request.user), "Resolved")
+        _each(
+            self,
+            request,
+            queryset.select_related("comment__video"),
+            lambda r: services.resolve_report(r, request.user),
+            "Resolved",
+        )
 
 
 @admin.register(ModerationAction)

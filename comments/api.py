@@ -97,7 +97,8 @@ class CommentListView(APIView):
                 "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, description="1..200, default 50"
             ),
             OpenApiParameter(
-                "wait", {"type": "integer", "minimum": 1, "maximum": 30},
+                "wait",
+                {"type": "integer", "minimum": 1, "maximum": 30},
                 description="Long-poll (with after=): wait up to this many seconds (1..30) for a new comment",
             ),
         ],
@@ -126,7 +127,9 @@ class CommentListView(APIView):
         request=PostCommentSerializer,
         parameters=[
             OpenApiParameter(
-                "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
                 description="Repeating a request with the same key within 10 minutes returns the original comment (200)",
             )
         ],
@@ -135,9 +138,9 @@ class CommentListView(APIView):
     def post(self, request, video_id: int):
         body = request.data
         if not isinstance(body, dict):
-            raise ServiceError("invalid_body", "The body must be a JSON object like {\"text\": \"...\"}.")
+            raise ServiceError("invalid_body", 'The body must be a JSON object like {"text": "..."}.')
         if "text" not in body:
-            raise ServiceError("missing_text", "The body needs a \"text\" field.")
+            raise ServiceError("missing_text", 'The body needs a "text" field.')
         video = get_video(video_id)
         result = services.post_comment(
             video, request.user, body["text"], idempotency_key=request.headers.get("Idempotency-Key")

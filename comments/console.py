@@ -162,7 +162,7 @@ def resolve_reports(request, video_id: int):
             raise ServiceError("invalid_json", "The body must be JSON.") from None
         comment_id = body.get("comment") if isinstance(body, dict) else None
         if isinstance(comment_id, bool) or not isinstance(comment_id, int) or not 0 < comment_id < 2**63:
-            raise ServiceError("invalid_comment", "The body needs a \"comment\" id.")
+            raise ServiceError("invalid_comment", 'The body needs a "comment" id.')
         reason = body.get("reason") or ""
         if not isinstance(reason, str) or "\x00" in reason or not _encodable(reason):
             raise ServiceError("invalid_reason", "reason must be a string of text.")

@@ -8,7 +8,7 @@ built here never carries it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypedDict
 
 
@@ -41,7 +41,7 @@ class VideoStateData(TypedDict):
 
 
 def timestamp(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def comment_data(comment) -> CommentData:

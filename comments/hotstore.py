@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from django.conf import settings
 
@@ -179,7 +179,9 @@ def reserve(
         return Reservation("ok")  # nothing to check or take
     client = redis_client.for_video(video_id)
     result = run_script(
-        client, _RESERVE, list(taken.values()),
+        client,
+        _RESERVE,
+        list(taken.values()),
         [settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1), "".join(taken)],
     )
     outcome = result[0]
@@ -293,8 +295,11 @@ def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str |
     maxlen = settings.REGION_STREAM_MAXLEN
     if not maxlen:
         return None
-    fields = {"t": kind, "v": "" if video_id is None else str(video_id),
-              "d": json.dumps(data, ensure_ascii=False, separators=(",", ":"))}
+    fields = {
+        "t": kind,
+        "v": "" if video_id is None else str(video_id),
+        "d": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+    }
     fields.update({k: str(v) for k, v in proof.items() if v is not None})
     return region_client(video_id).xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
 
@@ -312,7 +317,7 @@ def _hidden_among(client, video_id: int, events: list[StreamEvent]) -> set[int]:
     if not ids:
         return set()
     flags = client.smismember(hidden_key(video_id), ids)
-    return {cid for cid, flag in zip(ids, flags) if flag}
+    return {cid for cid, flag in zip(ids, flags, strict=True) if flag}
 
 
 def stream_exists(video_id: int) -> bool:

@@ -114,7 +114,7 @@ async def comments_endpoint(request, video_id: int):
                 return response
             try:
                 await asyncio.wait_for(waiter.event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             waiter.event.clear()
     finally:

@@ -46,7 +46,8 @@ class Comment(models.Model):
             models.UniqueConstraint(fields=["video", "cursor"], name="comment_cursor_unique_per_video"),
             # A comment from another region is stored once, however often it is relayed.
             models.UniqueConstraint(
-                fields=["origin_region", "origin_id"], condition=~models.Q(origin_region=""),
+                fields=["origin_region", "origin_id"],
+                condition=~models.Q(origin_region=""),
                 name="comment_origin_unique",
             ),
         ]
@@ -61,7 +62,7 @@ class Comment(models.Model):
 
     @property
     def global_id(self) -> str:
-        """"<origin region>:<id there>": the same in every region (clients deduplicate by it)."""
+        """ "<origin region>:<id there>": the same in every region (clients deduplicate by it)."""
         if self.origin_region:
             return f"{self.origin_region}:{self.origin_id}"
         return f"{settings.REGION}:{self.pk}"
@@ -76,7 +77,11 @@ class Ban(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bans")
     video = models.ForeignKey(
-        "videos.Video", null=True, blank=True, on_delete=models.CASCADE, related_name="bans",
+        "videos.Video",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="bans",
         help_text="Empty: banned site-wide",
     )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: permanent")
@@ -108,11 +113,17 @@ class BlockedTerm(models.Model):
         HOLD = "hold", "Hold for review"
         REJECT = "reject", "Reject"
 
-    term = models.CharField(max_length=200, help_text="Matched case-insensitively; a regular expression if 'regex' is set")
+    term = models.CharField(
+        max_length=200, help_text="Matched case-insensitively; a regular expression if 'regex' is set"
+    )
     regex = models.BooleanField(default=False)
     action = models.CharField(max_length=8, choices=Action.choices, default=Action.HOLD)
     video = models.ForeignKey(
-        "videos.Video", null=True, blank=True, on_delete=models.CASCADE, related_name="blocked_terms",
+        "videos.Video",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="blocked_terms",
         help_text="Empty: applies to every video",
     )
     created_by = models.ForeignKey(

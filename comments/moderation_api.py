@@ -62,7 +62,9 @@ class ModerateRequest(serializers.Serializer):
 class ModerateView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="comments_moderate", request=ModerateRequest, responses={200: OwnCommentSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="comments_moderate", request=ModerateRequest, responses={200: OwnCommentSerializer, **ERRORS}
+    )
     def post(self, request, comment_id: int):
         body = body_of(request)
         action = body.get("action")
@@ -173,7 +175,7 @@ class BanListView(APIView):
         video = get_video(video_id)
         services._require_moderator(request.user, video)
         if "user" not in body:
-            raise ServiceError("missing_user", "The body needs a \"user\" (id or username).")
+            raise ServiceError("missing_user", 'The body needs a "user" (id or username).')
         duration = body.get("duration_seconds")
         if duration is not None and (
             isinstance(duration, bool) or not isinstance(duration, int) or duration > MAX_BAN_SECONDS
@@ -233,7 +235,10 @@ class ModerationLogView(APIView):
 
     @extend_schema(
         operation_id="moderation_log",
-        responses={200: inline_serializer("ModerationLog", {"results": ModerationActionSerializer(many=True)}), **ERRORS},
+        responses={
+            200: inline_serializer("ModerationLog", {"results": ModerationActionSerializer(many=True)}),
+            **ERRORS,
+        },
     )
     def get(self, request, video_id: int):
         video = get_video(video_id)
@@ -309,7 +314,8 @@ class ReportListView(APIView):
         operation_id="reports_list",
         parameters=[
             OpenApiParameter(
-                "resolved", {"type": "string", "enum": ["0", "1"]},
+                "resolved",
+                {"type": "string", "enum": ["0", "1"]},
                 description="0 (default): the open reports; 1: the resolved ones",
             )
         ],

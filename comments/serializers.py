@@ -42,8 +42,18 @@ class PostCommentSerializer(serializers.Serializer):
     text = serializers.CharField(help_text="1 to 500 characters after stripping; newlines allowed")
 
 
-@extend_schema_field({"type": "object", "properties": {"error": {"type": "object", "properties": {
-    "code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]}}})
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["code", "message"],
+            }
+        },
+    }
+)
 class ErrorField(serializers.Field):
     pass
 

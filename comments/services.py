@@ -225,14 +225,24 @@ def _original_for_key(video: Video, author, key: str | None, comment_id: int | N
     if found is None:
         # The first request with this key is still being written.
         raise ServiceError(
-            "request_in_progress", "A request with this Idempotency-Key is still in progress.", 409,
+            "request_in_progress",
+            "A request with this Idempotency-Key is still in progress.",
+            409,
             headers={"Retry-After": "1"},
         )
     return found
 
 
-def _store_and_append(video: Video, author, text: str, idempotency_key: str, held: bool = False,
-                      origin_region: str = "", origin_id: int | None = None, created=None) -> Comment:
+def _store_and_append(
+    video: Video,
+    author,
+    text: str,
+    idempotency_key: str,
+    held: bool = False,
+    origin_region: str = "",
+    origin_id: int | None = None,
+    created=None,
+) -> Comment:
     appended: str | None = None
     region_entry: str | None = None  # on the region stream for the relay (local comments only)
     status = Comment.Status.HELD if held else Comment.Status.VISIBLE
@@ -242,8 +252,13 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str, hel
     try:
         with transaction.atomic():
             comment = Comment(
-                video=video, author=author, text=text, idempotency_key=idempotency_key, status=status,
-                origin_region=origin_region, origin_id=origin_id,
+                video=video,
+                author=author,
+                text=text,
+                idempotency_key=idempotency_key,
+                status=status,
+                origin_region=origin_region,
+                origin_id=origin_id,
                 # From another region: the time it was posted there.
                 created=created if created is not None else timezone.now(),
             )
@@ -298,11 +313,15 @@ def _write_statements(alias: str) -> tuple[str, str]:
     meta = Comment._meta
     quote = connection.ops.quote_name
     insert = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(
-        quote(meta.db_table), ", ".join(quote(meta.get_field(name).column) for name in _INSERT_FIELDS),
-        ", ".join(["%s"] * len(_INSERT_FIELDS)), quote(meta.pk.column),
+        quote(meta.db_table),
+        ", ".join(quote(meta.get_field(name).column) for name in _INSERT_FIELDS),
+        ", ".join(["%s"] * len(_INSERT_FIELDS)),
+        quote(meta.pk.column),
     )
     update = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(
-        quote(meta.db_table), quote(meta.get_field("cursor").column), quote(meta.get_field("position").column),
+        quote(meta.db_table),
+        quote(meta.get_field("cursor").column),
+        quote(meta.get_field("position").column),
         quote(meta.pk.column),
     )
     return insert, update
@@ -390,8 +409,12 @@ def _to_regions(kind: str, video: Video | None, data: dict, audit) -> None:
 def _audit(actor, action: str, video=None, comment=None, target_user=None, reason: str = "", **details):
     return ModerationAction.objects.create(
         actor=actor if getattr(actor, "is_authenticated", False) else None,
-        action=action, video=video, comment=comment, target_user=target_user,
-        reason=(reason or "")[:500], details=details,
+        action=action,
+        video=video,
+        comment=comment,
+        target_user=target_user,
+        reason=(reason or "")[:500],
+        details=details,
     )
 
 
@@ -429,15 +452,27 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                     )
                 if not origin:
                     region_entry = hotstore.append_region(
-                        "status", video_id, {"comment": locked.global_id, "status": new_status, "action": action,
-                                             "reason": reason}, c=locked.pk, p=cursors.to_position(appended))
+                        "status",
+                        video_id,
+                        {"comment": locked.global_id, "status": new_status, "action": action, "reason": reason},
+                        c=locked.pk,
+                        p=cursors.to_position(appended),
+                    )
             except UNAVAILABLE_ERRORS as exc:
                 raise Unavailable("redis") from exc
             locked.status = new_status
             locked.status_position = cursors.to_position(appended)
             locked.save(update_fields=["status", "status_position"])
-            _audit(by, action, video=locked.video, comment=locked, target_user=locked.author, reason=reason,
-                   previous_status=old_status, **_from_region(origin))
+            _audit(
+                by,
+                action,
+                video=locked.video,
+                comment=locked,
+                target_user=locked.author,
+                reason=reason,
+                previous_status=old_status,
+                **_from_region(origin),
+            )
             payload = dict(data, cursor=locked.cursor)
             transaction.on_commit(
                 lambda: publish(
@@ -480,11 +515,15 @@ def moderate_comment(comment: Comment, by, action: str, reason: str = "") -> Com
         return remove_comment(comment, by, reason)
     if action == "restore":
         if comment.status != Comment.Status.REMOVED:
-            raise ServiceError("invalid_state", f"Only removed comments can be restored; this one is {comment.status}.", 409)
+            raise ServiceError(
+                "invalid_state", f"Only removed comments can be restored; this one is {comment.status}.", 409
+            )
         return _change_status(comment, Comment.Status.VISIBLE, by, "restore", reason)
     if action == "approve":
         if comment.status != Comment.Status.HELD:
-            raise ServiceError("invalid_state", f"Only held comments can be approved; this one is {comment.status}.", 409)
+            raise ServiceError(
+                "invalid_state", f"Only held comments can be approved; this one is {comment.status}.", 409
+            )
         return _change_status(comment, Comment.Status.VISIBLE, by, "approve", reason)
     raise ServiceError("invalid_action", f"action must be one of {', '.join(MODERATE_ACTIONS)}.")
 
@@ -543,8 +582,9 @@ def _check_not_banned(video: Video, user) -> None:
 REMOVE_RECENT_SECONDS = 3600
 
 
-def ban_user(video: Video | None, user, by, duration_seconds: int | None = None, reason: str = "",
-             remove_recent: bool = False) -> Ban:
+def ban_user(
+    video: Video | None, user, by, duration_seconds: int | None = None, reason: str = "", remove_recent: bool = False
+) -> Ban:
     """Ban `user` from `video` (None: site-wide, staff only) for a while or for good.
 
     With remove_recent, their visible comments of the last hour in that video
@@ -552,18 +592,37 @@ def ban_user(video: Video | None, user, by, duration_seconds: int | None = None,
     """
     _require_moderator(by, video)
     if duration_seconds is not None and (not isinstance(duration_seconds, int) or duration_seconds < 1):
-        raise ServiceError("invalid_duration", "duration_seconds must be a positive whole number, or null for a permanent ban.")
+        raise ServiceError(
+            "invalid_duration", "duration_seconds must be a positive whole number, or null for a permanent ban."
+        )
     if user.pk == getattr(by, "pk", None):
         raise ServiceError("invalid_target", "You cannot ban yourself.")
     if user.is_staff and not by.is_staff:
         raise ServiceError("permission_denied", "Only staff may ban staff.", 403)
     expires_at = timezone.now() + timezone.timedelta(seconds=duration_seconds) if duration_seconds else None
     with transaction.atomic():
-        ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=(reason or "")[:500], created_by=by)
-        audit = _audit(by, "timeout" if duration_seconds else "ban", video=video, target_user=user, reason=reason,
-                       duration_seconds=duration_seconds, ban_id=ban.pk)
-        _to_regions("ban", video, {"user": user.get_username(), "reason": ban.reason,
-                                   "expires_at": events.timestamp(expires_at) if expires_at else None}, audit)
+        ban = Ban.objects.create(
+            user=user, video=video, expires_at=expires_at, reason=(reason or "")[:500], created_by=by
+        )
+        audit = _audit(
+            by,
+            "timeout" if duration_seconds else "ban",
+            video=video,
+            target_user=user,
+            reason=reason,
+            duration_seconds=duration_seconds,
+            ban_id=ban.pk,
+        )
+        _to_regions(
+            "ban",
+            video,
+            {
+                "user": user.get_username(),
+                "reason": ban.reason,
+                "expires_at": events.timestamp(expires_at) if expires_at else None,
+            },
+            audit,
+        )
     if remove_recent and video is not None:
         since = timezone.now() - timezone.timedelta(seconds=REMOVE_RECENT_SECONDS)
         for comment in Comment.objects.in_stream().filter(
@@ -662,15 +721,28 @@ def report_comment(comment: Comment, reporter, reason: str = "") -> Report:
             report = Report.objects.create(comment=comment, reporter=reporter, reason=reason.strip()[:500])
     except IntegrityError:
         raise ServiceError("already_reported", "You have already reported this comment.", 409) from None
-    data = {"id": report.pk, "comment": comment.pk, "comment_cursor": comment.cursor,
-            "reporter": {"id": reporter.pk, "name": reporter.get_username()}, "reason": report.reason}
+    data = {
+        "id": report.pk,
+        "comment": comment.pk,
+        "comment_cursor": comment.cursor,
+        "reporter": {"id": reporter.pk, "name": reporter.get_username()},
+        "reason": report.reason,
+    }
     try:
         prev, appended = hotstore.append(comment.video_id, "report.created", data, audience=hotstore.MOD_AUDIENCE)
     except UNAVAILABLE_ERRORS:
         log.warning("report %s stored but not announced: Redis unavailable", report.pk)
         return report
-    publish(comment.video_id, {"type": "report.created", "id": appended, "prev": prev, "data": dict(data, cursor=appended),
-                               "audience": hotstore.MOD_AUDIENCE})
+    publish(
+        comment.video_id,
+        {
+            "type": "report.created",
+            "id": appended,
+            "prev": prev,
+            "data": dict(data, cursor=appended),
+            "audience": hotstore.MOD_AUDIENCE,
+        },
+    )
     return report
 
 
@@ -681,8 +753,15 @@ def resolve_report(report: Report, by, reason: str = "") -> Report:
     with transaction.atomic():
         report.resolved, report.resolved_by, report.resolved_at = True, by, timezone.now()
         report.save(update_fields=["resolved", "resolved_by", "resolved_at"])
-        _audit(by, "resolve_report", video=report.comment.video, comment=report.comment,
-               target_user=report.comment.author, reason=reason, report_id=report.pk)
+        _audit(
+            by,
+            "resolve_report",
+            video=report.comment.video,
+            comment=report.comment,
+            target_user=report.comment.author,
+            reason=reason,
+            report_id=report.pk,
+        )
     return report
 
 
@@ -723,16 +802,21 @@ def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
             locked.ended_at = now
         locked.save()
         for field, value in changed.items():
-            audit = _audit(by, field if field != "state" else "video_state", video=locked, value=value,
-                           **_from_region(_origin))
+            audit = _audit(
+                by, field if field != "state" else "video_state", video=locked, value=value, **_from_region(_origin)
+            )
         if not _origin:
             _to_regions("video", locked, {"changes": {field: getattr(locked, field) for field in changed}}, audit)
         announcements = []
         if "state" in changed:
             announcements.append(("video.state", {"state": locked.state}))
         if {"slow_mode_seconds", "comments_enabled"} & set(changed):
-            announcements.append(("video.settings", {"slow_mode_seconds": locked.slow_mode_seconds,
-                                                     "comments_enabled": locked.comments_enabled}))
+            announcements.append(
+                (
+                    "video.settings",
+                    {"slow_mode_seconds": locked.slow_mode_seconds, "comments_enabled": locked.comments_enabled},
+                )
+            )
         appended_events = []
         try:
             for event_type, data in announcements:
@@ -753,8 +837,9 @@ def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
 # -- changes made in other regions (regions/relay.py delivers them) -----------------------
 
 
-def ingest_remote_event(origin: str, event_id: str, kind: str, video_id: int | None, data: dict,
-                        stream: str | None = None) -> str:
+def ingest_remote_event(
+    origin: str, event_id: str, kind: str, video_id: int | None, data: dict, stream: str | None = None
+) -> str:
     """Apply one change that region `origin` accepted, as if it were made here.
 
     The change goes through this module like a local one (database row, this
@@ -830,8 +915,13 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
         if Comment.objects.filter(origin_region=origin, origin_id=int(number)).exists():
             return "duplicate"
         _store_and_append(
-            video, _regional_user(data["author"]["name"]), data["text"], "",
-            held=data.get("status") == Comment.Status.HELD, origin_region=origin, origin_id=int(number),
+            video,
+            _regional_user(data["author"]["name"]),
+            data["text"],
+            "",
+            held=data.get("status") == Comment.Status.HELD,
+            origin_region=origin,
+            origin_id=int(number),
             created=parse_datetime(data["created"]) if data.get("created") else None,
         )
         return "applied"
@@ -841,15 +931,23 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
             return f"skipped: no comment {data.get('comment')!r} here"
         if data.get("status") not in Comment.Status.values:
             return "skipped: malformed status"
-        _change_status(comment, data["status"], None, data.get("action") or "remove", data.get("reason", ""),
-                       origin=origin)
+        _change_status(
+            comment, data["status"], None, data.get("action") or "remove", data.get("reason", ""), origin=origin
+        )
         return "applied"
     if kind == "ban":
         user = _regional_user(data["user"])
         expires_at = parse_datetime(data["expires_at"]) if data.get("expires_at") else None
         ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=(data.get("reason") or "")[:500])
-        _audit(None, "timeout" if expires_at else "ban", video=video, target_user=user, reason=ban.reason,
-               ban_id=ban.pk, origin=origin)
+        _audit(
+            None,
+            "timeout" if expires_at else "ban",
+            video=video,
+            target_user=user,
+            reason=ban.reason,
+            ban_id=ban.pk,
+            origin=origin,
+        )
         return "applied"
     if kind == "unban":
         user = _regional_user(data["user"])

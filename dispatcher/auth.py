@@ -8,6 +8,7 @@ needs the raw one to detect a slow socket, dispatcher/connections.py).
 from __future__ import annotations
 
 from http.cookies import SimpleCookie
+from importlib import import_module
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -16,7 +17,6 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import AnonymousUser
 from django.db import close_old_connections
 from django.utils.crypto import constant_time_compare
-from importlib import import_module
 
 
 def headers_of(scope) -> dict[str, str]:

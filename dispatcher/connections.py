@@ -21,7 +21,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -43,7 +43,7 @@ class _Resume:
         while True:
             try:
                 yield future
-            except BaseException as exc:  # cancelled (or thrown into) while waiting
+            except BaseException as exc:  # noqa: BLE001 - cancelled (or thrown into) while waiting: pass it on
                 try:
                     future = self.coro.throw(exc)
                 except StopIteration as stop:
@@ -69,7 +69,7 @@ class TransportProbe:
         self.twisted = not hasattr(transport, "get_write_buffer_size")
 
     @classmethod
-    def for_send(cls, send) -> "TransportProbe | None":
+    def for_send(cls, send) -> TransportProbe | None:
         owner = getattr(send, "__self__", None)  # uvicorn: bound method of the cycle/protocol
         if owner is None and getattr(send, "args", None):  # daphne: partial(server.handle_reply, protocol)
             owner = send.args[0]
@@ -119,12 +119,33 @@ class Connection:
 
     kind = "base"
     __slots__ = (
-        "_send", "video_id", "moderator", "viewer", "skip_to", "last_id", "started", "closed",
-        "buffer", "buffered_bytes", "pending", "probe", "on_close", "close_reason", "early", "fast", "__weakref__",
+        "_send",
+        "video_id",
+        "moderator",
+        "viewer",
+        "skip_to",
+        "last_id",
+        "started",
+        "closed",
+        "buffer",
+        "buffered_bytes",
+        "pending",
+        "probe",
+        "on_close",
+        "close_reason",
+        "early",
+        "fast",
+        "__weakref__",
     )
 
-    def __init__(self, send, video_id: int, moderator: bool = False, viewer: bool = True,
-                 on_close: Callable[["Connection", str], None] | None = None):
+    def __init__(
+        self,
+        send,
+        video_id: int,
+        moderator: bool = False,
+        viewer: bool = True,
+        on_close: Callable[[Connection, str], None] | None = None,
+    ):
         self._send = send
         self.video_id = video_id
         self.moderator = moderator
@@ -292,7 +313,7 @@ class Connection:
         if self.on_close is not None:
             try:
                 self.on_close(self, reason)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("on_close failed")
 
 

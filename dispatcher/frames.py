@@ -40,8 +40,19 @@ class _SSEEncodings:
 class Frame(_SSEEncodings):
     """One event, encoded lazily and at most once for each transport."""
 
-    __slots__ = ("type", "id", "position", "first_position", "data", "audience", "_sse", "_ws", "_sse_msg",
-                 "_ws_msg", "_chunk")
+    __slots__ = (
+        "type",
+        "id",
+        "position",
+        "first_position",
+        "data",
+        "audience",
+        "_sse",
+        "_ws",
+        "_sse_msg",
+        "_ws_msg",
+        "_chunk",
+    )
     frames = None  # not a Burst
 
     def __init__(self, type: str, id: str, data: str, audience: str = ""):
@@ -83,7 +94,7 @@ class Frame(_SSEEncodings):
         return self._ws_msg
 
     @classmethod
-    def from_stream(cls, event) -> "Frame":
+    def from_stream(cls, event) -> Frame:
         return cls(event.type, event.id, event.data, event.audience)
 
     def __repr__(self) -> str:

@@ -41,7 +41,7 @@ from livecomment import redis_client
 
 log = logging.getLogger(__name__)
 
-_hubs: dict[asyncio.AbstractEventLoop, "Hub"] = {}
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 
 # Connection writes per turn of the event loop (Hub._write_some): a few
 # milliseconds, then requests waiting for the loop get their turn.
@@ -52,7 +52,7 @@ WRITES_PER_TURN = 512
 TIP_GRACE_SECONDS = 1.0
 
 
-def get_hub() -> "Hub":
+def get_hub() -> Hub:
     """The hub of this process (one per event loop, i.e. per server process)."""
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
@@ -63,7 +63,7 @@ def get_hub() -> "Hub":
     return hub
 
 
-def current_hub() -> "Hub | None":
+def current_hub() -> Hub | None:
     try:
         return _hubs.get(asyncio.get_running_loop())
     except RuntimeError:
@@ -71,8 +71,22 @@ def current_hub() -> "Hub | None":
 
 
 class VideoSubscription:
-    __slots__ = ("video_id", "connections", "last_id", "last_position", "lock", "joined", "viewers_sent", "viewers_frame",
-                 "outbox", "active", "burst", "burst_connections", "burst_next", "tip_ahead")
+    __slots__ = (
+        "video_id",
+        "connections",
+        "last_id",
+        "last_position",
+        "lock",
+        "joined",
+        "viewers_sent",
+        "viewers_frame",
+        "outbox",
+        "active",
+        "burst",
+        "burst_connections",
+        "burst_next",
+        "tip_ahead",
+    )
 
     def __init__(self, video_id: int):
         self.video_id = video_id
@@ -130,8 +144,12 @@ class Hub:
                 loop.create_task(self._every(settings.REALTIME_HEARTBEAT_SECONDS, self._heartbeat), name="hub-ping"),
                 loop.create_task(self._every(self.refresh_interval(), self._refresh_groups), name="hub-refresh"),
                 loop.create_task(self._every(settings.REALTIME_TIP_CHECK_SECONDS, self._check_tips), name="hub-tips"),
-                loop.create_task(self._every(settings.REALTIME_VIEWERS_INTERVAL, self._report_viewers), name="hub-viewers"),
-                loop.create_task(self._every(settings.REALTIME_REDIS_CHECK_SECONDS, self._watch_redis), name="hub-redis"),
+                loop.create_task(
+                    self._every(settings.REALTIME_VIEWERS_INTERVAL, self._report_viewers), name="hub-viewers"
+                ),
+                loop.create_task(
+                    self._every(settings.REALTIME_REDIS_CHECK_SECONDS, self._watch_redis), name="hub-redis"
+                ),
             ]
             self.started = True
             self._install_drain_on_sigterm(loop)
@@ -299,7 +317,7 @@ class Hub:
                 continue
             try:
                 await self.handle(message)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("handling %s failed", message.get("e"))
 
     async def handle(self, message: dict) -> None:
@@ -490,8 +508,11 @@ class Hub:
                 down.append(url)
         if down:
             if self.redis_up:
-                log.warning("Redis unreachable (%d of %d hosts); will resync when back",
-                            len(down), len(redis_client.shard_urls()))
+                log.warning(
+                    "Redis unreachable (%d of %d hosts); will resync when back",
+                    len(down),
+                    len(redis_client.shard_urls()),
+                )
             self.redis_up = False
             return
         if not self.redis_up:

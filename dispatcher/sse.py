@@ -90,16 +90,33 @@ async def serve(scope, receive, send) -> None:
         video_id = connection.video_id
         del scope, message  # live: nothing of the request is kept
         opened_at = time.monotonic()
-        log.info("stream open", extra={"event": "stream.open", "transport": "sse", "video": video_id,
-                                       "request_id": request_id, "resume": resumed, "backlog": backlog_len})
+        log.info(
+            "stream open",
+            extra={
+                "event": "stream.open",
+                "transport": "sse",
+                "video": video_id,
+                "request_id": request_id,
+                "resume": resumed,
+                "backlog": backlog_len,
+            },
+        )
         while (await receive())["type"] != "http.disconnect":
             pass
         connection.stop()
         get_hub().unsubscribe(connection)
-        log.info("stream close", extra={"event": "stream.close", "transport": "sse", "video": video_id,
-                                        "request_id": request_id, "reason": connection.close_reason or "client",
-                                        "duration_ms": round((time.monotonic() - opened_at) * 1000),
-                                        "last_event_id": connection.last_id})
+        log.info(
+            "stream close",
+            extra={
+                "event": "stream.close",
+                "transport": "sse",
+                "video": video_id,
+                "request_id": request_id,
+                "reason": connection.close_reason or "client",
+                "duration_ms": round((time.monotonic() - opened_at) * 1000),
+                "last_event_id": connection.last_id,
+            },
+        )
     finally:
         if connection is not None and not connection.closed:  # cancelled, or the server failed
             connection.stop()
@@ -127,8 +144,13 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
     parts.extend(Frame.from_stream(event).sse for event in backlog.events)
     if sub.viewers_frame is not None:
         parts.append(sub.viewers_frame.sse)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
     if backlog.events:
         connection.last_id = backlog.events[-1].id
@@ -139,9 +161,17 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
 async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> None:
     if slot is not None:
         slot.release()
-    log.info("stream refused", extra={"event": "stream.refused", "transport": "sse", "status": error.status,
-                                      "code": error.code, "path": scope.get("path", ""),
-                                      "request_id": request_id})
+    log.info(
+        "stream refused",
+        extra={
+            "event": "stream.refused",
+            "transport": "sse",
+            "status": error.status,
+            "code": error.code,
+            "path": scope.get("path", ""),
+            "request_id": request_id,
+        },
+    )
     headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
     headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

@@ -21,8 +21,11 @@ class GatewayStatsConsumer(AsyncHttpConsumer):
     async def handle(self, body):
         client = (self.scope.get("client") or ("", 0))[0]
         if client not in LOOPBACK and not settings.GATEWAY_STATS_PUBLIC:
-            await self.send_response(403, b'{"error":{"code":"forbidden","message":"loopback only"}}',
-                                     headers=[(b"content-type", b"application/json")])
+            await self.send_response(
+                403,
+                b'{"error":{"code":"forbidden","message":"loopback only"}}',
+                headers=[(b"content-type", b"application/json")],
+            )
             return
         hub = current_hub()
         data = hub.snapshot() if hub is not None else {"channel": None, "videos": {}, "received_by_video": {}}

@@ -24,12 +24,11 @@ from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
 from dispatcher.hub import get_hub
-from livecomment import limits
-from livecomment.throttling import check_post_throttles
-from livecomment import metrics
+from livecomment import limits, metrics
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.logging_config import request_id_from_scope
 from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.throttling import check_post_throttles
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +75,32 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             connection.last_id = backlog.events[-1].id
         connection.start(backlog.last_position)
         self.opened_at = time.monotonic()
-        log.info("stream open", extra={"event": "stream.open", "transport": "ws", "video": video_id,
-                                       "request_id": self.request_id, "resume": self.request.last_event_id is not None,
-                                       "backlog": len(backlog.events)})
+        log.info(
+            "stream open",
+            extra={
+                "event": "stream.open",
+                "transport": "ws",
+                "video": video_id,
+                "request_id": self.request_id,
+                "resume": self.request.last_event_id is not None,
+                "backlog": len(backlog.events),
+            },
+        )
 
     async def _refuse(self, error: ServiceError) -> None:
         if self.stream_slot is not None:
             self.stream_slot.release()
-        log.info("stream refused", extra={"event": "stream.refused", "transport": "ws", "status": error.status,
-                                          "code": error.code, "path": self.scope.get("path", ""),
-                                          "request_id": self.request_id})
+        log.info(
+            "stream refused",
+            extra={
+                "event": "stream.refused",
+                "transport": "ws",
+                "status": error.status,
+                "code": error.code,
+                "path": self.scope.get("path", ""),
+                "request_id": self.request_id,
+            },
+        )
         if self.connection is not None:
             get_hub().unsubscribe(self.connection)
             self.connection = None
@@ -105,10 +120,19 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             connection.stop()
             get_hub().unsubscribe(connection)
         if connection is not None and self.opened_at:
-            log.info("stream close", extra={"event": "stream.close", "transport": "ws", "video": connection.video_id,
-                                            "request_id": self.request_id, "reason": connection.close_reason or "client",
-                                            "code": code, "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
-                                            "last_event_id": connection.last_id})
+            log.info(
+                "stream close",
+                extra={
+                    "event": "stream.close",
+                    "transport": "ws",
+                    "video": connection.video_id,
+                    "request_id": self.request_id,
+                    "reason": connection.close_reason or "client",
+                    "code": code,
+                    "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
+                    "last_event_id": connection.last_id,
+                },
+            )
 
     async def receive(self, text_data=None, bytes_data=None):
         ref = None

@@ -1,19 +1,18 @@
 """ASGI entry point for Daphne and uvicorn: HTTP (Django + the SSE stream) and WebSocket.
 
-    daphne livecomment.asgi:application
-    uvicorn livecomment.asgi:application
+daphne livecomment.asgi:application
+uvicorn livecomment.asgi:application
 """
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livecomment.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
 from livecomment.asgi_handler import get_asgi_application  # noqa: E402
-
 from livecomment.embedded_redis import ensure_from_settings  # noqa: E402
 
 # With no REDIS_URL, share (or start, and own) the embedded redis-server.

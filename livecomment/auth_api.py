@@ -52,7 +52,10 @@ class TokenView(APIView):
     @extend_schema(
         operation_id="auth_token_create",
         request=TokenRequestSerializer,
-        responses={200: TokenResponseSerializer, **{c: OpenApiResponse(ErrorSerializer) for c in (400, 401, 413, 415, 429)}},
+        responses={
+            200: TokenResponseSerializer,
+            **{c: OpenApiResponse(ErrorSerializer) for c in (400, 401, 413, 415, 429)},
+        },
     )
     def post(self, request):
         body = request.data

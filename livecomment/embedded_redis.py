@@ -90,26 +90,35 @@ class EmbeddedRedis:
             self.socket.unlink()  # stale: nothing answered on it
         args = [
             redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.dir),
-            "--daemonize", "no",
-            "--save", "",
-            "--logfile", str(self.dir / "redis.log"),
-            "--pidfile", str(self.dir / "redis.pid"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--logfile",
+            str(self.dir / "redis.log"),
+            "--pidfile",
+            str(self.dir / "redis.pid"),
             # Streams are the hot store; keep them across restarts of the demo.
-            "--appendonly", "yes" if self.persist else "no",
-            "--appendfsync", "everysec",
-            "--maxclients", "10000",
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "everysec",
+            "--maxclients",
+            "10000",
         ]
         # The kernel's parent-death signal fires when the *thread* that forked
         # exits, so only ask for it from the main thread (which lives as long
         # as the process); other threads rely on atexit alone.
         preexec = _die_with_parent if threading.current_thread() is threading.main_thread() else None
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=preexec
-        )
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=preexec)
         deadline = time.monotonic() + timeout
         while not self.running():
             if self.process.poll() is not None:

@@ -104,9 +104,7 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
-        return Response(
-            error_body("body_too_large", "The request body is too large."), status=413
-        )
+        return Response(error_body("body_too_large", "The request body is too large."), status=413)
     if not isinstance(exc, (ServiceError, drf.APIException)):
         outage = _outage(exc)
         if outage is not None:

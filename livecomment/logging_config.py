@@ -63,7 +63,12 @@ class RequestIdFilter(logging.Filter):
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class PlainFormatter(logging.Formatter):
@@ -109,8 +114,10 @@ def logging_config(log_format: str, level: str) -> dict:
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": "livecomment.logging_config.RequestIdFilter"}},
         "formatters": {
-            "plain": {"()": "livecomment.logging_config.PlainFormatter",
-                      "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+            "plain": {
+                "()": "livecomment.logging_config.PlainFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            },
             "json": {"()": "livecomment.logging_config.JsonFormatter"},
         },
         "handlers": {"console": console},

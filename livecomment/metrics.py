@@ -137,7 +137,8 @@ class HubCollector:
             "livecomment_videos_watched", "Videos with at least one local connection (groups joined).", value=videos
         )
         yield GaugeMetricFamily(
-            "livecomment_gateway_draining", "1 while this process drains for shutdown.",
+            "livecomment_gateway_draining",
+            "1 while this process drains for shutdown.",
             value=1 if hub is not None and hub.draining else 0,
         )
 
@@ -200,13 +201,15 @@ class MetricsConsumer(AsyncHttpConsumer):
     async def handle(self, body):
         if not allowed(self.scope):
             await self.send_response(
-                403, b'{"error":{"code":"forbidden","message":"/metrics answers loopback clients only."}}',
+                403,
+                b'{"error":{"code":"forbidden","message":"/metrics answers loopback clients only."}}',
                 headers=[(b"content-type", b"application/json")],
             )
             return
         if self.scope["method"] not in ("GET", "HEAD"):
             await self.send_response(
-                405, b'{"error":{"code":"method_not_allowed","message":"Use GET."}}',
+                405,
+                b'{"error":{"code":"method_not_allowed","message":"Use GET."}}',
                 headers=[(b"content-type", b"application/json"), (b"allow", b"GET, HEAD")],
             )
             return
@@ -216,6 +219,7 @@ class MetricsConsumer(AsyncHttpConsumer):
                 accept = value.decode("latin-1")
         output, content_type = render(accept)
         await self.send_response(
-            200, b"" if self.scope["method"] == "HEAD" else output,
+            200,
+            b"" if self.scope["method"] == "HEAD" else output,
             headers=[(b"content-type", content_type.encode()), (b"cache-control", b"no-store")],
         )

@@ -87,7 +87,10 @@ class RequestMiddleware:
         metrics.REQUESTS.labels(method, route, str(response.status_code)).inc()
         if settings.LOG_REQUESTS and log.isEnabledFor(logging.INFO):
             log.info(
-                "%s %s %s", request.method, request.path, response.status_code,
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
                 extra={
                     "event": "request",
                     "method": request.method,

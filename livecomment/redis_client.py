@@ -38,7 +38,7 @@ UNAVAILABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError
 
 _sync_clients: dict[tuple[int, str], redis.Redis] = {}
 _sync_lock = threading.Lock()
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]]" = (
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -79,6 +79,7 @@ def async_client(url: str | None = None) -> aioredis.Redis:
 
 
 # -- Redis Cluster ----------------------------------------------------------------
+
 
 class ClusterUnavailable(redis.ConnectionError):
     """The cluster cannot serve the command now: no node answered, the slot's

@@ -8,7 +8,8 @@ def build_application(django_asgi_app):
 
     http_routes = []
     websocket_routes = []
-    from dispatcher.routing import http_routes as rt_http, websocket_routes as rt_ws
+    from dispatcher.routing import http_routes as rt_http
+    from dispatcher.routing import websocket_routes as rt_ws
 
     http_routes, websocket_routes = list(rt_http), list(rt_ws)
     from livecomment.metrics import MetricsConsumer

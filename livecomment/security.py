@@ -21,8 +21,11 @@ def csrf_failure(request, reason=""):
     )
     if wants_json:
         return JsonResponse(
-            error_body("csrf_failed", f"CSRF check failed: {reason or 'missing or wrong token'}. "
-                       "Send the csrftoken cookie's value as X-CSRFToken, or use token authentication."),
+            error_body(
+                "csrf_failed",
+                f"CSRF check failed: {reason or 'missing or wrong token'}. "
+                "Send the csrftoken cookie's value as X-CSRFToken, or use token authentication.",
+            ),
             status=403,
         )
     return django_csrf_failure(request, reason)

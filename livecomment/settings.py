@@ -100,11 +100,7 @@ TEMPLATES = [
 ]
 
 # --- Database: the system of record -----------------------------------------
-DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'livecomment.sqlite3'}"
-    )
-}
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'livecomment.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the streaming readers and the single writer work side by side;
     # the timeout rides out short write bursts instead of failing with "locked".
@@ -200,7 +196,8 @@ if CHANNEL_LAYER == "core" and REDIS_CLUSTER_URL and not env.str("REDIS_URL", de
 CACHES = {
     "default": {
         # On a cluster: Django's RedisCache through redis-py's cluster client.
-        "BACKEND": "livecomment.redis_client.RedisClusterCache" if REDIS_CLUSTER_URL
+        "BACKEND": "livecomment.redis_client.RedisClusterCache"
+        if REDIS_CLUSTER_URL
         else "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_CLUSTER_URL or REDIS_URL,
         "KEY_PREFIX": "lc-cache",
@@ -302,8 +299,13 @@ THROTTLE_LOGIN_IP_RATE = env.str("THROTTLE_LOGIN_IP_RATE", default="100/min")
 MAX_STREAMS_PER_IP = env_int("MAX_STREAMS_PER_IP", 100, minimum=0)
 # Not limited per IP: the machine itself (a local proxy without NUM_PROXIES, the benchmark).
 RATE_LIMIT_EXEMPT_IPS = env.list("RATE_LIMIT_EXEMPT_IPS", default=["127.0.0.1", "::1"])
-for _name in ("THROTTLE_POST_RATE", "THROTTLE_ANON_RATE", "THROTTLE_POST_IP_RATE", "THROTTLE_LOGIN_RATE",
-              "THROTTLE_LOGIN_IP_RATE"):
+for _name in (
+    "THROTTLE_POST_RATE",
+    "THROTTLE_ANON_RATE",
+    "THROTTLE_POST_IP_RATE",
+    "THROTTLE_LOGIN_RATE",
+    "THROTTLE_LOGIN_IP_RATE",
+):
     _num, _, _period = globals()[_name].partition("/")
     if not (_num.isdigit() and _period[:1] in ("s", "m", "h", "d")):
         raise ImproperlyConfigured(f"{_name} must look like 30/min, got {globals()[_name]!r}")
@@ -380,6 +382,6 @@ LOG_REQUESTS = env.bool("LOG_REQUESTS", default=True)
 # /metrics (Prometheus, per process) answers loopback clients only unless set.
 METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
 
-from livecomment.logging_config import logging_config
+from livecomment.logging_config import logging_config  # noqa: E402 - needs the settings above
 
 LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))

@@ -40,8 +40,8 @@ from rest_framework.throttling import (
     UserRateThrottle,
 )
 
-from livecomment.limits import client_ip, is_exempt
 from livecomment import redis_client
+from livecomment.limits import client_ip, is_exempt
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -220,8 +220,11 @@ def _refuse(throttle):
 
     wait = max(1, int(throttle.wait() or 1))
     return ServiceError(
-        "throttled", f"Too many requests; try again in {wait} s.", 429,
-        headers={"Retry-After": str(wait)}, retry_after=wait,
+        "throttled",
+        f"Too many requests; try again in {wait} s.",
+        429,
+        headers={"Retry-After": str(wait)},
+        retry_after=wait,
     )
 
 

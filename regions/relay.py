@@ -186,16 +186,24 @@ class Relay:
     killed at any point and started again.
     """
 
-    def __init__(self, targets: list[tuple[str, str]] = (), ingest: bool = True, batch: int = 500,
-                 in_flight_seconds: float = 10.0, block_ms: int = 500, retry_seconds: float = 1.0):
+    def __init__(
+        self,
+        targets: list[tuple[str, str]] = (),
+        ingest: bool = True,
+        batch: int = 500,
+        in_flight_seconds: float = 10.0,
+        block_ms: int = 500,
+        retry_seconds: float = 1.0,
+    ):
         self.region = settings.REGION
         for name, _url in targets:
             if name == self.region:
                 raise ValueError(f"--to {name}: that is this region (REGION={self.region}); a relay sends elsewhere")
         self.targets = [Target(name, url) for name, url in targets]
         hosts = [CLUSTER] if redis_client.cluster_mode() else redis_client.shard_urls()
-        self.lanes = [Lane(target, stream_name(self.region, i), url)
-                      for target in self.targets for i, url in enumerate(hosts)]
+        self.lanes = [
+            Lane(target, stream_name(self.region, i), url) for target in self.targets for i, url in enumerate(hosts)
+        ]
         self.ingest = ingest
         self.batch = batch
         self.in_flight_seconds = in_flight_seconds
@@ -342,9 +350,12 @@ class Relay:
             return 0
         self._up(target)
         if position == "lost":
-            log.warning("relay %s to %s: it lost its position (its Redis restarted empty?); sending again from the "
-                        "start of this region's stream (what it applied already is skipped there)",
-                        lane.stream, target.name)
+            log.warning(
+                "relay %s to %s: it lost its position (its Redis restarted empty?); sending again from the "
+                "start of this region's stream (what it applied already is skipped there)",
+                lane.stream,
+                target.name,
+            )
             lane.position = cursors.ZERO
             return 1
         moved = cursors.compare(position, lane.position) > 0
@@ -380,7 +391,10 @@ class Relay:
             log.error(
                 "relay %s to %s: its position %s is older than this region's stream (starts at %s); "
                 "changes trimmed in between are not relayed (raise REGION_STREAM_MAXLEN)",
-                lane.stream, lane.target.name, lane.position, first_after,
+                lane.stream,
+                lane.target.name,
+                lane.position,
+                first_after,
             )
             self.stats["gaps"] += 1
 
@@ -416,13 +430,19 @@ class Relay:
     def _check_committed(entries: list) -> dict[str, bool]:
         comment_ids = {int(f["c"]) for _i, f in entries if f.get("c")}
         audit_ids = {int(f["m"]) for _i, f in entries if f.get("m")}
-        comments = {
-            pk: (position, status_position)
-            for pk, position, status_position in Comment.objects.filter(pk__in=comment_ids).values_list(
-                "pk", "position", "status_position"
-            )
-        } if comment_ids else {}
-        audits = set(ModerationAction.objects.filter(pk__in=audit_ids).values_list("pk", flat=True)) if audit_ids else set()
+        comments = (
+            {
+                pk: (position, status_position)
+                for pk, position, status_position in Comment.objects.filter(pk__in=comment_ids).values_list(
+                    "pk", "position", "status_position"
+                )
+            }
+            if comment_ids
+            else {}
+        )
+        audits = (
+            set(ModerationAction.objects.filter(pk__in=audit_ids).values_list("pk", flat=True)) if audit_ids else set()
+        )
         found = {}
         for entry_id, f in entries:
             kind = f.get("t")
@@ -471,7 +491,11 @@ class Relay:
                 except ValueError:
                     data = {}
                 outcome = services.ingest_remote_event(
-                    region_of(stream), entry_id, fields.get("t", ""), int(video) if video else None, data,
+                    region_of(stream),
+                    entry_id,
+                    fields.get("t", ""),
+                    int(video) if video else None,
+                    data,
                     stream=stream,
                 )
                 self.stats[outcome.split(":")[0]] += 1

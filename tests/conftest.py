@@ -47,8 +47,8 @@ def _generous_throttles(settings):
     settings.THROTTLE_ANON_RATE = "100000/min"
 
 
-from tests.servers import gateways  # noqa: E402,F401  (fixture)
-from tests.separate_redis import persistent_separate_redis, separate_redis  # noqa: E402,F401  (fixtures)
+from tests.separate_redis import persistent_separate_redis, separate_redis  # noqa: E402  (fixtures)
+from tests.servers import gateways  # noqa: E402  (fixture)
 
 
 @pytest.fixture

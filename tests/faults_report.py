@@ -1,12 +1,12 @@
 """Render docs/RELIABILITY.md from the figures `make faults` collected.
 
-    python -m tests.faults_report var/faults.jsonl > docs/RELIABILITY.md
+python -m tests.faults_report var/faults.jsonl > docs/RELIABILITY.md
 """
 
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 COLUMNS = ["clients", "acknowledged", "delivered", "lost", "duplicated"]
 
@@ -21,8 +21,10 @@ def main(path: str) -> None:
         "and asserts zero lost and zero duplicated. Reproduce with `make faults` (loopback only,\n"
         "about two minutes); it rewrites this file.\n\n"
     )
-    out.write(f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}, "
-              f"Python {platform.python_version()}.\n\n")
+    out.write(
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}, "
+        f"Python {platform.python_version()}.\n\n"
+    )
     out.write("| fault | " + " | ".join(COLUMNS) + " | other |\n")
     out.write("| --- | " + " | ".join("---" for _ in COLUMNS) + " | --- |\n")
     for row in rows:

@@ -129,7 +129,7 @@ class SSEClient(_Collector):
                 self.lock.notify_all()
             self.opened.set()
 
-    def wait_open(self, timeout: float = 10.0) -> "SSEClient":
+    def wait_open(self, timeout: float = 10.0) -> SSEClient:
         assert self.opened.wait(timeout), "stream did not open"
         return self
 
@@ -196,7 +196,7 @@ class StalledReader:
         while time.monotonic() < deadline:
             try:
                 chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return True  # reset
@@ -254,7 +254,7 @@ class ResumingSSEClient(_Collector):
                 self.opened.set()
                 seen = 0
                 while not self._stop.is_set():
-                    client.wait_until(lambda c: len(c.events) > seen or c.closed, 0.5)
+                    client.wait_until(lambda c, seen=seen: len(c.events) > seen or c.closed, 0.5)
                     with client.lock:
                         fresh = client.events[seen:]
                         seen = len(client.events)

@@ -74,24 +74,34 @@ class ClusterNode:
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.dir),
-            "--cluster-enabled", "yes",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--cluster-enabled",
+            "yes",
             # Same file across stop()/start(): the node comes back as itself,
             # serving its slots (empty: nothing else is kept on disk).
-            "--cluster-config-file", str(self.dir / "nodes.conf"),
-            "--cluster-node-timeout", "2000",
+            "--cluster-config-file",
+            str(self.dir / "nodes.conf"),
+            "--cluster-node-timeout",
+            "2000",
             # Losing a node must stop only its slots, not the whole cluster.
-            "--cluster-require-full-coverage", "no",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", str(self.dir / "redis.log"),
+            "--cluster-require-full-coverage",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         preexec = die_with_parent if threading.current_thread() is threading.main_thread() else None
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        preexec_fn=preexec)
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=preexec)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -144,9 +154,19 @@ class RedisClusterNodes:
         for node in self.nodes:
             node.start()
         create = subprocess.run(
-            [redis_cli_binary(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+            [
+                redis_cli_binary(),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if create.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout}\n{create.stderr}")
@@ -178,7 +198,8 @@ class RedisClusterNodes:
             if isinstance(lines, dict):  # redis-py parses it into {address: info}
                 infos = list(lines.values())
                 return len(infos) == len(self.nodes) and all(
-                    i.get("connected") and "fail" not in i.get("flags", "") for i in infos)
+                    i.get("connected") and "fail" not in i.get("flags", "") for i in infos
+                )
             return True
         except redis.RedisError:
             return False
@@ -239,8 +260,13 @@ def redis_cluster():
         cluster.stop()
 
 
-def use_cluster(settings, cluster: RedisClusterNodes, layer_url: str | None = None,
-                region_stream: bool = False, seeds: str | None = None) -> None:
+def use_cluster(
+    settings,
+    cluster: RedisClusterNodes,
+    layer_url: str | None = None,
+    region_stream: bool = False,
+    seeds: str | None = None,
+) -> None:
     """Point this process's settings at the cluster, as REDIS_CLUSTER_URL does:
     hot store and throttle cache on the cluster, the channel layer on
     `layer_url` (default: the seed node). region_stream=False sets
@@ -253,17 +279,21 @@ def use_cluster(settings, cluster: RedisClusterNodes, layer_url: str | None = No
     layers = {**settings.CHANNEL_LAYERS}
     layers["default"] = {**layers["default"], "CONFIG": {**layers["default"]["CONFIG"], "hosts": [layer_url]}}
     settings.CHANNEL_LAYERS = layers
-    settings.CACHES = {**settings.CACHES, "default": {
-        **settings.CACHES["default"],
-        "BACKEND": "livecomment.redis_client.RedisClusterCache",
-        "LOCATION": seeds,
-    }}
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "livecomment.redis_client.RedisClusterCache",
+            "LOCATION": seeds,
+        },
+    }
     if not region_stream:
         settings.REGION_STREAM_MAXLEN = 0
 
 
-def cluster_env(cluster: RedisClusterNodes, layer_url: str | None = None, region_stream: bool = False,
-                seeds: str | None = None) -> dict:
+def cluster_env(
+    cluster: RedisClusterNodes, layer_url: str | None = None, region_stream: bool = False, seeds: str | None = None
+) -> dict:
     """The environment of a gateway process on the cluster (tests/servers.py `gateways.start(**env)`)."""
     env = {"REDIS_CLUSTER_URL": seeds or cluster.url, "REDIS_URL": layer_url or cluster.url}
     if not region_stream:

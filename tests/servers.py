@@ -118,8 +118,21 @@ class Gateways:
         if server == "daphne":
             cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
         else:
-            cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-                   "--no-access-log", "--loop", "uvloop", "--http", "httptools", app]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                app,
+            ]
         log_path = self.tmp_path / f"gateway-{port}.log"
         log = open(log_path, "ab")
         process = subprocess.Popen(

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from comments import cursors, hotstore, services
 from comments.models import Ban, BlockedTerm, Comment, ModerationAction, Report
-from tests.base import alice, bob, make_user, staff, video  # noqa: F401
+from tests.base import alice, bob, make_user, staff, video
 
 
 def admin_client(user):
@@ -28,8 +28,13 @@ def superuser():
 def bulk_comments(video, author, count, base=1_800_000_000_000):
     """Rows as the write path leaves them (cursor + position), made quickly."""
     Comment.objects.bulk_create(
-        Comment(video=video, author=author, text=f"<b>bulk</b> {i}", cursor=f"{base + i}-0",
-                position=cursors.to_position(f"{base + i}-0"))
+        Comment(
+            video=video,
+            author=author,
+            text=f"<b>bulk</b> {i}",
+            cursor=f"{base + i}-0",
+            position=cursors.to_position(f"{base + i}-0"),
+        )
         for i in range(count)
     )
 
@@ -57,12 +62,20 @@ def test_it_renders_every_admin_page_for_staff(db, video, alice, bob):
     BlockedTerm.objects.create(term="spoiler")
     client = admin_client(root)
     for path in [
-        "/admin/", "/admin/videos/video/", f"/admin/videos/video/{video.pk}/change/",
-        "/admin/comments/comment/", f"/admin/comments/comment/{comment.pk}/change/",
-        "/admin/comments/comment/?status__exact=visible", "/admin/comments/comment/?reported=open",
-        f"/admin/comments/comment/?video__id__exact={video.pk}", "/admin/comments/comment/?q=world",
-        "/admin/comments/ban/", "/admin/comments/blockedterm/", "/admin/comments/blockedterm/add/",
-        "/admin/comments/report/", "/admin/comments/moderationaction/",
+        "/admin/",
+        "/admin/videos/video/",
+        f"/admin/videos/video/{video.pk}/change/",
+        "/admin/comments/comment/",
+        f"/admin/comments/comment/{comment.pk}/change/",
+        "/admin/comments/comment/?status__exact=visible",
+        "/admin/comments/comment/?reported=open",
+        f"/admin/comments/comment/?video__id__exact={video.pk}",
+        "/admin/comments/comment/?q=world",
+        "/admin/comments/ban/",
+        "/admin/comments/blockedterm/",
+        "/admin/comments/blockedterm/add/",
+        "/admin/comments/report/",
+        "/admin/comments/moderationaction/",
     ]:
         r = client.get(path)
         assert r.status_code == 200, path
@@ -119,10 +132,18 @@ def test_its_bulk_actions_go_through_the_write_path(db, video, alice, bob, redis
 def test_it_changes_video_settings_through_the_write_path(db, video, redis):
     root = superuser()
     client = admin_client(root)
-    r = client.post(f"/admin/videos/video/{video.pk}/change/", {
-        "title": video.title, "description": "", "stream_url": "", "poster_url": "",
-        "state": "ended", "slow_mode_seconds": 15, "comments_enabled": "on",
-    })
+    r = client.post(
+        f"/admin/videos/video/{video.pk}/change/",
+        {
+            "title": video.title,
+            "description": "",
+            "stream_url": "",
+            "poster_url": "",
+            "state": "ended",
+            "slow_mode_seconds": 15,
+            "comments_enabled": "on",
+        },
+    )
     assert r.status_code == 302, r.content.decode()[:2000]
     video.refresh_from_db()
     assert (video.state, video.slow_mode_seconds) == ("ended", 15)

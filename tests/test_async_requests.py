@@ -59,8 +59,7 @@ def test_it_posts_comments_without_starting_a_thread_per_request(thread_pool, st
             assert warm.status_code == 201, warm.text
             before = len(started_threads)
             statuses = [
-                (await client.post(url, json={"text": f"comment {i}"}, headers=headers)).status_code
-                for i in range(5)
+                (await client.post(url, json={"text": f"comment {i}"}, headers=headers)).status_code for i in range(5)
             ]
             listed = await client.get(url)
             return statuses, listed, started_threads[before:]
@@ -121,7 +120,8 @@ def test_it_logs_in_with_a_session_and_posts_with_csrf_through_asgi(thread_pool)
             url = f"/api/v1/videos/{video.pk}/comments/"
             without_csrf = await client.post(url, json={"text": "no token"})
             with_csrf = await client.post(
-                url, json={"text": "with token"},
+                url,
+                json={"text": "with token"},
                 headers={"X-CSRFToken": client.cookies["csrftoken"], "Referer": "http://localhost/"},
             )
             return login, without_csrf, with_csrf

@@ -4,7 +4,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.base import *  # noqa: F403
+from tests.base import *
 
 URL = "/api/v1/auth/token/"
 

@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 
 from comments import services
 from comments.models import Ban, BlockedTerm, Comment, Report
-from tests.base import alice, bob, client_for, make_user, staff, video  # noqa: F401  (fixtures)
+from tests.base import alice, bob, client_for, make_user, staff, video
 from tests.realtime_clients import SSEClient, WSClient
 from tests.servers import ROOT
 from videos.models import Video
@@ -98,8 +98,16 @@ def test_a_post_cannot_choose_its_author_video_or_status(world, video, alice, bo
     other = Video.objects.get(title="Other")
     r = client_for(alice).post(
         f"/api/v1/videos/{video.pk}/comments/",
-        {"text": "mine", "author": {"id": bob.pk, "name": "bob"}, "author_id": bob.pk, "video": other.pk,
-         "status": "held", "id": 1, "cursor": "1-0", "created": "2000-01-01T00:00:00Z"},
+        {
+            "text": "mine",
+            "author": {"id": bob.pk, "name": "bob"},
+            "author_id": bob.pk,
+            "video": other.pk,
+            "status": "held",
+            "id": 1,
+            "cursor": "1-0",
+            "created": "2000-01-01T00:00:00Z",
+        },
         format="json",
     )
     assert r.status_code == 201
@@ -117,7 +125,9 @@ def test_a_hidden_comment_is_seen_only_by_its_author_and_the_videos_moderators(w
         assert r.status_code == 200 and r.json()["status"] == status
     else:
         # Indistinguishable from a comment that does not exist.
-        assert r.status_code == 404 and r.json() == {"error": {"code": "not_found", "message": f"No comment {comment.pk}."}}
+        assert r.status_code == 404 and r.json() == {
+            "error": {"code": "not_found", "message": f"No comment {comment.pk}."}
+        }
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -214,8 +224,17 @@ def test_a_wrong_csrf_token_is_refused_too(db, video, staff):
 def test_session_writes_with_the_csrf_token_work(db, video, alice, bob, staff):
     comment = comment_in(video, alice, "visible")
     client = session_client(staff)
-    expected = {"comments/": 201, "report/": 201, "moderate/": 200, f"videos/{video.pk}/": 200, "bans/": 201,
-                "bans/1/": 404, f"comments/{comment.pk}/": 204, "auth/token/": 204, "resolve/": 200}
+    expected = {
+        "comments/": 201,
+        "report/": 201,
+        "moderate/": 200,
+        f"videos/{video.pk}/": 200,
+        "bans/": 201,
+        "bans/1/": 404,
+        f"comments/{comment.pk}/": 204,
+        "auth/token/": 204,
+        "resolve/": 200,
+    }
     for method, path, body in writes(video, comment):
         r = send(client, method, path, body, HTTP_X_CSRFTOKEN=csrf_of(client))
         status = next(s for suffix, s in expected.items() if path.endswith(suffix))
@@ -225,8 +244,13 @@ def test_session_writes_with_the_csrf_token_work(db, video, alice, bob, staff):
 def test_token_authentication_needs_no_csrf_token_even_with_a_session_cookie(db, video, alice):
     client = session_client(alice)
     token = Token.objects.create(user=alice).key
-    r = send(client, "post", f"/api/v1/videos/{video.pk}/comments/", {"text": "from the app"},
-             HTTP_AUTHORIZATION=f"Token {token}")
+    r = send(
+        client,
+        "post",
+        f"/api/v1/videos/{video.pk}/comments/",
+        {"text": "from the app"},
+        HTTP_AUTHORIZATION=f"Token {token}",
+    )
     assert r.status_code == 201
 
 
@@ -234,7 +258,9 @@ def test_the_login_and_signup_forms_need_the_csrf_token(db, alice):
     client = Client(enforce_csrf_checks=True)
     r = client.post("/accounts/login/", {"username": "alice", "password": "alice-password"})
     assert r.status_code == 403
-    r = client.post("/accounts/signup/", {"username": "mallory", "password1": "a-long-pass-1", "password2": "a-long-pass-1"})
+    r = client.post(
+        "/accounts/signup/", {"username": "mallory", "password1": "a-long-pass-1", "password2": "a-long-pass-1"}
+    )
     assert r.status_code == 403
     assert "_auth_user_id" not in client.session
 
@@ -251,8 +277,9 @@ async def ws_handshake(origin: str | None, host: str = "localhost"):
     headers = [(b"host", host.encode())]
     if origin is not None:
         headers.append((b"origin", origin.encode()))
-    communicator = WebsocketCommunicator(build_application(get_asgi_application()), "/ws/videos/999999/",
-                                         headers=headers)
+    communicator = WebsocketCommunicator(
+        build_application(get_asgi_application()), "/ws/videos/999999/", headers=headers
+    )
     connected, _ = await communicator.connect(timeout=10)
     await communicator.disconnect()
     return connected
@@ -380,17 +407,19 @@ def production_env(tmp_path, **extra) -> dict:
     from django.conf import settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_", "SESSION_", "CSRF_"))}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "livecomment.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(64),
-        "ALLOWED_HOSTS": "live.example.com",
-        "VAR_DIR": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
-        "REDIS_URL": settings.REDIS_URL,
-        "STATIC_ROOT": str(tmp_path / "static"),
-        "LOG_LEVEL": "ERROR",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "livecomment.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(64),
+            "ALLOWED_HOSTS": "live.example.com",
+            "VAR_DIR": str(tmp_path),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+            "REDIS_URL": settings.REDIS_URL,
+            "STATIC_ROOT": str(tmp_path / "static"),
+            "LOG_LEVEL": "ERROR",
+        }
+    )
     env.pop("BEHIND_TLS_PROXY", None)
     env.update(extra)
     return env
@@ -402,8 +431,9 @@ def test_production_settings_pass_check_deploy_and_hash_with_pbkdf2(tmp_path):
     check), and passwords hashed with Django's default, PBKDF2. (The tests
     themselves hash with MD5 for speed: tests/conftest.py.)"""
     env = production_env(tmp_path, BEHIND_TLS_PROXY="1")
-    out = subprocess.run([sys.executable, "-c", PRODUCTION_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PRODUCTION_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "System check identified no issues" in out.stdout, out.stdout
     probe = json.loads(out.stdout.split("PROBE ", 1)[1])
@@ -420,8 +450,14 @@ def test_production_settings_pass_check_deploy_and_hash_with_pbkdf2(tmp_path):
 def test_check_deploy_still_warns_when_served_over_plain_http(tmp_path):
     """Without BEHIND_TLS_PROXY nothing is silenced: the check says HTTPS is off."""
     env = production_env(tmp_path)
-    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "security.W004" in out.stderr + out.stdout and "security.W008" in out.stderr + out.stdout
     assert "W009" not in out.stderr + out.stdout  # the SECRET_KEY is fine
 
@@ -429,6 +465,7 @@ def test_check_deploy_still_warns_when_served_over_plain_http(tmp_path):
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     env = production_env(tmp_path)
     env.pop("SECRET_KEY")
-    out = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode != 0 and "SECRET_KEY must be set" in out.stderr

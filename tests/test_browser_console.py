@@ -20,8 +20,8 @@ from rest_framework.authtoken.models import Token
 
 from comments import services
 from comments.models import Ban, BlockedTerm, Comment, Report
-from tests.base import alice, bob, make_user, staff  # noqa: F401  (fixtures)
-from tests.browser import DESKTOP, Viewer, browser, off_loop, shared_gateway  # noqa: F401  (fixtures)
+from tests.base import alice, bob, make_user, staff
+from tests.browser import DESKTOP, Viewer, browser, off_loop, shared_gateway
 from tests.realtime_clients import SSEClient
 from videos.models import Video
 
@@ -116,7 +116,9 @@ def test_a_moderator_keeps_the_chat_clean_from_the_console(gateway, live_video, 
         approved = [e for e in viewer.comments() if e["data"]["id"] == held.pk][0]
         assert approved["data"]["cursor"] == held.cursor  # its original place in the chat
         assert early_held.pk not in event_ids(viewer, "comment")  # still held: never shown
-        page.wait_for_function(f"() => document.querySelector(\"#stream li.row[data-id='{held.pk}']\").dataset.status === 'visible'")
+        page.wait_for_function(
+            f"() => document.querySelector(\"#stream li.row[data-id='{held.pk}']\").dataset.status === 'visible'"
+        )
         Comment.objects.get(pk=held.pk, status=Comment.Status.VISIBLE)
 
         # 2. Remove a comment from its row in the live chat: the viewer is told at once.
@@ -125,7 +127,9 @@ def test_a_moderator_keeps_the_chat_clean_from_the_console(gateway, live_video, 
         assert viewer.wait_until(lambda c: rude.pk in c.comment_ids(), timeout=3)
         row(page, rude.pk).locator("button[data-act=remove]").click()
         assert viewer.wait_until(lambda c: rude.pk in event_ids(c, "comment.removed"), timeout=3), viewer.events
-        page.wait_for_function(f"() => document.querySelector(\"#stream li.row[data-id='{rude.pk}']\").dataset.status === 'removed'")
+        page.wait_for_function(
+            f"() => document.querySelector(\"#stream li.row[data-id='{rude.pk}']\").dataset.status === 'removed'"
+        )
         Comment.objects.get(pk=rude.pk, status=Comment.Status.REMOVED)
 
         # 3. A report arrives live (moderators only) and is dismissed with one click.
@@ -147,15 +151,19 @@ def test_a_moderator_keeps_the_chat_clean_from_the_console(gateway, live_video, 
         assert ban.expires_at is not None and 590 <= (ban.expires_at - ban.created).total_seconds() <= 610
         token, _ = Token.objects.get_or_create(user=alice)
         answer = httpx.post(
-            gateway.url(f"/api/v1/videos/{video.pk}/comments/"), json={"text": "let me back in"},
-            headers={"Authorization": f"Token {token.key}"}, timeout=10,
+            gateway.url(f"/api/v1/videos/{video.pk}/comments/"),
+            json={"text": "let me back in"},
+            headers={"Authorization": f"Token {token.key}"},
+            timeout=10,
         )
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["code"] == "banned"
 
         # 5. Slow mode from the switch reaches viewers as video.settings.
         page.select_option("#c-slow", "10")
-        assert viewer.wait_until(lambda c: any(e["data"]["slow_mode_seconds"] == 10 for e in c.of_type("video.settings")), timeout=3)
+        assert viewer.wait_until(
+            lambda c: any(e["data"]["slow_mode_seconds"] == 10 for e in c.of_type("video.settings")), timeout=3
+        )
         assert Video.objects.get(pk=video.pk).slow_mode_seconds == 10
 
         # The mod log lists what was done, newest first.
@@ -165,7 +173,13 @@ def test_a_moderator_keeps_the_chat_clean_from_the_console(gateway, live_video, 
             timeout=5_000,
         )
         verbs = page.eval_on_selector_all("#log-list .verb", "els => els.map(e => e.textContent)")
-        assert verbs[:5] == ["slow mode", "timed out", "dismissed report on", "removed a comment by", "approved a comment by"]
+        assert verbs[:5] == [
+            "slow mode",
+            "timed out",
+            "dismissed report on",
+            "removed a comment by",
+            "approved a comment by",
+        ]
         # The filter narrows the chat to one user (or some text), and back.
         page.fill("#stream-filter", "erin")
         shown = page.eval_on_selector_all("#stream li.row:not([hidden]) .uname", "els => els.map(e => e.textContent)")

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from comments import services
 from comments.models import BlockedTerm, Comment, ModerationAction, Report
-from tests.base import alice, bob, make_user, staff, video  # noqa: F401  (fixtures)
+from tests.base import alice, bob, make_user, staff, video
 from videos.models import Video
 
 
@@ -155,7 +155,9 @@ def test_held_comments_and_open_reports_are_in_the_page(video, alice, bob, staff
     assert [c["id"] for c in config["held"]] == [held.pk]
     assert config["held"][0]["status"] == "held"
     assert config["held"][0]["cursor"] == held.cursor
-    assert [(r["comment"], r["reason"], r["reporter"]["name"]) for r in config["reports"]] == [(shown.pk, "rude", "bob")]
+    assert [(r["comment"], r["reason"], r["reporter"]["name"]) for r in config["reports"]] == [
+        (shown.pk, "rude", "bob")
+    ]
     assert config["reportedComments"][str(shown.pk)]["text"] == "you are all wrong"
 
 
@@ -183,7 +185,12 @@ def test_user_text_in_the_page_is_never_markup(staff):
     assert response.status_code == 200
     html = response.content.decode()
     for raw in (
-        evil_title, "<img src=x", "<script>alert(2)", "<svg onload", "<img src=y", "<b>bold</b>",
+        evil_title,
+        "<img src=x",
+        "<script>alert(2)",
+        "<svg onload",
+        "<img src=y",
+        "<b>bold</b>",
     ):
         assert raw not in html, raw
     assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in html  # the title, escaped
@@ -247,11 +254,14 @@ def test_a_moderator_dismisses_every_open_report_of_a_comment(video, carol, repo
     assert post_json(client_as(carol), resolve_url(video.pk), {"comment": reported.pk}).json() == {"resolved": []}
 
 
-@pytest.mark.parametrize("who, status, code", [
-    (None, 401, "not_authenticated"),
-    ("alice", 403, "permission_denied"),
-    ("dave", 403, "permission_denied"),
-])
+@pytest.mark.parametrize(
+    "who, status, code",
+    [
+        (None, 401, "not_authenticated"),
+        ("alice", 403, "permission_denied"),
+        ("dave", 403, "permission_denied"),
+    ],
+)
 def test_only_moderators_of_the_video_dismiss_reports(who, status, code, video, reported, alice, dave):
     user = {"alice": alice, "dave": dave}.get(who)
     response = post_json(client_as(user), resolve_url(video.pk), {"comment": reported.pk})
@@ -266,7 +276,9 @@ def test_a_comment_of_another_video_is_not_touched(video, other_video, dave, rep
     assert not Report.objects.filter(resolved=True).exists()
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"comment": "7"}', b'{"comment": true}', b'{"comment": 1, "reason": 5}'])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"comment": "7"}', b'{"comment": true}', b'{"comment": 1, "reason": 5}']
+)
 def test_bad_bodies_get_400(body, video, staff, reported):
     response = client_as(staff).post(resolve_url(video.pk), data=body, content_type="application/json")
     assert response.status_code == 400
@@ -284,7 +296,9 @@ def test_resolve_needs_the_csrf_token(video, staff, reported):
     assert post_json(client, resolve_url(video.pk), {"comment": reported.pk}).status_code == 403
     token = client.get(page_url(video.pk)).cookies["csrftoken"].value
     response = client.post(
-        resolve_url(video.pk), data=json.dumps({"comment": reported.pk}), content_type="application/json",
+        resolve_url(video.pk),
+        data=json.dumps({"comment": reported.pk}),
+        content_type="application/json",
         HTTP_X_CSRFTOKEN=token,
     )
     assert response.status_code == 200 and len(response.json()["resolved"]) == 2
@@ -296,9 +310,11 @@ def test_resolve_refuses_ids_and_reasons_no_database_takes(db, video, staff):
     client = Client()
     client.force_login(staff)
     url = f"/moderation/videos/{video.pk}/reports/resolve/"
-    for body, code in (('{"comment": 1180591620717411303424}', "invalid_comment"),
-                       ('{"comment": 1, "reason": "\\ud800"}', "invalid_reason"),
-                       ('{"comment": 1, "reason": "a\\u0000b"}', "invalid_reason")):
+    for body, code in (
+        ('{"comment": 1180591620717411303424}', "invalid_comment"),
+        ('{"comment": 1, "reason": "\\ud800"}', "invalid_reason"),
+        ('{"comment": 1, "reason": "a\\u0000b"}', "invalid_reason"),
+    ):
         r = client.post(url, body, content_type="application/json")
         assert r.status_code == 400, (body, r.content)
         assert r.json()["error"]["code"] == code

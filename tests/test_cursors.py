@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from comments import cursors, hotstore
 from comments.models import Comment
-from tests.base import *  # noqa: F403
+from tests.base import *
 from videos.models import Video
 
 ms_values = st.integers(min_value=0, max_value=9_999_999_999_999)
@@ -52,8 +52,29 @@ def test_positions_of_appended_events_follow_the_stream(redis, video):
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "1", "1-", "-1", "a-1", "1-a", "1-2-3", " 1-2", "1-2 ", "1-2\n", "+1-2", "1--2", "1.0-2",
-     "12345678901234-0", "1-1234567", "１-2", "1-٢", None, 12, b"1-2", ["1-2"]],
+    [
+        "",
+        "1",
+        "1-",
+        "-1",
+        "a-1",
+        "1-a",
+        "1-2-3",
+        " 1-2",
+        "1-2 ",
+        "1-2\n",
+        "+1-2",
+        "1--2",
+        "1.0-2",
+        "12345678901234-0",
+        "1-1234567",
+        "１-2",
+        "1-٢",
+        None,
+        12,
+        b"1-2",
+        ["1-2"],
+    ],
 )
 def test_it_rejects_what_is_not_a_stream_position(bad):
     assert not cursors.is_valid(bad)

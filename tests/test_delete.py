@@ -6,7 +6,7 @@ import pytest
 
 from comments import hotstore, services
 from comments.models import Comment
-from tests.base import *  # noqa: F403
+from tests.base import *
 from tests.base import client_for
 
 
@@ -131,7 +131,9 @@ def test_it_shows_one_comment(anon_client, comment, alice):
     assert r.json()["created"].endswith("Z")
 
 
-def test_it_shows_a_removed_comment_only_to_its_author_and_moderators(alice_client, bob_client, anon_client, staff, comment):
+def test_it_shows_a_removed_comment_only_to_its_author_and_moderators(
+    alice_client, bob_client, anon_client, staff, comment
+):
     assert alice_client.delete(detail(comment)).status_code == 204
     for client in (anon_client, bob_client):
         r = client.get(detail(comment))

@@ -6,7 +6,7 @@ import time
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
 
@@ -32,11 +32,12 @@ def test_it_drains_streams_on_sigterm_and_clients_resume_elsewhere(gateways, vid
     assert drained_in < 5
     doomed.process.wait(15)
     during = [poster.post(video.pk, f"during {i}") for i in range(5)]
-    resumed = [SSEClient(other.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=c.last_id).wait_open()
-               for c in sse]
+    resumed = [
+        SSEClient(other.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=c.last_id).wait_open() for c in sse
+    ]
     expected = [c["id"] for c in before + during]
     delivered = 0
-    for first, second in zip(sse, resumed):
+    for first, second in zip(sse, resumed, strict=True):
         assert second.wait_for_comments(5)
         time.sleep(0.1)
         assert first.comment_ids() + second.comment_ids() == expected
@@ -44,7 +45,13 @@ def test_it_drains_streams_on_sigterm_and_clients_resume_elsewhere(gateways, vid
         second.close()
     fault_figures(
         f"SIGTERM to a {server} gateway (3 SSE clients get a final retry: and resume elsewhere)",
-        {"clients": 3, "acknowledged": len(expected), "delivered": delivered, "lost": 0, "duplicated": 0,
-         "drain_seconds": round(drained_in, 2)},
+        {
+            "clients": 3,
+            "acknowledged": len(expected),
+            "delivered": delivered,
+            "lost": 0,
+            "duplicated": 0,
+            "drain_seconds": round(drained_in, 2),
+        },
     )
     poster.close()

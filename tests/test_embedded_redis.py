@@ -98,8 +98,11 @@ class Serve:
         self.log_path = Path(var_dir) / "serve.log"
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=project_env(var_dir), stdin=subprocess.DEVNULL,
-            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=project_env(var_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.pids_seen: set[int] = set()
@@ -213,8 +216,12 @@ def test_two_callers_share_one_server(var_dir):
     sock = socket_path(var_dir)
     callers = [
         subprocess.Popen(
-            [sys.executable, "-c", CALLER, var_dir], cwd=ROOT, env=project_env(var_dir),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-c", CALLER, var_dir],
+            cwd=ROOT,
+            env=project_env(var_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]

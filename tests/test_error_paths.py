@@ -7,7 +7,7 @@ every endpoint shares: parsing, content negotiation, methods, unknown URLs.)
 import pytest
 from rest_framework.test import APIClient
 
-from tests.base import *  # noqa: F403
+from tests.base import *
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from comments import services
 from comments.models import Ban, BlockedTerm, Comment, ModerationAction, Report
 from dispatcher import backlog
 from dispatcher.frames import Frame
-from tests.base import client_for, make_user, staff  # noqa: F401  (fixtures)
+from tests.base import client_for, make_user, staff
 from videos.models import Video
 
 # Each payload carries a marker, so a test can tell "escaped" from "absent".
@@ -117,8 +117,10 @@ def test_account_pages_escape_next_and_what_was_typed(db, path):
     html = page(Client(), f"{path}?next=/videos/1/{payload}")
     for bad in DANGEROUS:
         assert bad not in html
-    r = Client().post(path, {"username": EVIL_NAME, "password": "x", "password1": "x", "password2": "y",
-                             "next": f"/{PAYLOADS['xss1']}"})
+    r = Client().post(
+        path,
+        {"username": EVIL_NAME, "password": "x", "password1": "x", "password2": "y", "next": f"/{PAYLOADS['xss1']}"},
+    )
     assert r.status_code in (200, 429)
     html = r.content.decode()
     assert_escaped(html, f"{path} after a failed POST", markers=("xss2",))
@@ -212,14 +214,14 @@ def parse_sse(raw: bytes) -> list[dict]:
 
 def test_a_comment_cannot_break_out_of_its_sse_or_websocket_frame(db, staff):
     video = Video.objects.create(title="v", state=Video.State.LIVE)
-    texts = [SSE_INJECTION, "a\u2028b\u2029c", PAYLOADS["xss1"], "x\\ny \"q\" \\u003c"]
+    texts = [SSE_INJECTION, "a\u2028b\u2029c", PAYLOADS["xss1"], 'x\\ny "q" \\u003c']
     posted = [services.post_comment(video, staff, text).comment for text in texts]
     frames = [Frame.from_stream(e) for e in backlog.latest(video.pk, 50).events]
     events = parse_sse(b"".join(f.sse for f in frames))
     assert [e.get("event") for e in events] == ["comment"] * len(texts)
     assert [e["id"] for e in events] == [c.cursor for c in posted]
     assert [json.loads(e["data"])["text"] for e in events] == [c.text for c in posted]
-    for frame, comment in zip(frames, posted):
+    for frame, comment in zip(frames, posted, strict=True):
         message = json.loads(frame.ws)
         assert (message["event"], message["id"], message["data"]["text"]) == ("comment", comment.cursor, comment.text)
 

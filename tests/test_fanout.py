@@ -4,7 +4,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.endpoint_store import member_count
 from tests.realtime_clients import Poster, SSEClient, WSClient
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.endpoint_store import member_count
 from tests.realtime_clients import ResumingSSEClient, SSEClient
 from tests.servers import ROOT
@@ -143,27 +143,41 @@ def test_it_keeps_streaming_from_redis_while_the_database_is_down(gateways, tmp_
     db_path = Path(tempfile_dir()) / "faults.sqlite3"
     env = gateways.env(DATABASE_URL=f"sqlite:///{db_path}")
     manage(env, "migrate", "--noinput", "-v", "0")
-    setup = manage(env, "shell", "-c", (
-        "from django.contrib.auth import get_user_model; from rest_framework.authtoken.models import Token;"
-        "from videos.models import Video;"
-        "u = get_user_model().objects.create_user('writer', password='x');"
-        "v = Video.objects.create(title='db fault', state='live');"
-        "print(v.pk, Token.objects.create(user=u).key)"
-    ))
+    setup = manage(
+        env,
+        "shell",
+        "-c",
+        (
+            "from django.contrib.auth import get_user_model; from rest_framework.authtoken.models import Token;"
+            "from videos.models import Video;"
+            "u = get_user_model().objects.create_user('writer', password='x');"
+            "v = Video.objects.create(title='db fault', state='live');"
+            "print(v.pk, Token.objects.create(user=u).key)"
+        ),
+    )
     video_id, token = setup.strip().splitlines()[-1].split()
     gateway = gateways.start(DATABASE_URL=f"sqlite:///{db_path}")
     headers = {"Authorization": f"Token {token}"}
     stream = gateway.url(f"/api/v1/videos/{video_id}/stream")
     watcher = SSEClient(stream).wait_open()
-    posted = [httpx.post(gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": f"before {i}"},
-                         headers=headers, timeout=5).json()["id"] for i in range(5)]
+    posted = [
+        httpx.post(
+            gateway.url(f"/api/v1/videos/{video_id}/comments/"),
+            json={"text": f"before {i}"},
+            headers=headers,
+            timeout=5,
+        ).json()["id"]
+        for i in range(5)
+    ]
     assert watcher.wait_for_comments(5)
 
     away = db_path.with_suffix(".away")
     os.rename(db_path, away)  # the database is gone...
     db_path.mkdir()  # ...and nothing can be opened in its place
     try:
-        r = httpx.post(gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "lost?"}, headers=headers, timeout=5)
+        r = httpx.post(
+            gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "lost?"}, headers=headers, timeout=5
+        )
         assert r.status_code == 503, r.text
         assert r.json()["error"]["code"] == "database_unavailable"
         health = httpx.get(gateway.url("/healthz"), timeout=5)
@@ -182,7 +196,9 @@ def test_it_keeps_streaming_from_redis_while_the_database_is_down(gateways, tmp_
         for leftover in db_path.parent.glob(db_path.name + "-*"):
             leftover.unlink()
         os.rename(away, db_path)
-    after = httpx.post(gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "back"}, headers=headers, timeout=5)
+    after = httpx.post(
+        gateway.url(f"/api/v1/videos/{video_id}/comments/"), json={"text": "back"}, headers=headers, timeout=5
+    )
     assert after.status_code == 201, after.text
     for client in (watcher, latecomer):
         assert client.wait_until(lambda c: after.json()["id"] in c.comment_ids(), 10)

@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 
 from comments import services
 from dispatcher import publisher
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.endpoint_store import layer_settings
 from tests.realtime_clients import Poster, SSEClient
 

@@ -2,12 +2,11 @@
 
 import time
 
-import pytest
-
 import httpx
+import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.endpoint_store import core_members, member_count
 from tests.realtime_clients import Poster, SSEClient, WSClient
 

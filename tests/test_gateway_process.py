@@ -3,7 +3,7 @@
 import httpx
 
 from comments.models import Comment
-from tests.base import alice, client_for, video  # noqa: F401
+from tests.base import alice, client_for, video
 
 
 def test_it_serves_the_api_from_a_separate_process(gateways, video, alice):

@@ -21,7 +21,7 @@ from channels.testing import ApplicationCommunicator
 from comments import services
 from dispatcher import streams
 from dispatcher.hub import current_hub
-from tests.base import alice, video  # noqa: F401  (fixtures)
+from tests.base import alice, video
 
 
 def _application():
@@ -33,10 +33,18 @@ def _application():
 
 def _scope(video_id: int) -> dict:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": f"/api/v1/videos/{video_id}/stream", "raw_path": f"/api/v1/videos/{video_id}/stream".encode(),
-        "query_string": b"", "root_path": "", "headers": [(b"host", b"localhost")],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/api/v1/videos/{video_id}/stream",
+        "raw_path": f"/api/v1/videos/{video_id}/stream".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
     }
 
 
@@ -45,7 +53,7 @@ def _comment_ids(body: bytes) -> list[int]:
     for block in body.decode().split("\n\n"):
         lines = block.split("\n")
         if "event: comment" in lines:
-            data = next(line[len("data: "):] for line in lines if line.startswith("data: "))
+            data = next(line[len("data: ") :] for line in lines if line.startswith("data: "))
             ids.append(json.loads(data)["id"])
     return ids
 
@@ -102,8 +110,9 @@ async def _join_with(video, author, monkeypatch, window: str):
 
 
 @pytest.mark.parametrize("window", ["before the backlog", "after the backlog"])
-def test_it_delivers_a_comment_posted_while_joining_exactly_once_in_order(transactional_db, video, alice,
-                                                                          monkeypatch, window):
+def test_it_delivers_a_comment_posted_while_joining_exactly_once_in_order(
+    transactional_db, video, alice, monkeypatch, window
+):
     earlier = services.post_comment(video, alice, "before anyone watched").comment
     body, posted, after = asyncio.run(_join_with(video, alice, monkeypatch, window))
     assert len(posted) == 1

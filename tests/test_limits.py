@@ -22,7 +22,7 @@ from websockets.sync.client import connect as ws_connect
 
 from comments.models import Comment
 from livecomment import limits
-from tests.base import alice, alice_client, bob, client_for, make_user, staff, video  # noqa: F401  (fixtures)
+from tests.base import alice, alice_client, bob, client_for, make_user, staff, video
 from tests.realtime_clients import SSEClient
 
 IP = "203.0.113.7"
@@ -128,8 +128,12 @@ def test_client_ip_follows_num_proxies(settings):
 
 
 def obtain(username, password, ip=IP):
-    return Client().post("/api/v1/auth/token/", {"username": username, "password": password},
-                         content_type="application/json", REMOTE_ADDR=ip)
+    return Client().post(
+        "/api/v1/auth/token/",
+        {"username": username, "password": password},
+        content_type="application/json",
+        REMOTE_ADDR=ip,
+    )
 
 
 def test_token_sign_in_is_limited_per_ip_and_username(alice, bob, settings):
@@ -178,8 +182,9 @@ def test_the_admin_login_is_limited_too(staff, settings):
     r = client.post("/admin/login/?next=/admin/", {"username": "staff", "password": "staff-password"}, REMOTE_ADDR=IP)
     assert r.status_code == 200  # the form again, not the redirect of a successful sign-in
     assert "_auth_user_id" not in client.session
-    r = Client().post("/admin/login/?next=/admin/", {"username": "staff", "password": "staff-password"},
-                      REMOTE_ADDR=OTHER_IP)
+    r = Client().post(
+        "/admin/login/?next=/admin/", {"username": "staff", "password": "staff-password"}, REMOTE_ADDR=OTHER_IP
+    )
     assert r.status_code == 302
 
 
@@ -207,8 +212,12 @@ def sse(gateway, video, ip, path=None):
 
 
 def ws(gateway, video, ip):
-    return ws_connect(gateway.ws_url(f"/ws/videos/{video.pk}/"), origin=gateway.base,
-                      additional_headers={"X-Forwarded-For": ip}, open_timeout=10)
+    return ws_connect(
+        gateway.ws_url(f"/ws/videos/{video.pk}/"),
+        origin=gateway.base,
+        additional_headers={"X-Forwarded-For": ip},
+        open_timeout=10,
+    )
 
 
 def ws_outcome(conn) -> tuple[str, int | None]:
@@ -249,8 +258,12 @@ def test_concurrent_streams_are_limited_per_ip(gateways, video, server):
         assert ws_outcome(conn) == ("too_many_streams", 4429)
 
     # Other addresses, and the machine itself, are not affected.
-    others = [sse(gateway, video, OTHER_IP), sse(gateway, video, None), sse(gateway, video, None),
-              sse(gateway, video, None)]
+    others = [
+        sse(gateway, video, OTHER_IP),
+        sse(gateway, video, None),
+        sse(gateway, video, None),
+        sse(gateway, video, None),
+    ]
     assert [c.status for c in others] == [200] * 4
 
     # Closing a stream gives its slot back, over SSE and WebSocket alike.
@@ -284,8 +297,9 @@ def sse_status(gateway, video, ip) -> int | None:
 def test_websocket_posts_share_the_rest_apis_limits(gateways, video, alice):
     gateway = gateways.start(THROTTLE_POST_RATE="2/min")
     token = Token.objects.create(user=alice).key
-    with ws_connect(gateway.ws_url(f"/ws/videos/{video.pk}/?token={token}"), origin=gateway.base,
-                    open_timeout=10) as conn:
+    with ws_connect(
+        gateway.ws_url(f"/ws/videos/{video.pk}/?token={token}"), origin=gateway.base, open_timeout=10
+    ) as conn:
         replies = []
         for i in range(3):
             conn.send(json.dumps({"action": "post", "text": f"over the socket {i}", "ref": str(i)}))
@@ -297,8 +311,11 @@ def test_websocket_posts_share_the_rest_apis_limits(gateways, video, alice):
     assert [r["event"] for r in replies] == ["ack", "ack", "error"]
     assert replies[2]["error"]["code"] == "throttled" and replies[2]["error"]["retry_after"] >= 1
     # ...and the same user over REST is throttled too: one counter.
-    r = httpx.post(gateway.url(f"/api/v1/videos/{video.pk}/comments/"), json={"text": "over REST"},
-                   headers={"Authorization": f"Token {token}"})
+    r = httpx.post(
+        gateway.url(f"/api/v1/videos/{video.pk}/comments/"),
+        json={"text": "over REST"},
+        headers={"Authorization": f"Token {token}"},
+    )
     assert r.status_code == 429
     assert Comment.objects.count() == 2
 
@@ -331,16 +348,20 @@ def test_uvicorn_refuses_a_huge_body_before_reading_it(gateways, video):
     gateway = gateways.start("uvicorn")
     started = time.monotonic()
     # 10 GB announced, a few bytes sent: the answer comes at once.
-    head = (f"POST /api/v1/videos/{video.pk}/comments/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n").encode()
+    head = (
+        f"POST /api/v1/videos/{video.pk}/comments/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+    ).encode()
     answer = raw_request(gateway, head, [b'{"text": "'])
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert time.monotonic() - started < 5
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "body_too_large"
 
     # Chunked, no length: cut off just past the limit.
-    head = ("POST /api/v1/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n").encode()
+    head = (
+        b"POST /api/v1/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"x" * 65536
     chunks = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(200))  # 13 MB offered
     answer = raw_request(gateway, head, chunks)

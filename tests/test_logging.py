@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from livecomment.logging_config import JsonFormatter, PlainFormatter, RequestIdFilter, clean_request_id
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.realtime_clients import SSEClient, WSClient
 from tests.servers import ROOT
 
@@ -95,9 +95,16 @@ def test_clean_request_id_keeps_ids_and_replaces_anything_else():
 def test_log_format_defaults_to_json_in_production(env, expected, tmp_path):
     code = "from django.conf import settings; print(settings.LOG_FORMAT, settings.LOGGING['handlers']['console']['formatter'])"
     out = subprocess.run(
-        [sys.executable, "-c", f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'livecomment.settings'); {code}"],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0", **env},
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'livecomment.settings'); {code}",
+        ],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [expected, expected]
@@ -105,10 +112,17 @@ def test_log_format_defaults_to_json_in_production(env, expected, tmp_path):
 
 def test_a_bad_log_format_fails_at_start():
     out = subprocess.run(
-        [sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='livecomment.settings';"
-                               "from django.conf import settings; settings.LOGGING"],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "LOG_FORMAT": "xml", "REDIS_URL": "redis://127.0.0.1:1/0"},
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='livecomment.settings';"
+            "from django.conf import settings; settings.LOGGING",
+        ],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "LOG_FORMAT": "xml", "REDIS_URL": "redis://127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode != 0
     assert "LOG_FORMAT" in out.stderr
@@ -192,7 +206,9 @@ def nginx_conf_from_docs(listen_port: int, upstream_ports: list[int], prefix: Pa
     servers = "".join(f"    server 127.0.0.1:{p} max_fails=3 fail_timeout=10s;\n" for p in upstream_ports)
     conf, count = re.subn(r"(    server 127\.0\.0\.1:80\d\d .*\n)+", servers, conf)
     assert count == 1, "the upstream block of docs/OPERATIONS.md changed shape"
-    temp = " ".join(f"{name}_temp_path {prefix}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = " ".join(
+        f"{name}_temp_path {prefix}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     user = "user root root;\n" if os.geteuid() == 0 else ""
     return (
         f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
@@ -216,8 +232,9 @@ def test_the_documented_nginx_config_streams_upgrades_and_passes_the_request_id(
     conf.write_text(nginx_conf_from_docs(port, [a.port, b.port], tmp_path))
     checked = subprocess.run([NGINX, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    nginx = subprocess.Popen(
+        [NGINX, "-c", str(conf), "-p", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 10

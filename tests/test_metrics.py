@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from livecomment.embedded_redis import EmbeddedRedis
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
 pytestmark = pytest.mark.processes
@@ -68,8 +68,10 @@ def test_it_counts_connections_deliveries_channel_messages_and_comments(gateways
     ws = WSClient(gateway.ws_url(f"/ws/videos/{video.pk}/"))
     samples = wait_for_metrics(
         gateway,
-        lambda s: value(s, "livecomment_open_connections", transport="sse") == 1
-        and value(s, "livecomment_open_connections", transport="ws") == 1,
+        lambda s: (
+            value(s, "livecomment_open_connections", transport="sse") == 1
+            and value(s, "livecomment_open_connections", transport="ws") == 1
+        ),
         "one SSE and one WS connection in the gauge",
     )
     assert value(samples, "livecomment_videos_watched") == 1
@@ -115,8 +117,10 @@ def test_it_counts_connections_deliveries_channel_messages_and_comments(gateways
     ws.close()
     wait_for_metrics(
         gateway,
-        lambda s: value(s, "livecomment_open_connections", transport="sse") == 0
-        and value(s, "livecomment_open_connections", transport="ws") == 0,
+        lambda s: (
+            value(s, "livecomment_open_connections", transport="sse") == 0
+            and value(s, "livecomment_open_connections", transport="ws") == 0
+        ),
         "connections to close",
     )
     poster.close()

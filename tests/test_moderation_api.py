@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from comments import services
 from comments.models import Ban, BlockedTerm, Comment, ModerationAction, Report
-from tests.base import alice, bob, client_for, make_user, staff, video  # noqa: F401
+from tests.base import alice, bob, client_for, make_user, staff, video
 from videos.models import Video
 
 # -- the permission matrix -----------------------------------------------------------
@@ -210,14 +210,18 @@ def test_it_exempts_moderators_from_terms_and_slow_mode(video, staff):
     video.slow_mode_seconds = 60
     video.save()
     client = client_for(staff)
-    assert client.post(f"/api/v1/videos/{video.pk}/comments/", {"text": "spoiler policy: none"}, format="json").status_code == 201
+    assert (
+        client.post(f"/api/v1/videos/{video.pk}/comments/", {"text": "spoiler policy: none"}, format="json").status_code
+        == 201
+    )
     assert client.post(f"/api/v1/videos/{video.pk}/comments/", {"text": "second"}, format="json").status_code == 201
 
 
 def test_it_removes_recent_comments_with_a_ban_when_asked(video, alice, staff):
     comments = [services.post_comment(video, alice, f"spam {i}").comment for i in range(3)]
     r = client_for(staff).post(
-        f"/api/v1/videos/{video.pk}/bans/", {"user": "alice", "duration_seconds": None, "remove_comments": True},
+        f"/api/v1/videos/{video.pk}/bans/",
+        {"user": "alice", "duration_seconds": None, "remove_comments": True},
         format="json",
     )
     assert r.status_code == 201, r.content
@@ -231,20 +235,50 @@ def test_it_rejects_bad_moderation_input(video, alice, staff):
     comment = services.post_comment(video, alice, "x").comment
     client = client_for(staff)
     cases = [
-        (client.post(f"/api/v1/comments/{comment.pk}/moderate/", {"action": "explode"}, format="json"), 400, "invalid_action"),
+        (
+            client.post(f"/api/v1/comments/{comment.pk}/moderate/", {"action": "explode"}, format="json"),
+            400,
+            "invalid_action",
+        ),
         (client.post(f"/api/v1/comments/{comment.pk}/moderate/", ["remove"], format="json"), 400, "invalid_body"),
-        (client.post(f"/api/v1/comments/{comment.pk}/moderate/", {"action": "approve"}, format="json"), 409, "invalid_state"),
+        (
+            client.post(f"/api/v1/comments/{comment.pk}/moderate/", {"action": "approve"}, format="json"),
+            409,
+            "invalid_state",
+        ),
         (client.post("/api/v1/comments/999/moderate/", {"action": "remove"}, format="json"), 404, "not_found"),
         (client.post(f"/api/v1/videos/{video.pk}/bans/", {"duration_seconds": 5}, format="json"), 400, "missing_user"),
         (client.post(f"/api/v1/videos/{video.pk}/bans/", {"user": 999}, format="json"), 404, "user_not_found"),
-        (client.post(f"/api/v1/videos/{video.pk}/bans/", {"user": alice.pk, "duration_seconds": -5}, format="json"), 400, "invalid_duration"),
-        (client.post(f"/api/v1/videos/{video.pk}/bans/", {"user": alice.pk, "duration_seconds": "10"}, format="json"), 400, "invalid_duration"),
+        (
+            client.post(f"/api/v1/videos/{video.pk}/bans/", {"user": alice.pk, "duration_seconds": -5}, format="json"),
+            400,
+            "invalid_duration",
+        ),
+        (
+            client.post(
+                f"/api/v1/videos/{video.pk}/bans/", {"user": alice.pk, "duration_seconds": "10"}, format="json"
+            ),
+            400,
+            "invalid_duration",
+        ),
         (client.post(f"/api/v1/videos/{video.pk}/bans/", {"user": staff.pk}, format="json"), 400, "invalid_target"),
         (client.delete(f"/api/v1/videos/{video.pk}/bans/{alice.pk}/"), 404, "not_found"),
-        (client.patch(f"/api/v1/videos/{video.pk}/", {"slow_mode_seconds": -1}, format="json"), 400, "invalid_slow_mode"),
-        (client.patch(f"/api/v1/videos/{video.pk}/", {"slow_mode_seconds": True}, format="json"), 400, "invalid_slow_mode"),
+        (
+            client.patch(f"/api/v1/videos/{video.pk}/", {"slow_mode_seconds": -1}, format="json"),
+            400,
+            "invalid_slow_mode",
+        ),
+        (
+            client.patch(f"/api/v1/videos/{video.pk}/", {"slow_mode_seconds": True}, format="json"),
+            400,
+            "invalid_slow_mode",
+        ),
         (client.patch(f"/api/v1/videos/{video.pk}/", {"state": "paused"}, format="json"), 400, "invalid_state"),
-        (client.patch(f"/api/v1/videos/{video.pk}/", {"comments_enabled": "no"}, format="json"), 400, "invalid_comments_enabled"),
+        (
+            client.patch(f"/api/v1/videos/{video.pk}/", {"comments_enabled": "no"}, format="json"),
+            400,
+            "invalid_comments_enabled",
+        ),
         (client.patch(f"/api/v1/videos/{video.pk}/", {"title": "mine now"}, format="json"), 400, "unknown_fields"),
         (client.post(f"/api/v1/comments/{comment.pk}/report/", {"reason": 5}, format="json"), 400, "invalid_reason"),
     ]
@@ -271,8 +305,15 @@ def test_it_audits_every_action(video, alice, bob, staff):
     services.resolve_report(report, staff)
     actions = list(ModerationAction.objects.order_by("id").values_list("action", flat=True))
     assert actions == [
-        "approve", "remove", "restore", "timeout", "unban",
-        "slow_mode_seconds", "comments_enabled", "video_state", "resolve_report",
+        "approve",
+        "remove",
+        "restore",
+        "timeout",
+        "unban",
+        "slow_mode_seconds",
+        "comments_enabled",
+        "video_state",
+        "resolve_report",
     ]
     assert all(a.actor_id == staff.pk for a in ModerationAction.objects.all())
     row = ModerationAction.objects.get(action="remove")
@@ -289,7 +330,10 @@ def test_it_audits_every_action(video, alice, bob, staff):
 @pytest.mark.parametrize("role", ROLES)
 def test_it_lists_and_resolves_reports_for_moderators_only(world, video, alice, bob, role):
     comment = fresh_comment(video, alice, "report me")
-    assert client_for(bob).post(f"/api/v1/comments/{comment.pk}/report/", {"reason": "rude"}, format="json").status_code == 201
+    assert (
+        client_for(bob).post(f"/api/v1/comments/{comment.pk}/report/", {"reason": "rude"}, format="json").status_code
+        == 201
+    )
     report = Report.objects.get()
     client = client_for(world[role])
     listed = client.get(f"/api/v1/videos/{video.pk}/reports/")

@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 
 from comments import services
 from comments.models import BlockedTerm
-from tests.base import alice, bob, staff, video  # noqa: F401
+from tests.base import alice, bob, staff, video
 from tests.realtime_clients import SSEClient, WSClient
 
 

@@ -103,8 +103,12 @@ def test_video_page_states(client, db, counts):
 def test_sign_up_signs_in_and_returns_to_next(client, db, video):
     response = client.post(
         "/accounts/signup/",
-        {"username": "dora", "password1": "a-long-Passphrase-42", "password2": "a-long-Passphrase-42",
-         "next": f"/videos/{video.pk}/"},
+        {
+            "username": "dora",
+            "password1": "a-long-Passphrase-42",
+            "password2": "a-long-Passphrase-42",
+            "next": f"/videos/{video.pk}/",
+        },
     )
     assert response.status_code == 302 and response["Location"] == f"/videos/{video.pk}/"
     assert get_user_model().objects.filter(username="dora").exists()
@@ -114,8 +118,12 @@ def test_sign_up_signs_in_and_returns_to_next(client, db, video):
 def test_sign_up_refuses_an_offsite_next_and_shows_errors(client, db):
     response = client.post(
         "/accounts/signup/",
-        {"username": "eve", "password1": "a-long-Passphrase-42", "password2": "a-long-Passphrase-42",
-         "next": "https://evil.example/"},
+        {
+            "username": "eve",
+            "password1": "a-long-Passphrase-42",
+            "password2": "a-long-Passphrase-42",
+            "next": "https://evil.example/",
+        },
     )
     assert response["Location"] == "/"
     html = client.post("/accounts/signup/", {"username": "", "password1": "x", "password2": "y"}).content.decode()

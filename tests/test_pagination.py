@@ -10,7 +10,7 @@ import pytest
 
 from comments import cursors, hotstore, queries, services
 from comments.models import Comment
-from tests.base import *  # noqa: F403
+from tests.base import *
 from tests.base import client_for
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from comments import hotstore
 from comments.models import Comment
-from tests.base import *  # noqa: F403
+from tests.base import *
 from videos.models import Video
 
 
@@ -61,9 +61,7 @@ def test_it_answers_404_for_a_missing_video(alice_client, db):
 
 
 def test_it_rejects_invalid_json(alice_client, video):
-    r = alice_client.post(
-        f"/api/v1/videos/{video.pk}/comments/", data=b'{"text": ', content_type="application/json"
-    )
+    r = alice_client.post(f"/api/v1/videos/{video.pk}/comments/", data=b'{"text": ', content_type="application/json")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_json"
 

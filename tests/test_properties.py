@@ -19,12 +19,13 @@ import unicodedata
 
 import pytest
 from django.conf import settings as django_settings
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from comments import hotstore, services
 from comments.models import Comment
 from livecomment.errors import ServiceError
-from tests.base import alice, client_for, staff, video  # noqa: F401  (fixtures)
+from tests.base import alice, client_for, staff, video
 from videos.models import Video
 
 # CI: 60 per test. A deeper local run: PROPERTY_EXAMPLES=1000 pytest tests/test_properties.py
@@ -49,18 +50,26 @@ any_text = st.one_of(
     st.lists(st.sampled_from(["\r\n", " ", "a", "\r", "\n"]), max_size=10).map("".join),
     # Long runs: around the limit, and far over it.
     st.builds(lambda c, n: c * n, st.sampled_from(["x", "é", "🎉", " ", "\n", "\x00"]), st.integers(0, 200_000)),
-    st.builds(lambda a, n, b: a + "x" * n + b, st.text(any_char, max_size=5), st.integers(490, 510),
-              st.text(any_char, max_size=5)),
+    st.builds(
+        lambda a, n, b: a + "x" * n + b,
+        st.text(any_char, max_size=5),
+        st.integers(490, 510),
+        st.text(any_char, max_size=5),
+    ),
 )
 small_text = st.text(any_char, max_size=40)
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
     small_text,
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(any_char, max_size=8), children,
-                                                                      max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(any_char, max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -174,8 +183,10 @@ def test_any_json_value_as_the_text_or_the_body(api, video, redis, accepted, val
 
 
 @PROPERTY
-@given(extra=st.dictionaries(st.text(any_char, max_size=12).filter(lambda k: k != "text"), json_values, max_size=5),
-       word=st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=40))
+@given(
+    extra=st.dictionaries(st.text(any_char, max_size=12).filter(lambda k: k != "text"), json_values, max_size=5),
+    word=st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=40),
+)
 def test_unknown_fields_are_ignored(api, video, redis, accepted, extra, word):
     text = f"{word} {len(accepted)}"  # never a duplicate
     r = api.post(url(video), data=body_bytes({**extra, "text": text}), content_type="application/json")
@@ -189,26 +200,39 @@ def test_unknown_fields_are_ignored(api, video, redis, accepted, extra, word):
 # -- raw bodies: not JSON, not UTF-8, odd charsets ------------------------------------
 
 
-content_types = st.sampled_from([
-    "application/json",
-    "application/json; charset=utf-8",
-    "application/json; charset=latin-1",
-    "application/json; charset=utf-16",
-    "application/json; charset=nope",
-    "application/json; charset=bz2_codec",  # a bytes-to-bytes codec: a decompression bomb if honoured
-    "application/json; charset=",
-    "application/JSON",
-    "text/plain",
-    "application/x-www-form-urlencoded",
-    "multipart/form-data; boundary=x",
-    "",
-])
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+        "application/json; charset=nope",
+        "application/json; charset=bz2_codec",  # a bytes-to-bytes codec: a decompression bomb if honoured
+        "application/json; charset=",
+        "application/JSON",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+    ]
+)
 raw_bodies = st.one_of(
     st.binary(max_size=300),
     # JSON framing around bytes that are not UTF-8 (lone continuation bytes, overlongs, surrogates as UTF-8).
     st.builds(lambda b: b'{"text": "' + b + b'"}', st.binary(max_size=40)),
-    st.sampled_from([b'{"text": "\xed\xa0\x80"}', b'{"text": "\xc0\xaf"}', b'{"text": "\xff"}', b"\xef\xbb\xbf{}",
-                     b'{"text": "ok"', b'{"text": "a", "text": 5}', b'{"text": 1e999}', b"[" * 5000, b'"text"']),
+    st.sampled_from(
+        [
+            b'{"text": "\xed\xa0\x80"}',
+            b'{"text": "\xc0\xaf"}',
+            b'{"text": "\xff"}',
+            b"\xef\xbb\xbf{}",
+            b'{"text": "ok"',
+            b'{"text": "a", "text": 5}',
+            b'{"text": 1e999}',
+            b"[" * 5000,
+            b'"text"',
+        ]
+    ),
 )
 
 
@@ -223,12 +247,15 @@ def test_raw_bodies_never_cause_a_500(api, video, redis, body, content_type):
 
 
 @PROPERTY
-@given(key=st.one_of(st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=300),
-                     st.sampled_from(["", " ", "\x00", "k" * 255, "k" * 256, "ünï", "\x7f"])))
+@given(
+    key=st.one_of(
+        st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=300),
+        st.sampled_from(["", " ", "\x00", "k" * 255, "k" * 256, "ünï", "\x7f"]),
+    )
+)
 def test_any_idempotency_key_is_used_or_refused(api, video, redis, accepted, key):
     text = f"keyed comment {len(accepted)}"
-    r = api.post(url(video), data=body_bytes({"text": text}), content_type="application/json",
-                 HTTP_IDEMPOTENCY_KEY=key)
+    r = api.post(url(video), data=body_bytes({"text": text}), content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
     error = assert_clear_answer(r)
     if r.status_code in (200, 201):
         accepted.add(text)
@@ -243,14 +270,32 @@ def test_any_idempotency_key_is_used_or_refused(api, video, redis, accepted, key
 
 query_values = st.one_of(
     st.text(st.characters(exclude_categories=("Cs",)), max_size=30),
-    st.sampled_from(["0-0", "1-0", "18446744073709551615-18446744073709551615", "18446744073709551616-0",
-                     "-1", "1e3", "0x10", "٣", "9" * 40, "", " 5", "1764000000000-0"]),
+    st.sampled_from(
+        [
+            "0-0",
+            "1-0",
+            "18446744073709551615-18446744073709551615",
+            "18446744073709551616-0",
+            "-1",
+            "1e3",
+            "0x10",
+            "٣",
+            "9" * 40,
+            "",
+            " 5",
+            "1764000000000-0",
+        ]
+    ),
 )
 
 
 @PROPERTY
-@given(after=st.none() | query_values, before=st.none() | query_values, limit=st.none() | query_values,
-       state=st.none() | query_values)
+@given(
+    after=st.none() | query_values,
+    before=st.none() | query_values,
+    limit=st.none() | query_values,
+    state=st.none() | query_values,
+)
 def test_any_query_string_gets_a_clear_answer(api, video, after, before, limit, state):
     params = {k: v for k, v in {"after": after, "before": before, "limit": limit}.items() if v is not None}
     assert_clear_answer(api.get(url(video), params))
@@ -274,8 +319,12 @@ def world(video, alice, staff):
 
 
 @PROPERTY
-@given(endpoint=st.sampled_from(WRITE_ENDPOINTS), body=json_values, who=st.sampled_from(["staff", "alice"]),
-       ids=st.sampled_from(["real", "missing", "huge"]))
+@given(
+    endpoint=st.sampled_from(WRITE_ENDPOINTS),
+    body=json_values,
+    who=st.sampled_from(["staff", "alice"]),
+    ids=st.sampled_from(["real", "missing", "huge"]),
+)
 def test_any_body_to_any_write_endpoint_gets_a_clear_answer(world, redis, endpoint, body, who, ids):
     method, template = endpoint
     video, comment = world["video"], world["comment"]
@@ -291,8 +340,37 @@ def test_any_body_to_any_write_endpoint_gets_a_clear_answer(world, redis, endpoi
 
 
 weird = st.one_of(
-    st.sampled_from([None, True, False, 0, -1, 1, 60, 86400, 86401, 2**31, 2**63, 10**20, -(10**20), 1.5, 1e308,
-                     "", " ", "\x00", "a\x00b", "\ud800", "\udfff x", "\u2028", "alice", "remove", "live", [], {}]),
+    st.sampled_from(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            1,
+            60,
+            86400,
+            86401,
+            2**31,
+            2**63,
+            10**20,
+            -(10**20),
+            1.5,
+            1e308,
+            "",
+            " ",
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "\udfff x",
+            "\u2028",
+            "alice",
+            "remove",
+            "live",
+            [],
+            {},
+        ]
+    ),
     small_text,
     json_values,
 )
@@ -311,8 +389,14 @@ BODIES = {
         {"user": some("alice", "nobody")},
         optional={"reason": weird, "duration_seconds": some(1, 600, None), "remove_comments": some(True, False)},
     ),
-    "video": st.fixed_dictionaries({}, optional={"slow_mode_seconds": some(0, 30), "comments_enabled": some(True),
-                                                 "state": some("live", "ended", "scheduled")}),
+    "video": st.fixed_dictionaries(
+        {},
+        optional={
+            "slow_mode_seconds": some(0, 30),
+            "comments_enabled": some(True),
+            "state": some("live", "ended", "scheduled"),
+        },
+    ),
     "token": st.fixed_dictionaries({"username": some("alice"), "password": some("alice-password")}),
     "comments": st.fixed_dictionaries({"text": some("hello")}),
 }
@@ -335,8 +419,9 @@ def test_the_fields_each_write_endpoint_reads_take_any_value(world, redis, endpo
     video, comment = world["video"], world["comment"]
     client = world["clients"]["staff"]
     client.raise_request_exception = False
-    r = client.generic(method, template.format(video=video.pk, comment=comment.pk), body_bytes(body),
-                       content_type="application/json")
+    r = client.generic(
+        method, template.format(video=video.pk, comment=comment.pk), body_bytes(body), content_type="application/json"
+    )
     assert_clear_answer(r)
     Video.objects.filter(pk=video.pk).update(state=Video.State.LIVE, comments_enabled=True, slow_mode_seconds=0)
     assert_nothing_half_written(redis)
@@ -349,8 +434,11 @@ def test_any_credentials_get_a_token_or_a_clear_refusal(db, username, password):
 
     client = APIClient()
     client.raise_request_exception = False
-    r = client.post("/api/v1/auth/token/", data=body_bytes({"username": username, "password": password}),
-                    content_type="application/json")
+    r = client.post(
+        "/api/v1/auth/token/",
+        data=body_bytes({"username": username, "password": password}),
+        content_type="application/json",
+    )
     error = assert_clear_answer(r)
     assert r.status_code in (400, 429), (r.status_code, error)  # no account has these
 
@@ -359,8 +447,10 @@ def test_any_credentials_get_a_token_or_a_clear_refusal(db, username, password):
 
 
 @PROPERTY
-@given(text=st.one_of(any_text, json_values, st.binary(max_size=20), st.just(object())),
-       key=st.one_of(st.none(), st.text(max_size=300), st.integers(), st.binary(max_size=5)))
+@given(
+    text=st.one_of(any_text, json_values, st.binary(max_size=20), st.just(object())),
+    key=st.one_of(st.none(), st.text(max_size=300), st.integers(), st.binary(max_size=5)),
+)
 def test_post_comment_either_stores_or_raises_a_service_error(video, alice, redis, text, key):
     try:
         result = services.post_comment(video, alice, text, idempotency_key=key)
@@ -408,10 +498,18 @@ async def call_asgi(app, path: str, headers: list, chunks):
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
-        "client": ("203.0.113.9", 5000), "server": ("testserver", 80),
+        "client": ("203.0.113.9", 5000),
+        "server": ("testserver", 80),
     }
     await asyncio.wait_for(app(scope, receive, send), 10)
     start = next(m for m in sent if m["type"] == "http.response.start")
@@ -424,8 +522,16 @@ def endless(size=64 * 1024):
         yield b"x" * size
 
 
-@pytest.mark.parametrize("path", ["/api/v1/videos/1/comments/", "/api/v1/auth/token/", "/api/v1/videos/1/stream",
-                                  "/accounts/login/", "/admin/login/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/videos/1/comments/",
+        "/api/v1/auth/token/",
+        "/api/v1/videos/1/stream",
+        "/accounts/login/",
+        "/admin/login/",
+    ],
+)
 @pytest.mark.parametrize("declared", [None, 10**12])
 def test_a_body_over_the_limit_is_refused_without_reading_it(db, path, declared):
     """Content-Length over MAX_REQUEST_BODY_BYTES: 413 before one byte is
@@ -443,9 +549,9 @@ def test_a_body_over_the_limit_is_refused_without_reading_it(db, path, declared)
 def test_the_limit_is_the_same_through_asgi_and_django(db, size):
     """Under the limit the body is read and parsed; over it, 413."""
     limit = django_settings.MAX_REQUEST_BODY_BYTES
-    status, answer, _ = asyncio.run(call_asgi(
-        asgi_app(), "/api/v1/auth/token/", [(b"content-length", str(size).encode())], iter([b"x" * size])
-    ))
+    status, answer, _ = asyncio.run(
+        call_asgi(asgi_app(), "/api/v1/auth/token/", [(b"content-length", str(size).encode())], iter([b"x" * size]))
+    )
     if size > limit:
         assert status == 413
     else:
@@ -457,12 +563,22 @@ def test_the_limit_is_the_same_through_asgi_and_django(db, size):
 
 
 BAD_FRAMES = [
-    "not json", "[1, 2]", "null", '"post"', "{}", '{"action": "delete"}', '{"action": "post"}',
-    '{"action": "post", "text": 5}', '{"action": "post", "text": "a\\u0000b"}', '{"action": "post", "text": "\\ud800"}',
+    "not json",
+    "[1, 2]",
+    "null",
+    '"post"',
+    "{}",
+    '{"action": "delete"}',
+    '{"action": "post"}',
+    '{"action": "post", "text": 5}',
+    '{"action": "post", "text": "a\\u0000b"}',
+    '{"action": "post", "text": "\\ud800"}',
     '{"action": "post", "text": "ok", "ref": "\\ud800"}',  # a lone surrogate echoed back must not break the socket
     '{"action": "post", "text": "ok", "ref": {"nested": ["\\udfff"]}}',
-    '{"action": "post", "text": "x", "idempotency_key": "\\u0000"}', '{"action": "post", "text": "' + "x" * 600 + '"}',
-    "[" * 5000, "x" * (17 * 1024),
+    '{"action": "post", "text": "x", "idempotency_key": "\\u0000"}',
+    '{"action": "post", "text": "' + "x" * 600 + '"}',
+    "[" * 5000,
+    "x" * (17 * 1024),
 ]
 
 
@@ -474,8 +590,9 @@ def test_bad_websocket_frames_get_an_error_frame_and_the_socket_stays_usable(gat
 
     gateway = gateways.start(server)
     token = Token.objects.create(user=alice).key
-    with connect(gateway.ws_url(f"/ws/videos/{video.pk}/?token={token}"), origin=gateway.base,
-                 open_timeout=10, max_size=None) as conn:
+    with connect(
+        gateway.ws_url(f"/ws/videos/{video.pk}/?token={token}"), origin=gateway.base, open_timeout=10, max_size=None
+    ) as conn:
         for i, frame in enumerate([*BAD_FRAMES, b"\xff\xfe binary"]):
             conn.send(frame)
             conn.send(json.dumps({"action": "post", "text": f"still here {i}", "ref": f"ok{i}"}))

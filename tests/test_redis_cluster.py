@@ -27,9 +27,9 @@ from dispatcher.hub import viewers_key
 from livecomment import redis_client
 from livecomment.embedded_redis import EmbeddedRedis
 from regions.relay import Relay, inbox_key, position_key
-from tests.base import alice, bob  # noqa: F401
+from tests.base import alice, bob
 from tests.realtime_clients import Poster, SSEClient
-from tests.redis_cluster import NODES, cluster_env, redis_cluster, use_cluster  # noqa: F401
+from tests.redis_cluster import NODES, cluster_env, redis_cluster, use_cluster
 from tests.servers import ROOT
 from videos.models import Video
 
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.processes
 
 
 @pytest.fixture
-def cluster(redis_cluster, settings):  # noqa: F811
+def cluster(redis_cluster, settings):
     """The module's cluster, empty, with this process's settings pointing at it."""
     redis_cluster.flush()
     use_cluster(settings, redis_cluster)
@@ -209,7 +209,7 @@ def test_its_throttles_count_on_the_cluster(videos, cluster, alice, settings):
     assert cache.get_many(["a{1}", "b{2}", "c{3}"]) == {"c{3}": 3}
 
 
-def test_it_relays_the_region_stream_through_the_cluster(transactional_db, redis_cluster, settings, alice):  # noqa: F811
+def test_it_relays_the_region_stream_through_the_cluster(transactional_db, redis_cluster, settings, alice):
     """With several regions the region stream is one key on the cluster ("<region>/0");
     the relay tails it through the cluster client, to a plain Redis target and to
     a cluster target (the inbox and position in one slot, the origins set apart)."""
@@ -235,8 +235,9 @@ def test_it_relays_the_region_stream_through_the_cluster(transactional_db, redis
         for target in (plain_client, cluster_client):
             sent = [fields for _id, fields in target.xrange(inbox_key("local/0"))]
             assert sorted(json.loads(f["d"])["text"] for f in sent) == texts
-            assert target.get(position_key("local/0")) == cluster_client.xrevrange(hotstore.REGION_STREAM,
-                                                                                  count=1)[0][0]
+            assert (
+                target.get(position_key("local/0")) == cluster_client.xrevrange(hotstore.REGION_STREAM, count=1)[0][0]
+            )
             assert target.smembers("relay:origins") == {"local/0"}
         # The ingest loop of a region on the cluster reads its inboxes through the cluster client.
         settings.REGION = "elsewhere"
@@ -336,17 +337,24 @@ def test_the_whole_cluster_down_is_a_503_naming_redis(client, cluster, transacti
     assert client.get("/healthz").status_code == 200
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000", "REDIS_URLS": "redis://a:6379,redis://b:6379"}, "not both"),
-    ({"REDIS_CLUSTER_URL": "unix:///tmp/redis.sock"}, "is not a redis:// or rediss:// host URL"),
-    ({"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000/3"}, "names a database"),
-    ({"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000", "CHANNEL_LAYER": "core"}, "needs REDIS_URL"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000", "REDIS_URLS": "redis://a:6379,redis://b:6379"}, "not both"),
+        ({"REDIS_CLUSTER_URL": "unix:///tmp/redis.sock"}, "is not a redis:// or rediss:// host URL"),
+        ({"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000/3"}, "names a database"),
+        ({"REDIS_CLUSTER_URL": "redis://127.0.0.1:7000", "CHANNEL_LAYER": "core"}, "needs REDIS_URL"),
+    ],
+)
 def test_it_refuses_bad_cluster_settings_at_start(env, message):
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_URLS", "REDIS_CLUSTER_URL")}
     result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, capture_output=True, text=True,
-        env={**base, "DJANGO_SETTINGS_MODULE": "livecomment.settings", **env}, timeout=60,
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**base, "DJANGO_SETTINGS_MODULE": "livecomment.settings", **env},
+        timeout=60,
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr, result.stderr[-2000:]

@@ -72,23 +72,36 @@ class Region:
     def process_env(self) -> dict:
         env = os.environ.copy()
         env.update(self.env())
-        env.update({"DJANGO_SETTINGS_MODULE": "livecomment.settings", "DEBUG": "1", "SECRET_KEY": "regions-test",
-                    "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "plain"})
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "livecomment.settings",
+                "DEBUG": "1",
+                "SECRET_KEY": "regions-test",
+                "PYTHONUNBUFFERED": "1",
+                "LOG_FORMAT": "plain",
+            }
+        )
         return env
 
     def manage(self, *args: str, **popen) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=self.process_env(),
-                                stdin=subprocess.DEVNULL, **popen)
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.process_env(), stdin=subprocess.DEVNULL, **popen
+        )
 
     def start_relay(self, other: Region, wait: bool = True) -> subprocess.Popen:
         path = self.dir / f"relay-{len(self.relays)}.log"
         with open(path, "ab") as log:
-            process = self.manage("relay", "--to", f"{other.name}={other.redis.url}", stdout=log,
-                                  stderr=subprocess.STDOUT)
+            process = self.manage(
+                "relay", "--to", f"{other.name}={other.redis.url}", stdout=log, stderr=subprocess.STDOUT
+            )
         self.relays.append(process)
         if wait:  # until it has asked the other region where it left off
-            wait_for(lambda: process.poll() is not None or f"to {other.name}: starting after" in path.read_text(),
-                     timeout=30, what="the relay to start", regions=[self])
+            wait_for(
+                lambda: process.poll() is not None or f"to {other.name}: starting after" in path.read_text(),
+                timeout=30,
+                what="the relay to start",
+                regions=[self],
+            )
             assert process.poll() is None, path.read_text()
         return process
 
@@ -103,12 +116,16 @@ class Region:
 
     def comments(self, prefix: str) -> list[tuple]:
         """(text, origin_region, origin_id, status) of comments whose text starts with prefix, in stream order."""
-        return self.rows("SELECT text, origin_region, origin_id, status FROM comments_comment "
-                         "WHERE text LIKE ? AND position IS NOT NULL ORDER BY position", prefix + "%")
+        return self.rows(
+            "SELECT text, origin_region, origin_id, status FROM comments_comment "
+            "WHERE text LIKE ? AND position IS NOT NULL ORDER BY position",
+            prefix + "%",
+        )
 
     def api(self, user: str) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway.base, timeout=10,
-                            headers={"Authorization": f"Token {self.tokens[user]}"})
+        return httpx.Client(
+            base_url=self.gateway.base, timeout=10, headers={"Authorization": f"Token {self.tokens[user]}"}
+        )
 
     def post(self, text: str, user: str = "alice") -> dict:
         with self.api(user) as client:
@@ -187,7 +204,8 @@ def test_it_delivers_a_comment_to_the_other_regions_viewers_within_a_second(regi
             posted = here.post(text)
             viewer = viewers[there.name]
             assert viewer.wait_until(lambda c, t=text: any(e["data"]["text"] == t for e in c.comments()), 10), (
-                there.relay_logs())
+                there.relay_logs()
+            )
             event = next(e for e in viewer.comments() if e["data"]["text"] == text)
             took = event["received_at"] - posted_at
             print(f"{here.name} -> {there.name}: post to the other region's viewer in {took * 1000:.0f} ms")
@@ -297,13 +315,18 @@ def test_a_cut_off_region_catches_up_in_order(regions):
 def test_a_removal_in_one_region_applies_in_the_other(regions):
     east, west = regions
     posted = east.post("remove me")
-    west_id = wait_for(lambda: west.rows("SELECT id FROM comments_comment WHERE origin_region='east' AND origin_id=?",
-                                         posted["id"]), what="relayed", regions=regions)[0][0]
+    west_id = wait_for(
+        lambda: west.rows("SELECT id FROM comments_comment WHERE origin_region='east' AND origin_id=?", posted["id"]),
+        what="relayed",
+        regions=regions,
+    )[0][0]
     viewer = east.stream()
     try:
         with west.api("mod") as client:
             assert client.delete(f"/api/v1/comments/{west_id}/").status_code == 204
-        assert viewer.wait_until(lambda c: any(e["data"]["id"] == posted["id"] for e in c.of_type("comment.removed")), 5)
+        assert viewer.wait_until(
+            lambda c: any(e["data"]["id"] == posted["id"] for e in c.of_type("comment.removed")), 5
+        )
         assert east.comments("remove me") == [("remove me", "", None, "removed")]
         with east.api("alice") as client:
             page = client.get(f"/api/v1/videos/{VIDEO}/comments/").json()["results"]
@@ -325,6 +348,7 @@ def test_a_ban_in_one_region_applies_in_the_other(regions):
     with east.api("mod") as client:
         r = client.post(f"/api/v1/videos/{VIDEO}/bans/", json={"user": "troll", "remove_comments": True})
     assert r.status_code == 201, r.text
+
     # The ban reaches west: troll cannot post there either; the comment is removed everywhere.
     def refused_in_west():
         with west.api("troll") as client:
@@ -334,8 +358,10 @@ def test_a_ban_in_one_region_applies_in_the_other(regions):
     wait_for(refused_in_west, what="troll banned in west", regions=regions)
     wait_for(lambda: west.comments("troll was here")[0][3] == "removed", what="removed in west", regions=regions)
     assert east.comments("troll was here")[0][3] == "removed"
-    active_bans = ("SELECT count(*) FROM comments_ban b JOIN auth_user u ON u.id = b.user_id "
-                   "WHERE u.username = 'troll' AND b.lifted_at IS NULL")
+    active_bans = (
+        "SELECT count(*) FROM comments_ban b JOIN auth_user u ON u.id = b.user_id "
+        "WHERE u.username = 'troll' AND b.lifted_at IS NULL"
+    )
     assert west.rows(active_bans) == [(1,)]
     # Lifting it in west lifts it in east.
     troll_in_west = west.rows("SELECT id FROM auth_user WHERE username = 'troll'")[0][0]
@@ -356,7 +382,8 @@ def test_a_video_state_change_applies_in_both_regions(regions):
             assert r.status_code == 200, r.text
             for region in regions:
                 assert viewers[region.name].wait_until(
-                    lambda c, s=state: any(e["data"]["state"] == s for e in c.of_type("video.state")), 5), region.name
+                    lambda c, s=state: any(e["data"]["state"] == s for e in c.of_type("video.state")), 5
+                ), region.name
                 assert region.rows("SELECT state FROM videos_video WHERE id=?", VIDEO) == [(state,)]
             viewers[there.name].events.clear()
             viewers[here.name].events.clear()
@@ -408,8 +435,9 @@ def test_it_notes_what_this_region_accepts_and_nothing_that_failed(transactional
     assert entries[2]["d"] == '{"changes":{"slow_mode_seconds":5}}'
 
 
-def test_the_relay_sends_only_committed_changes_and_gives_up_on_abandoned_ones(transactional_db, alice, video, redis,
-                                                                             settings):
+def test_the_relay_sends_only_committed_changes_and_gives_up_on_abandoned_ones(
+    transactional_db, alice, video, redis, settings
+):
     first = services.post_comment(video, alice, "first").comment
     # An entry whose transaction has not committed (yet): a row that does not exist.
     hotstore.append_region("comment", video.pk, {"text": "in flight"}, c=first.pk + 1000)
@@ -433,8 +461,15 @@ def json_text(fields: dict) -> str:
 
 
 def test_ingest_applies_each_remote_change_once(transactional_db, video, redis):
-    data = {"id": 7, "video": video.pk, "author": {"id": 3, "name": "zed"}, "text": "from afar",
-            "created": "2026-11-24T22:00:00.000Z", "global_id": "far:7", "status": "visible"}
+    data = {
+        "id": 7,
+        "video": video.pk,
+        "author": {"id": 3, "name": "zed"},
+        "text": "from afar",
+        "created": "2026-11-24T22:00:00.000Z",
+        "global_id": "far:7",
+        "status": "visible",
+    }
     assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "applied"
     assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "duplicate"
     assert services.ingest_remote_event("far", "101-0", "comment", video.pk, data) == "duplicate"  # same comment
@@ -449,13 +484,15 @@ def test_ingest_applies_each_remote_change_once(transactional_db, video, redis):
     assert services.ingest_remote_event("far", "103-0", "comment", 999, data).startswith("skipped")  # no such video
     assert services.ingest_remote_event("far", "104-0", "status", video.pk, {"comment": "far:8"}).startswith("skipped")
     assert services.ingest_remote_event("far", "105-0", "video", video.pk, {"changes": {"state": "bogus"}}).startswith(
-        "skipped")
+        "skipped"
+    )
     assert services.ingest_remote_event("local", "106-0", "comment", video.pk, data).startswith("skipped")  # own
     assert region_entries(redis) == []
 
 
-def test_the_relay_sends_everything_again_to_a_target_that_lost_its_data(transactional_db, alice, video, redis,
-                                                                        settings):
+def test_the_relay_sends_everything_again_to_a_target_that_lost_its_data(
+    transactional_db, alice, video, redis, settings
+):
     services.post_comment(video, alice, "one")
     relay = Relay([("far", settings.REDIS_URL)], ingest=False)
     relay.run_once()

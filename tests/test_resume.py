@@ -7,7 +7,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from comments import hotstore
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
 

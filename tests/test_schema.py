@@ -105,7 +105,7 @@ def test_the_docs_reference_only_local_assets(client, db):
     for asset in assets:
         got = client.get(asset)
         assert got.status_code == 200, asset
-        assert (b"".join(got.streaming_content) if got.streaming else got.content), asset
+        assert b"".join(got.streaming_content) if got.streaming else got.content, asset
 
 
 @pytest.mark.processes
@@ -115,7 +115,10 @@ def test_it_serves_static_files_with_debug_off(gateways, tmp_path):
     env = gateways.env(DEBUG="0", STATIC_ROOT=str(static_root))
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-        cwd=ROOT, env=env, check=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
     )
     gateway = gateways.start(DEBUG="0", STATIC_ROOT=str(static_root))
 

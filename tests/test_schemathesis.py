@@ -19,13 +19,13 @@ import os
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from comments import services
-from tests.base import alice, make_user, staff, video  # noqa: F401  (fixtures)
+from tests.base import alice, make_user, staff, video
 from videos.models import Video
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "12"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.realtime_clients import Poster, SSEClient
 from tests.servers import ROOT, Gateways, free_port
 
@@ -22,7 +22,10 @@ def test_it_runs_two_workers_on_one_port(transactional_db, tmp_path, video, alic
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:

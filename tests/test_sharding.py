@@ -12,7 +12,7 @@ from comments import hotstore, services
 from dispatcher import publisher
 from livecomment import redis_client
 from livecomment.embedded_redis import EmbeddedRedis
-from tests.base import alice, bob  # noqa: F401
+from tests.base import alice, bob
 from tests.realtime_clients import Poster, SSEClient
 from videos.models import Video
 

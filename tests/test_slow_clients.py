@@ -6,7 +6,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video  # noqa: F401
+from tests.base import alice, video
 from tests.realtime_clients import Poster, SSEClient, StalledReader
 
 BIG = "x" * 480  # ~0.6 KB frames fill a stalled socket quickly

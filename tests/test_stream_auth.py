@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.base import video  # noqa: F401
+from tests.base import video
 
 
 def test_it_refuses_tokens_that_cannot_be_tokens(gateways, video):

@@ -14,7 +14,7 @@ import pytest
 
 from dispatcher.hub import get_hub
 from dispatcher.sse import StreamConsumer
-from tests.base import video  # noqa: F401
+from tests.base import video
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,10 +26,18 @@ class Scope(dict):
 def scope_for(video_id: int) -> Scope:
     path = f"/api/v1/videos/{video_id}/stream"
     return Scope(
-        type="http", asgi={"version": "3.0"}, http_version="1.1", method="GET", scheme="http",
-        path=path, raw_path=path.encode(), query_string=b"", root_path="",
+        type="http",
+        asgi={"version": "3.0"},
+        http_version="1.1",
+        method="GET",
+        scheme="http",
+        path=path,
+        raw_path=path.encode(),
+        query_string=b"",
+        root_path="",
         headers=[(b"host", b"testserver"), (b"accept", b"text/event-stream"), (b"cookie", b"x=" + b"y" * 500)],
-        client=("127.0.0.1", 50000), server=("testserver", 80),
+        client=("127.0.0.1", 50000),
+        server=("testserver", 80),
         url_route={"args": (), "kwargs": {"video_id": str(video_id)}},
     )
 

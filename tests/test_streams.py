@@ -7,7 +7,7 @@ import httpx
 from rest_framework.authtoken.models import Token
 
 from comments import services
-from tests.base import alice, bob, video  # noqa: F401
+from tests.base import alice, bob, video
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
 

@@ -2,12 +2,21 @@
 
 import pytest
 
-from tests.base import *  # noqa: F403
+from tests.base import *
 from videos.models import Video
 
 FIELDS = {
-    "id", "title", "description", "stream_url", "poster_url", "state",
-    "slow_mode_seconds", "comments_enabled", "created", "started_at", "ended_at",
+    "id",
+    "title",
+    "description",
+    "stream_url",
+    "poster_url",
+    "state",
+    "slow_mode_seconds",
+    "comments_enabled",
+    "created",
+    "started_at",
+    "ended_at",
 }
 
 

@@ -11,7 +11,7 @@ from django.db import DatabaseError
 
 from comments import hotstore, services
 from comments.models import Comment
-from tests.base import *  # noqa: F403
+from tests.base import *
 from tests.base import client_for
 
 
@@ -154,7 +154,9 @@ def test_it_releases_the_reservation_when_redis_comes_back(db, alice, video, per
     assert again.status_code == 200 and again.json()["id"] == r.json()["id"]
 
 
-def test_it_accepts_the_retry_when_redis_comes_back_with_its_keys(db, alice, video, persistent_separate_redis, monkeypatch):
+def test_it_accepts_the_retry_when_redis_comes_back_with_its_keys(
+    db, alice, video, persistent_separate_redis, monkeypatch
+):
     """The reservation taken before Redis went away could not be released
     and the process that took it is gone; the retry with the same
     Idempotency-Key must not be refused for the key's whole lifetime (10 minutes)."""

@@ -11,8 +11,16 @@ class VideoAdmin(admin.ModelAdmin):
     list_filter = ["state", "comments_enabled"]
     search_fields = ["title"]
     filter_horizontal = ["moderators"]
-    fields = ["title", "description", "stream_url", "poster_url", "state", "slow_mode_seconds",
-              "comments_enabled", "moderators"]
+    fields = [
+        "title",
+        "description",
+        "stream_url",
+        "poster_url",
+        "state",
+        "slow_mode_seconds",
+        "comments_enabled",
+        "moderators",
+    ]
 
     def save_model(self, request, obj, form, change):
         """Moderation fields go through the write path (audited, announced live)."""

@@ -27,7 +27,9 @@ class VideoListView(APIView):
         operation_id="videos_list",
         parameters=[
             OpenApiParameter(
-                "state", OpenApiTypes.STR, enum=[s.value for s in Video.State],
+                "state",
+                OpenApiTypes.STR,
+                enum=[s.value for s in Video.State],
                 description="Only videos in this state; absent or empty: every state",
             )
         ],
@@ -54,7 +56,9 @@ class VideoDetailView(APIView):
     def get(self, request, video_id: int):
         return Response(VideoSerializer(get_video(video_id)).data)
 
-    @extend_schema(operation_id="videos_partial_update", request=VideoUpdateSerializer, responses={200: VideoSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="videos_partial_update", request=VideoUpdateSerializer, responses={200: VideoSerializer, **ERRORS}
+    )
     def patch(self, request, video_id: int):
         """Moderators: slow mode, comments on/off, state. Each change is audited and announced live."""
         from comments import services

@@ -29,7 +29,9 @@ class Video(models.Model):
     slow_mode_seconds = models.PositiveIntegerField(default=0, help_text="0 = off")
     comments_enabled = models.BooleanField(default=True)
     moderators = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="moderated_videos",
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="moderated_videos",
         help_text="Users who may moderate this video (staff may moderate every video).",
     )
     created = models.DateTimeField(auto_now_add=True)

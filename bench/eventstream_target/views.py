@@ -21,7 +21,7 @@ def publish(request):
     try:
         text = str(json.loads(request.body)["text"])
     except (ValueError, KeyError, TypeError):
-        return HttpResponseBadRequest("body must be {\"text\": ...}")
+        return HttpResponseBadRequest('body must be {"text": ...}')
     with _lock:
         comment_id = next(_ids)
     data = {

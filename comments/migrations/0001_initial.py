@@ -6,33 +6,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('videos', '0001_initial'),
+        ("videos", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Comment',
+            name="Comment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('created', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('status', models.CharField(choices=[('visible', 'Visible'), ('held', 'Held'), ('removed', 'Removed')], default='visible', max_length=16)),
-                ('cursor', models.CharField(blank=True, editable=False, max_length=32, null=True)),
-                ('position', models.BigIntegerField(blank=True, editable=False, null=True)),
-                ('status_position', models.BigIntegerField(blank=True, editable=False, null=True)),
-                ('idempotency_key', models.CharField(blank=True, default='', max_length=255)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to=settings.AUTH_USER_MODEL)),
-                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='videos.video')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("text", models.TextField()),
+                ("created", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("visible", "Visible"), ("held", "Held"), ("removed", "Removed")],
+                        default="visible",
+                        max_length=16,
+                    ),
+                ),
+                ("cursor", models.CharField(blank=True, editable=False, max_length=32, null=True)),
+                ("position", models.BigIntegerField(blank=True, editable=False, null=True)),
+                ("status_position", models.BigIntegerField(blank=True, editable=False, null=True)),
+                ("idempotency_key", models.CharField(blank=True, default="", max_length=255)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "video",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="comments", to="videos.video"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['video', 'position'],
-                'indexes': [models.Index(fields=['video', 'position'], name='comment_video_position'), models.Index(fields=['video', 'status_position'], name='comment_video_status_pos'), models.Index(fields=['author', 'idempotency_key'], name='comment_author_idem')],
-                'constraints': [models.UniqueConstraint(fields=('video', 'cursor'), name='comment_cursor_unique_per_video')],
+                "ordering": ["video", "position"],
+                "indexes": [
+                    models.Index(fields=["video", "position"], name="comment_video_position"),
+                    models.Index(fields=["video", "status_position"], name="comment_video_status_pos"),
+                    models.Index(fields=["author", "idempotency_key"], name="comment_author_idem"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("video", "cursor"), name="comment_cursor_unique_per_video")
+                ],
             },
         ),
     ]

@@ -5,26 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('comments', '0002_moderation'),
-        ('videos', '0001_initial'),
+        ("comments", "0002_moderation"),
+        ("videos", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='comment',
-            name='origin_id',
+            model_name="comment",
+            name="origin_id",
             field=models.BigIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='comment',
-            name='origin_region',
-            field=models.CharField(blank=True, default='', editable=False, max_length=32),
+            model_name="comment",
+            name="origin_region",
+            field=models.CharField(blank=True, default="", editable=False, max_length=32),
         ),
         migrations.AddConstraint(
-            model_name='comment',
-            constraint=models.UniqueConstraint(condition=models.Q(('origin_region', ''), _negated=True), fields=('origin_region', 'origin_id'), name='comment_origin_unique'),
+            model_name="comment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("origin_region", ""), _negated=True),
+                fields=("origin_region", "origin_id"),
+                name="comment_origin_unique",
+            ),
         ),
     ]

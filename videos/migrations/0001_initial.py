@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -14,23 +13,42 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Video',
+            name="Video",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('stream_url', models.CharField(blank=True, help_text='URL of the video or HLS stream', max_length=500)),
-                ('poster_url', models.CharField(blank=True, max_length=500)),
-                ('state', models.CharField(choices=[('scheduled', 'Scheduled'), ('live', 'Live'), ('ended', 'Ended')], db_index=True, default='scheduled', max_length=16)),
-                ('slow_mode_seconds', models.PositiveIntegerField(default=0, help_text='0 = off')),
-                ('comments_enabled', models.BooleanField(default=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('moderators', models.ManyToManyField(blank=True, help_text='Users who may moderate this video (staff may moderate every video).', related_name='moderated_videos', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "stream_url",
+                    models.CharField(blank=True, help_text="URL of the video or HLS stream", max_length=500),
+                ),
+                ("poster_url", models.CharField(blank=True, max_length=500)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("scheduled", "Scheduled"), ("live", "Live"), ("ended", "Ended")],
+                        db_index=True,
+                        default="scheduled",
+                        max_length=16,
+                    ),
+                ),
+                ("slow_mode_seconds", models.PositiveIntegerField(default=0, help_text="0 = off")),
+                ("comments_enabled", models.BooleanField(default=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "moderators",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Users who may moderate this video (staff may moderate every video).",
+                        related_name="moderated_videos",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created'],
+                "ordering": ["-created"],
             },
         ),
     ]

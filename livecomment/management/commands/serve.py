@@ -63,7 +63,9 @@ class Command(BaseCommand):
             self.children.append(self._spawn(server, fd, env))
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         self.stdout.write(
-            self.style.SUCCESS(f"livecomment is running at http://{shown}:{port}/ ({workers} {server} worker(s)); Ctrl-C stops it.")
+            self.style.SUCCESS(
+                f"livecomment is running at http://{shown}:{port}/ ({workers} {server} worker(s)); Ctrl-C stops it."
+            )
         )
         self.stdout.flush()
         try:

@@ -35,13 +35,25 @@ class Command(BaseCommand):
     help = "Relay this region's comments and moderation to other regions (and apply what they relay here)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--to", action="append", default=[], metavar="REGION=REDIS_URL",
-                            help="A region to send to and its Redis URL; repeat for each region.")
-        parser.add_argument("--no-ingest", action="store_true",
-                            help="Do not apply other regions' changes here (run `manage.py ingest` instead).")
+        parser.add_argument(
+            "--to",
+            action="append",
+            default=[],
+            metavar="REGION=REDIS_URL",
+            help="A region to send to and its Redis URL; repeat for each region.",
+        )
+        parser.add_argument(
+            "--no-ingest",
+            action="store_true",
+            help="Do not apply other regions' changes here (run `manage.py ingest` instead).",
+        )
         parser.add_argument("--batch", type=int, default=500, help="Entries per step and target.")
-        parser.add_argument("--in-flight-seconds", type=float, default=10.0,
-                            help="How long a change may stay uncommitted before the relay gives up on it.")
+        parser.add_argument(
+            "--in-flight-seconds",
+            type=float,
+            default=10.0,
+            help="How long a change may stay uncommitted before the relay gives up on it.",
+        )
         parser.add_argument("--once", action="store_true", help="Do one step and exit.")
 
     def handle(self, *args, **options):
@@ -54,8 +66,12 @@ class Command(BaseCommand):
         if not settings.REGION_STREAM_MAXLEN and targets:
             raise CommandError("REGION_STREAM_MAXLEN=0: this region writes no region stream to relay")
         try:
-            relay = Relay(targets, ingest=not options["no_ingest"], batch=options["batch"],
-                          in_flight_seconds=options["in_flight_seconds"])
+            relay = Relay(
+                targets,
+                ingest=not options["no_ingest"],
+                batch=options["batch"],
+                in_flight_seconds=options["in_flight_seconds"],
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         run(relay, once=options["once"], what=f"relay from {settings.REGION} to {', '.join(names) or 'nowhere'}")
