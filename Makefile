@@ -7,7 +7,7 @@ PORT ?= 8000
 WORKERS ?= 1
 SERVER ?= daphne
 
-.PHONY: run test venv deps lint fmt bench bench-smoke faults clean browser-deps
+.PHONY: run test venv deps lint typecheck fmt bench bench-smoke faults clean browser-deps
 
 venv: $(BIN)/.installed
 
@@ -35,9 +35,13 @@ browser-deps:
 			|| echo "browser-deps: could not install chromium; the browser tests will skip"; \
 	fi
 
-lint: venv
+lint: venv typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy with django-stubs on the write path and the dispatcher (which files: mypy.ini).
+typecheck: venv
+	$(BIN)/mypy
 
 fmt: venv
 	$(BIN)/ruff format .

@@ -29,6 +29,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 
@@ -39,6 +40,10 @@ MOD_AUDIENCE = "mod"
 
 # Types of stream entries that carry a comment in their "c" field.
 COMMENT_TYPES = ("comment", "comment.held")
+
+# A stream entry as redis-py returns it (decode_responses): (ID, fields).
+# redis-py types every command's reply as `Awaitable[Any] | Any`, hence the casts.
+Entry = tuple[str, dict[str, str]]
 
 
 def stream_key(video_id: int) -> str:
@@ -225,9 +230,9 @@ def drop_abandoned_idempotency_key(video_id: int, user_id: int, key: str, older_
     write failed, and Redis was away when the reservation was to be released)."""
     max_pttl = (settings.IDEMPOTENCY_TTL_SECONDS - older_than_seconds) * 1000
     result = redis_client.for_video(video_id).eval(
-        _DROP_ABANDONED, 1, idem_key(video_id, user_id, key), older_than_seconds * 1000, max_pttl
+        _DROP_ABANDONED, 1, idem_key(video_id, user_id, key), str(older_than_seconds * 1000), str(max_pttl)
     )
-    return result == 1
+    return cast(int, result) == 1  # the script returns a number, not the str redis-py's eval() is typed as
 
 
 def append(
@@ -325,12 +330,12 @@ def stream_exists(video_id: int) -> bool:
 
 
 def first_id(video_id: int) -> str | None:
-    entries = redis_client.for_video(video_id).xrange(stream_key(video_id), "-", "+", count=1)
+    entries = cast("list[Entry]", redis_client.for_video(video_id).xrange(stream_key(video_id), "-", "+", count=1))
     return entries[0][0] if entries else None
 
 
 def last_id(video_id: int) -> str:
-    entries = redis_client.for_video(video_id).xrevrange(stream_key(video_id), "+", "-", count=1)
+    entries = cast("list[Entry]", redis_client.for_video(video_id).xrevrange(stream_key(video_id), "+", "-", count=1))
     return entries[0][0] if entries else cursors.ZERO
 
 
@@ -347,7 +352,7 @@ def covers(video_id: int, after: str) -> bool:
 def read_range(video_id: int, after: str, until: str = "+", count: int | None = None) -> list[StreamEvent]:
     """Raw events after `after` (exclusive) up to `until` (inclusive)."""
     client = redis_client.for_video(video_id)
-    entries = client.xrange(stream_key(video_id), f"({after}", until, count=count)
+    entries = cast("list[Entry]", client.xrange(stream_key(video_id), f"({after}", until, count=count))
     return [parse_entry(entry_id, fields) for entry_id, fields in entries]
 
 
@@ -372,7 +377,7 @@ def comments_after(video_id: int, after: str, limit: int) -> tuple[list[StreamEv
     start = after
     batch = max(limit * 2, 50)
     while len(found) < limit:
-        entries = client.xrange(stream_key(video_id), f"({start}", "+", count=batch)
+        entries = cast("list[Entry]", client.xrange(stream_key(video_id), f"({start}", "+", count=batch))
         if not entries:
             break
         events = [parse_entry(i, f) for i, f in entries]
@@ -399,7 +404,9 @@ def comments_before(video_id: int, before: str, limit: int) -> tuple[list[Stream
     end = before
     batch = max(limit * 2, 50)
     while len(found) < limit:
-        entries = client.xrevrange(stream_key(video_id), "+" if end == "+" else f"({end}", "-", count=batch)
+        entries = cast(
+            "list[Entry]", client.xrevrange(stream_key(video_id), "+" if end == "+" else f"({end}", "-", count=batch)
+        )
         if not entries:
             break
         events = [parse_entry(i, f) for i, f in entries]

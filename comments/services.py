@@ -30,7 +30,10 @@ import logging
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
@@ -206,7 +209,7 @@ def _retake_abandoned_key(video: Video, author, text: str, key: str, slow: int, 
 
 
 def _find_by_key(video: Video, author, key: str | None) -> Comment | None:
-    window = timezone.now() - timezone.timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    window = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     return (
         Comment.objects.in_stream()
         .select_related("author")
@@ -310,7 +313,9 @@ _INSERT_FIELDS = ("video", "author", "text", "created", "status", "idempotency_k
 @functools.cache
 def _write_statements(alias: str) -> tuple[str, str]:
     connection = connections[alias]
-    meta = Comment._meta
+    # Any: the meta API is typed for every kind of field (get_field() may give a
+    # relation, `column` may be None); the fields named here are all concrete.
+    meta: Any = Comment._meta
     quote = connection.ops.quote_name
     insert = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(
         quote(meta.db_table),
@@ -330,7 +335,8 @@ def _write_statements(alias: str) -> tuple[str, str]:
 def _insert(comment: Comment) -> None:
     connection = connections[Comment.objects.db]
     values = [
-        field.get_db_prep_save(getattr(comment, field.attname), connection)
+        # get_field() is typed as maybe a relation; these are all concrete fields.
+        field.get_db_prep_save(getattr(comment, field.attname), connection)  # type: ignore[union-attr]
         for field in map(Comment._meta.get_field, _INSERT_FIELDS)
     ]
     with connection.cursor() as cursor:
@@ -376,7 +382,7 @@ def _retry_undos() -> None:
 
 # Tests set this to a callable raising an exception at a named point of the
 # write path, to prove what a failure there leaves behind.
-FAIL_POINTS: dict[str, object] = {}
+FAIL_POINTS: dict[str, Callable[[], object]] = {}
 
 
 def _fail_point(name: str) -> None:
@@ -599,7 +605,7 @@ def ban_user(
         raise ServiceError("invalid_target", "You cannot ban yourself.")
     if user.is_staff and not by.is_staff:
         raise ServiceError("permission_denied", "Only staff may ban staff.", 403)
-    expires_at = timezone.now() + timezone.timedelta(seconds=duration_seconds) if duration_seconds else None
+    expires_at = timezone.now() + timedelta(seconds=duration_seconds) if duration_seconds else None
     with transaction.atomic():
         ban = Ban.objects.create(
             user=user, video=video, expires_at=expires_at, reason=(reason or "")[:500], created_by=by
@@ -624,7 +630,7 @@ def ban_user(
             audit,
         )
     if remove_recent and video is not None:
-        since = timezone.now() - timezone.timedelta(seconds=REMOVE_RECENT_SECONDS)
+        since = timezone.now() - timedelta(seconds=REMOVE_RECENT_SECONDS)
         for comment in Comment.objects.in_stream().filter(
             video=video, author=user, status=Comment.Status.VISIBLE, created__gte=since
         ):
@@ -651,10 +657,10 @@ def lift_ban(video: Video | None, user, by, reason: str = "") -> int:
 # -- blocked terms ---------------------------------------------------------------------
 
 TERMS_CACHE_SECONDS = 5.0
-_terms_cache: dict[int, tuple[float, list]] = {}
+_terms_cache: dict[int, tuple[float, list[tuple[re.Pattern[str], str]]]] = {}
 
 
-def _terms_for(video: Video) -> list[tuple[object, str]]:
+def _terms_for(video: Video) -> list[tuple[re.Pattern[str], str]]:
     """(compiled pattern, action) for the video and site-wide terms, cached a few seconds."""
     now = time.monotonic()
     cached = _terms_cache.get(video.pk)
@@ -807,7 +813,7 @@ def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
             )
         if not _origin:
             _to_regions("video", locked, {"changes": {field: getattr(locked, field) for field in changed}}, audit)
-        announcements = []
+        announcements: list[tuple[str, dict[str, Any]]] = []
         if "state" in changed:
             announcements.append(("video.state", {"state": locked.state}))
         if {"slow_mode_seconds", "comments_enabled"} & set(changed):
@@ -892,7 +898,8 @@ def _regional_user(name: str):
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
-    user, created = User.objects.get_or_create(**{User.USERNAME_FIELD: name})
+    # The one key is USERNAME_FIELD, which mypy cannot tell from `defaults`.
+    user, created = User.objects.get_or_create(**{User.USERNAME_FIELD: name})  # type: ignore[arg-type]
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])

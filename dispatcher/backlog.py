@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 from django.db.models import Q
 
@@ -39,16 +40,17 @@ class Backlog:
 def _comment_event(comment: Comment, moderator: bool) -> StreamEvent | None:
     data = dict(events.comment_data(comment), cursor=comment.cursor)
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    cursor = cast(str, comment.cursor)  # set: the comment is in the stream (in_stream())
     if comment.status == Comment.Status.VISIBLE:
-        return StreamEvent(comment.cursor, "comment", text, comment.pk)
+        return StreamEvent(cursor, "comment", text, comment.pk)
     if comment.status == Comment.Status.HELD and moderator:
-        return StreamEvent(comment.cursor, "comment.held", text, comment.pk, hotstore.MOD_AUDIENCE)
+        return StreamEvent(cursor, "comment.held", text, comment.pk, hotstore.MOD_AUDIENCE)
     return None
 
 
 def _status_event(comment: Comment, moderator: bool) -> StreamEvent | None:
     """The latest status change of a comment older than the resume point."""
-    position = cursors.from_position(comment.status_position)
+    position = cursors.from_position(cast(int, comment.status_position))  # set: matched on status_position
     if comment.status == Comment.Status.VISIBLE:
         data = dict(events.comment_data(comment), cursor=comment.cursor)
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -82,7 +84,7 @@ def resume(video_id: int, after: str, moderator: bool = False, use_database: boo
     """Exactly the events after `after`, in stream order."""
     client = redis_client.for_video(video_id)
     key = hotstore.stream_key(video_id)
-    first = client.xrange(key, "-", "+", count=1)
+    first = cast("list[hotstore.Entry]", client.xrange(key, "-", "+", count=1))
     first_id = first[0][0] if first else None
     from_db: list[StreamEvent] = []
     if first_id is None or cursors.compare(first_id, after) > 0:
@@ -91,12 +93,12 @@ def resume(video_id: int, after: str, moderator: bool = False, use_database: boo
 
             raise Unavailable("database")  # the stream alone cannot say what was missed
         from_db = _from_database(video_id, after, first_id, moderator)
-    entries = client.xrange(key, f"({after}", "+")
+    entries = cast("list[hotstore.Entry]", client.xrange(key, f"({after}", "+"))
     stream_events = [hotstore.parse_entry(i, f) for i, f in entries]
     last_id = stream_events[-1].id if stream_events else after
     if not stream_events and from_db:
         last_id = max(last_id, from_db[-1].id, key=cursors.to_position)
-    tip = client.xrevrange(key, "+", "-", count=1)
+    tip = cast("list[hotstore.Entry]", client.xrevrange(key, "+", "-", count=1))
     if tip and cursors.compare(last_id, tip[0][0]) > 0 and not from_db:
         last_id = tip[0][0]  # a resume point from the future: do not mute what comes next
     visible = hotstore.filter_for_viewer(video_id, stream_events, moderator)
@@ -118,7 +120,7 @@ def latest(video_id: int, count: int, moderator: bool = False, use_database: boo
     exhausted = False
     oldest_in_stream: str | None = None
     while len(found) < count:
-        entries = client.xrevrange(key, end, "-", count=batch)
+        entries = cast("list[hotstore.Entry]", client.xrevrange(key, end, "-", count=batch))
         if not entries:
             exhausted = True
             break

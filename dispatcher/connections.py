@@ -22,10 +22,14 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from dispatcher.frames import Burst, Frame
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +166,13 @@ class Connection:
             self.probe.limit_send_buffer(settings.REALTIME_SOCKET_SNDBUF)
         self.on_close = on_close
         self.close_reason = ""
-        self.early: list[Frame] | None = []  # live frames that arrive while the backlog is read
+        self.early: list[Frame | Burst] | None = []  # live frames that arrive while the backlog is read
         # True while the hub may write a frame's pre-framed bytes to the
         # transport itself (SSEConnection under uvicorn: live, keeping up).
         self.fast = False
 
     # -- what differs per transport --
-    def message(self, frame: Frame) -> dict:
+    def message(self, frame: Frame | Burst) -> dict:
         raise NotImplementedError
 
     def size(self, message: dict) -> int:
@@ -199,6 +203,7 @@ class Connection:
             return
         if not self.started:
             early = self.early
+            assert early is not None  # a list until start(), which sets `started`
             early.append(frame)
             if len(early) > settings.REALTIME_BUFFER_EVENTS:
                 self.close("overflow")
@@ -320,6 +325,8 @@ class Connection:
 class SSEConnection(Connection):
     kind = "sse"
     __slots__ = ("cycle", "transport")
+    cycle: RequestResponseCycle | None
+    transport: asyncio.Transport | None
 
     def __init__(self, send, *args, **kwargs):
         super().__init__(send, *args, **kwargs)
@@ -351,10 +358,11 @@ class SSEConnection(Connection):
         Hub._write_burst inlines the same test for a whole video."""
         if self.fast and frame.first_position > self.skip_to and not frame.audience:
             cycle = self.cycle
-            if not cycle.flow.write_paused and not cycle.disconnected:
+            # `fast` is only ever True with a cycle and its transport (_update_fast).
+            if not cycle.flow.write_paused and not cycle.disconnected:  # type: ignore[union-attr]
                 self.skip_to = frame.position
                 self.last_id = frame.id
-                self.transport.write(frame.sse_chunk)
+                self.transport.write(frame.sse_chunk)  # type: ignore[union-attr]
                 return
         Connection.deliver(self, frame)
 
@@ -365,7 +373,7 @@ class SSEConnection(Connection):
         """End the response (when the socket cannot be aborted)."""
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def message(self, frame: Frame) -> dict:
+    def message(self, frame: Frame | Burst) -> dict:
         return frame.sse_message
 
     def size(self, message: dict) -> int:
@@ -395,8 +403,9 @@ class WebSocketConnection(Connection):
         # lets a server close with 1000 or 3000-4999, so not 1001/1012.
         return {"type": "websocket.close", "code": 4503}
 
-    def message(self, frame: Frame) -> dict:
-        return frame.ws_message
+    def message(self, frame: Frame | Burst) -> dict:
+        # Never a Burst: a WebSocket connection takes them frame by frame (it does not coalesce).
+        return frame.ws_message  # type: ignore[union-attr]
 
     def size(self, message: dict) -> int:
         return len(message.get("text") or "") + len(message.get("bytes") or b"")
@@ -413,6 +422,6 @@ class Waiter(Connection):
         self.event = asyncio.Event()
         self.started = True
 
-    def deliver(self, frame: Frame) -> None:
+    def deliver(self, frame: Frame | Burst) -> None:
         if frame.position:
             self.event.set()

@@ -6,7 +6,12 @@ WebSocket:  {"event": <type>, "id": <position>, "data": <json>}
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Protocol
+
 from comments.cursors import to_position
+
+if TYPE_CHECKING:
+    from comments.hotstore import StreamEvent
 
 PING_SSE = b": ping\n\n"
 PING_WS = '{"event":"ping"}'
@@ -15,20 +20,33 @@ RETRY_MS = 2000
 SSE_PADDING = b":" + b" " * 2048 + b"\n\n"
 
 
+class _Encoded(Protocol):
+    """What _SSEEncodings needs of the class it is mixed into (whose slots hold these)."""
+
+    _sse_msg: dict[str, Any] | None
+    _chunk: bytes | None
+
+    @property
+    def sse(self) -> bytes: ...
+
+
 class _SSEEncodings:
     """The ASGI message and the HTTP/1.1 chunk of `sse`, each built once
     (servers only read them); for a Frame and a Burst alike."""
 
     __slots__ = ()
+    # Held in the subclasses' slots.
+    _sse_msg: dict[str, Any] | None
+    _chunk: bytes | None
 
     @property
-    def sse_message(self) -> dict:
+    def sse_message(self: _Encoded) -> dict:
         if self._sse_msg is None:
             self._sse_msg = {"type": "http.response.body", "body": self.sse, "more_body": True}
         return self._sse_msg
 
     @property
-    def sse_chunk(self) -> bytes:
+    def sse_chunk(self: _Encoded) -> bytes:
         """The SSE bytes framed as one HTTP/1.1 chunk, for writing to a
         transport directly (Hub._write_burst, SSEConnection.deliver)."""
         if self._chunk is None:
@@ -54,6 +72,9 @@ class Frame(_SSEEncodings):
         "_chunk",
     )
     frames = None  # not a Burst
+    _sse: bytes | None
+    _ws: str | None
+    _ws_msg: dict[str, Any] | None
 
     def __init__(self, type: str, id: str, data: str, audience: str = ""):
         self.type = type
@@ -94,7 +115,7 @@ class Frame(_SSEEncodings):
         return self._ws_msg
 
     @classmethod
-    def from_stream(cls, event) -> Frame:
+    def from_stream(cls, event: StreamEvent) -> Frame:
         return cls(event.type, event.id, event.data, event.audience)
 
     def __repr__(self) -> str:
@@ -113,6 +134,7 @@ class Burst(_SSEEncodings):
     event's, `first_position` the first event's."""
 
     __slots__ = ("frames", "first_position", "position", "id", "audience", "_sse", "_sse_msg", "_chunk")
+    _sse: bytes | None
 
     def __init__(self, frames: list[Frame]):
         self.frames = frames

@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
+from typing import cast
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -135,8 +136,8 @@ class Hub:
         if self.started:
             return
         async with self._start_lock:
-            if self.started:
-                return
+            if self.started:  # another task started it while this one waited for the lock
+                return  # type: ignore[unreachable]  # mypy keeps the narrowing of `started` across the await
             self.channel_name = await self.layer.new_channel(prefix="gateway")
             loop = asyncio.get_running_loop()
             self.tasks = [
@@ -284,7 +285,8 @@ class Hub:
             return
         try:
             await self.layer.group_discard(group_name(video_id), self.channel_name)
-            await redis_client.async_for_video(video_id).hdel(viewers_key(video_id), self.channel_name)
+            # redis-py types the asyncio client's hdel as `Awaitable[int] | int`; the channel is set once started.
+            await redis_client.async_for_video(video_id).hdel(viewers_key(video_id), self.channel_name)  # type: ignore[misc, arg-type]
             self.stats["groups_left"] += 1
         except Exception as exc:  # noqa: BLE001 - the membership expires anyway
             log.warning("leaving group of video %s failed: %s", video_id, exc)
@@ -413,6 +415,7 @@ class Hub:
         connections = tuple(sub.connections)  # a copy: a write may close and unsubscribe
         stats = self.stats
         stats["deliveries"] += len(connections) * (len(frames) - frames.count(PING))
+        item: Frame | Burst
         if len(frames) == 1:
             item = frames[0]
         else:
@@ -426,6 +429,7 @@ class Hub:
     def _write_burst(self, sub: VideoSubscription, budget: int) -> int:
         """Write the current burst to up to `budget` more connections; returns how many."""
         item, connections, start = sub.burst, sub.burst_connections, sub.burst_next
+        assert item is not None and connections is not None  # _start_burst set them
         end = min(len(connections), start + budget)
         first = item.first_position
         if item.audience:
@@ -444,13 +448,14 @@ class Hub:
             for i in range(start, end):
                 connection = connections[i]
                 if connection.fast and (not first or connection.skip_to < first):
-                    cycle = connection.cycle
+                    # Only an SSEConnection with a uvicorn cycle is ever `fast`.
+                    cycle = connection.cycle  # type: ignore[attr-defined]
                     if not cycle.flow.write_paused and not cycle.disconnected:
                         if first:
                             connection.skip_to = last
                             connection.last_id = last_id
                         try:
-                            connection.transport.write(chunk)
+                            connection.transport.write(chunk)  # type: ignore[attr-defined]
                         except Exception as exc:  # noqa: BLE001 - the transport is closing: the client is gone
                             connection.close(f"send failed: {exc!r}")
                         continue
@@ -620,7 +625,7 @@ def _sum_counts(counts: dict, stale_before: int) -> int:
 def viewer_count(video_id: int) -> int:
     """Total viewers of a video over all gateways (sync, for pages and the API)."""
     try:
-        counts = redis_client.for_video(video_id).hgetall(viewers_key(video_id))
+        counts = cast("dict[str, str]", redis_client.for_video(video_id).hgetall(viewers_key(video_id)))
     except redis_client.UNAVAILABLE_ERRORS:
         return 0
     return _sum_counts(counts, int(time.time()) - settings.REALTIME_VIEWERS_TTL)

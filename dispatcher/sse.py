@@ -57,7 +57,7 @@ class StreamConsumer:
         def app(scope, receive, send):
             return serve(scope, receive, send)
 
-        app.consumer_class = cls
+        app.consumer_class = cls  # type: ignore[attr-defined]  # like the apps of Channels' as_asgi()
         return app
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -23,13 +24,19 @@ from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
 
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    from livecomment.limits import StreamSlot
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class StreamRequest:
     video: Video
-    user: object
+    user: AbstractBaseUser | AnonymousUser
     moderator: bool
     last_event_id: str | None
     # The database is down: serve what Redis holds, to anonymous viewers.
@@ -108,11 +115,12 @@ def closed_by_hub(connection, reason: str) -> None:
 class ReleasesStreamSlot:
     """Consumer mixin: however the stream ends, give its per-IP slot back."""
 
-    stream_slot = None
+    stream_slot: StreamSlot | None = None
 
     async def __call__(self, scope, receive, send):
         try:
-            await super().__call__(scope, receive, send)
+            # A mixin: the consumer class after it in the MRO has __call__.
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
         finally:
             if self.stream_slot is not None:
                 self.stream_slot.release()
