@@ -12,7 +12,10 @@ client never holds up the others (invariant 6).
 
 Daphne never suspends a send (daphne#170: it has no write backpressure), so
 for it the transport's own buffer is read after each write and the same
-bound applies.
+bound applies. A live SSE connection under Daphne whose Twisted buffer is
+empty gets each frame's pre-framed chunk with one `send()` on its socket
+(`SSEConnection._write_socket`): Twisted's own write path registers and
+unregisters the socket with epoll for every write.
 """
 
 from __future__ import annotations
@@ -324,7 +327,7 @@ class Connection:
 
 class SSEConnection(Connection):
     kind = "sse"
-    __slots__ = ("cycle", "transport")
+    __slots__ = ("cycle", "transport", "request", "sock")
     cycle: RequestResponseCycle | None
     transport: asyncio.Transport | None
 
@@ -335,6 +338,12 @@ class SSEConnection(Connection):
         owner = getattr(send, "__self__", None)
         self.cycle = owner if _is_uvicorn_cycle(owner) else None
         self.transport = self.cycle.transport if self.cycle is not None else None
+        # Daphne over plain TCP: its request and the socket, for `_write_socket`.
+        self.request = self.sock = None
+        probe = self.probe
+        if self.cycle is None and probe is not None and probe.twisted and _is_twisted_tcp(probe.transport):
+            self.request = send.args[0]
+            self.sock = probe.transport.socket
 
     def _update_fast(self) -> None:
         cycle = self.cycle
@@ -364,7 +373,54 @@ class SSEConnection(Connection):
                 self.last_id = frame.id
                 self.transport.write(frame.sse_chunk)  # type: ignore[union-attr]
                 return
+        elif (
+            self.sock is not None
+            and self.started
+            and self.pending is None
+            and not self.closed
+            and frame.first_position > self.skip_to
+            and not frame.audience
+            and self._write_socket(frame.sse_chunk)
+        ):
+            self.skip_to = frame.position
+            self.last_id = frame.id
+            return
         Connection.deliver(self, frame)
+
+    def _write_socket(self, chunk: bytes) -> bool:
+        """Daphne: send the frame's pre-framed HTTP chunk on the socket itself.
+
+        Twisted's `transport.write` buffers every write and registers the
+        socket for writing, and its reactor unregisters it once flushed: two
+        epoll calls and a deferred flush per write, most of Daphne's cost
+        per delivery (the issue's profile: 42 % and 23 %). When Twisted holds
+        nothing back for this socket, one `send()` does the same and keeps the
+        order; what the kernel does not take goes to Twisted's buffer, and
+        later frames queue behind it through Twisted until it has drained.
+        Only for a live chunked HTTP/1.1 response (the chunk framing is ours
+        then); False means: take the general path."""
+        request, probe = self.request, self.probe
+        if (
+            request.finished  # type: ignore[union-attr]
+            or request._disconnected  # type: ignore[union-attr]
+            or not request.chunked  # type: ignore[union-attr]
+            or probe.buffered()  # type: ignore[union-attr]
+        ):
+            return False
+        transport = probe.transport  # type: ignore[union-attr]
+        if not transport.connected or transport.disconnecting:
+            return False
+        try:
+            sent = self.sock.send(chunk)  # type: ignore[union-attr]
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False  # the general path lets Twisted notice the lost connection
+        if sent < len(chunk):
+            transport.write(chunk[sent:])
+            if probe.buffered() > settings.REALTIME_BUFFER_BYTES:  # type: ignore[union-attr]
+                self.close("overflow")
+        return True
 
     def final_message(self, retry_ms: int) -> dict:
         return {"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": False}
@@ -384,6 +440,14 @@ class SSEConnection(Connection):
             return messages
         more = messages[-1].get("more_body", True)
         return [{"type": "http.response.body", "body": b"".join(m["body"] for m in messages), "more_body": more}]
+
+
+def _is_twisted_tcp(transport) -> bool:
+    try:
+        from twisted.internet.tcp import Connection as TCPConnection
+    except ImportError:  # pragma: no cover - no Daphne
+        return False
+    return isinstance(transport, TCPConnection) and getattr(transport, "socket", None) is not None
 
 
 def _is_uvicorn_cycle(owner) -> bool:

@@ -1,5 +1,6 @@
 """A client that stops reading is cut off without delaying the others (invariant 6)."""
 
+import json
 import time
 
 import httpx
@@ -43,3 +44,64 @@ def test_it_disconnects_a_stalled_reader_and_keeps_others_on_time(gateways, vide
     stalled.close()
     for client in healthy:
         client.close()
+
+
+def _decode_chunked_sse(raw: bytes) -> tuple[list[dict], bytes]:
+    """Strictly decode an HTTP/1.1 chunked body of SSE frames: (comment events so far, undecoded rest)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    assert sep and b"transfer-encoding: chunked" in head.lower(), head
+    payload = b""
+    while True:
+        size_line, crlf, after = body.partition(b"\r\n")
+        if not crlf:
+            break
+        size = int(size_line, 16)  # anything but a hex size here is broken framing
+        if len(after) < size + 2:
+            break
+        assert after[size : size + 2] == b"\r\n", after[size : size + 20]
+        payload += after[:size]
+        body = after[size + 2 :]
+    comments = []
+    for block in payload.decode().split("\n\n"):
+        lines = block.split("\n")
+        if "event: comment" in lines:
+            data = next(line[len("data: ") :] for line in lines if line.startswith("data: "))
+            comments.append(json.loads(data))
+    return comments, body
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_a_reader_that_falls_behind_and_catches_up_gets_every_frame_intact_and_in_order(gateways, video, alice, server):
+    # A full socket makes the gateway's write partial (Daphne: one send() takes part of a
+    # chunk, Twisted keeps the rest) or pauses it (uvicorn): the framing and the order must hold.
+    gateway = gateways.start(
+        server=server,
+        REALTIME_BUFFER_BYTES=8 * 1024 * 1024,
+        REALTIME_BUFFER_EVENTS=5000,
+        REALTIME_SOCKET_SNDBUF=16384,
+    )
+    url = gateway.url(f"/api/v1/videos/{video.pk}/stream")
+    lagging = StalledReader(url)
+    watcher = SSEClient(url).wait_open()
+    watcher.wait_until(lambda c: c.retry is not None, 5)
+    time.sleep(0.3)
+    poster = Poster(gateway.base, Token.objects.create(user=alice).key)
+    posted = [poster.post(video.pk, f"{i} {BIG}")["id"] for i in range(300)]  # ~200 KB, far past the buffers
+    assert watcher.wait_for_comments(300, timeout=30)
+    lagging.sock.settimeout(0.5)
+    raw = b""
+    deadline = time.monotonic() + 30
+    comments: list[dict] = []
+    while len(comments) < 300 and time.monotonic() < deadline:
+        try:
+            data = lagging.sock.recv(1 << 20)
+        except TimeoutError:
+            continue
+        assert data, "the gateway closed the lagging reader"
+        raw += data
+        comments, _ = _decode_chunked_sse(raw)
+    assert [c["id"] for c in comments] == posted
+    stats = httpx.get(gateway.url("/gateway/stats")).json()
+    assert stats.get("overflows", 0) == 0, stats
+    lagging.close()
+    watcher.close()
