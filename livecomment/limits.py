@@ -163,12 +163,19 @@ class BodyLimitMiddleware:
         if not limit:
             return await self.app(scope, receive, send)
         length = None
+        chunked = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
                     length = None  # the server refuses these itself
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:
+            # No body at all (an SSE GET, most requests): no counting wrapper,
+            # which a stream would otherwise keep suspended for its lifetime.
+            return await self.app(scope, receive, send)
         if length is not None:
             if length > limit:
                 await self._refuse(send, limit)
