@@ -13,7 +13,10 @@ exists, so it cannot own a connection -- they can run inline: there is nothing
 for them to close in the event loop's thread.
 
 When any other receiver is connected, or the request did use the per-request
-thread (a sync view such as the admin), this is exactly Django's handler.
+thread (a sync view such as the admin), this is exactly Django's handler --
+except that the database connections of that thread are closed when the
+request ends: the thread ends with it, so a persistent one (CONN_MAX_AGE)
+could never be used again and stayed open until a garbage collection.
 It also loads the stock middlewares in versions that run their hooks in the
 event loop (livecomment/async_middleware.py).
 `handle` follows Django 5.2's; the differences are marked.
@@ -25,7 +28,7 @@ import asyncio
 import weakref
 
 import django
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.conf import settings
 from django.core import signals
 from django.core.cache import close_caches
@@ -33,7 +36,7 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler as _DjangoASGIHandler
 from django.core.handlers.asgi import get_script_prefix
 from django.core.handlers.base import reset_urlconf
-from django.db import close_old_connections, reset_queries
+from django.db import close_old_connections, connections, reset_queries
 from django.urls import set_script_prefix
 
 from livecomment.async_middleware import INLINE_VERSIONS
@@ -52,6 +55,31 @@ def _only_stock_receivers(signal) -> bool:
 def _ran_thread_sensitive_code() -> bool:
     context = SyncToAsync.thread_sensitive_context.get(None)
     return context is None or context in SyncToAsync.context_to_thread_executor
+
+
+def _has_own_request_thread() -> bool:
+    """Did thread-sensitive code run in a thread started for this request only
+    (the ThreadSensitiveContext's executor, shut down when the request ends)?"""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    return (
+        context is not None
+        and context in SyncToAsync.context_to_thread_executor
+        and getattr(AsyncToSync.executors, "current", None) is None  # else that code ran in the caller's thread
+    )
+
+
+def _closing_connections(close):
+    # Stock Django leaves this to request_finished, which keeps a connection
+    # open for CONN_MAX_AGE -- but in a thread that is thrown away after the
+    # request nothing can reuse or close it, and it stays open until a garbage
+    # collection: one more database session per request to a sync view.
+    def close_then_disconnect():
+        try:
+            close()
+        finally:
+            connections.close_all()
+
+    return close_then_disconnect
 
 
 class ASGIHandler(_DjangoASGIHandler):
@@ -74,8 +102,15 @@ class ASGIHandler(_DjangoASGIHandler):
     async def _close(self, response) -> None:
         if _only_stock_receivers(signals.request_finished) and not _ran_thread_sensitive_code():
             response.close()
+        elif _has_own_request_thread():
+            await sync_to_async(_closing_connections(response.close))()
         else:
             await sync_to_async(response.close)()
+
+    async def _finish_cancelled(self) -> None:
+        await signals.request_finished.asend(sender=self.__class__)
+        if _has_own_request_thread():
+            await sync_to_async(connections.close_all)()
 
     async def handle(self, scope, receive, send):
         try:
@@ -123,7 +158,7 @@ class ASGIHandler(_DjangoASGIHandler):
         try:
             response = tasks[1].result()
         except asyncio.CancelledError:
-            await signals.request_finished.asend(sender=self.__class__)
+            await self._finish_cancelled()  # changed
         else:
             await self._close(response)  # changed
 
