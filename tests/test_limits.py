@@ -64,6 +64,16 @@ def test_the_post_limit_is_a_sliding_window_and_says_how_long_to_wait(alice_clie
     assert sorted(Comment.objects.values_list("text", flat=True)) == ["at 0", "at 10", "at 20", "at 61"]
 
 
+def test_a_rate_of_zero_refuses_every_post_with_429_not_a_500(alice_client, video, settings):
+    # THROTTLE_POST_RATE=0/min (allowed by the settings check) stops posting:
+    # DRF's own throttle answers 429 and says to wait the whole window.
+    settings.THROTTLE_POST_RATE = "0/min"
+    refused = post(alice_client, video, "not now")
+    assert_throttled(refused)
+    assert refused["Retry-After"] == "60"
+    assert not Comment.objects.exists()
+
+
 def test_it_ignores_throttle_counters_left_in_the_old_format(alice, alice_client, video):
     from livecomment.throttling import shared_cache
 
