@@ -311,18 +311,21 @@ _INSERT_FIELDS = ("video", "author", "text", "created", "status", "idempotency_k
 
 
 @functools.cache
-def _write_statements(alias: str) -> tuple[str, str]:
+def _write_statements(alias: str, returning: bool = True) -> tuple[str, str]:
+    """The INSERT (with RETURNING the id where the database has it: not SQLite
+    before 3.35) and the UPDATE of the cursor."""
     connection = connections[alias]
     # Any: the meta API is typed for every kind of field (get_field() may give a
     # relation, `column` may be None); the fields named here are all concrete.
     meta: Any = Comment._meta
     quote = connection.ops.quote_name
-    insert = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(
+    insert = "INSERT INTO {} ({}) VALUES ({})".format(
         quote(meta.db_table),
         ", ".join(quote(meta.get_field(name).column) for name in _INSERT_FIELDS),
         ", ".join(["%s"] * len(_INSERT_FIELDS)),
-        quote(meta.pk.column),
     )
+    if returning:
+        insert += f" RETURNING {quote(meta.pk.column)}"
     update = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(
         quote(meta.db_table),
         quote(meta.get_field("cursor").column),
@@ -339,9 +342,13 @@ def _insert(comment: Comment) -> None:
         field.get_db_prep_save(getattr(comment, field.attname), connection)  # type: ignore[union-attr]
         for field in map(Comment._meta.get_field, _INSERT_FIELDS)
     ]
+    returning = connection.features.can_return_columns_from_insert
     with connection.cursor() as cursor:
-        cursor.execute(_write_statements(connection.alias)[0], values)
-        comment.pk = cursor.fetchone()[0]
+        cursor.execute(_write_statements(connection.alias, returning)[0], values)
+        if returning:
+            comment.pk = cursor.fetchone()[0]
+        else:
+            comment.pk = connection.ops.last_insert_id(cursor, Comment._meta.db_table, Comment._meta.pk.column)
     comment._state.adding = False
     comment._state.db = connection.alias
 
