@@ -348,7 +348,8 @@ def _insert(comment: Comment) -> None:
         if returning:
             comment.pk = cursor.fetchone()[0]
         else:
-            comment.pk = connection.ops.last_insert_id(cursor, Comment._meta.db_table, Comment._meta.pk.column)
+            pk_column: Any = Comment._meta.pk.column  # typed maybe None; a concrete field's is not
+            comment.pk = connection.ops.last_insert_id(cursor, Comment._meta.db_table, pk_column)
     comment._state.adding = False
     comment._state.db = connection.alias
 
