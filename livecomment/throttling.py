@@ -180,6 +180,14 @@ class AnonIPThrottle(_FailOpen, AnonRateThrottle):
     def get_rate(self):
         return settings.THROTTLE_ANON_RATE
 
+    def get_cache_key(self, request, view):
+        # Like every per-IP limit here: a local proxy without NUM_PROXIES
+        # would otherwise put every anonymous viewer in one bucket.
+        ip = self.get_ident(request)
+        if not ip or is_exempt(ip):
+            return None
+        return super().get_cache_key(request, view)
+
 
 class PostThrottle(_FailOpen, UserRateThrottle):
     """Posting comments, per signed-in user."""

@@ -179,14 +179,20 @@ def test_it_throttles_posting_per_user(alice_client, bob_client, video, settings
 def test_it_throttles_anonymous_reads_per_ip(anon_client, alice_client, video, settings):
     settings.THROTTLE_ANON_RATE = "2/min"
     url = f"/api/v1/videos/{video.pk}/comments/"
-    assert anon_client.get(url).status_code == 200
-    assert anon_client.get(url).status_code == 200
-    r = anon_client.get(url)
+    ip = "203.0.113.7"
+    assert anon_client.get(url, REMOTE_ADDR=ip).status_code == 200
+    assert anon_client.get(url, REMOTE_ADDR=ip).status_code == 200
+    r = anon_client.get(url, REMOTE_ADDR=ip)
     assert r.status_code == 429
     assert "Retry-After" in r
+    # Another address has its own budget.
+    assert anon_client.get(url, REMOTE_ADDR="203.0.113.8").status_code == 200
     # Signed-in users behind the same IP are not limited by it.
     for _ in range(4):
-        assert alice_client.get(url).status_code == 200
+        assert alice_client.get(url, REMOTE_ADDR=ip).status_code == 200
+    # Loopback (RATE_LIMIT_EXEMPT_IPS: a local proxy) is not limited per IP.
+    for _ in range(4):
+        assert anon_client.get(url, REMOTE_ADDR="127.0.0.1").status_code == 200
 
 
 def test_it_enforces_slow_mode(alice_client, video, staff):
