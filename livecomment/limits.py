@@ -172,9 +172,16 @@ class BodyLimitMiddleware:
                     length = None  # the server refuses these itself
             elif name == b"transfer-encoding":
                 chunked = True
-        if length is None and not chunked:
-            # No body at all (an SSE GET, most requests): no counting wrapper,
-            # which a stream would otherwise keep suspended for its lifetime.
+        if (
+            length is None
+            and not chunked
+            and scope.get("method") in ("GET", "HEAD")
+            and scope.get("http_version") in ("1.0", "1.1")
+        ):
+            # An HTTP/1 request with neither header has no body (RFC 9112 6.3),
+            # so an SSE GET needs no counting wrapper, which would otherwise
+            # stay suspended in receive() for the stream's lifetime. (HTTP/2
+            # bodies need no Content-Length: those are still counted.)
             return await self.app(scope, receive, send)
         if length is not None:
             if length > limit:

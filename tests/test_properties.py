@@ -475,7 +475,7 @@ def asgi_app():
     return build_application(get_asgi_application())
 
 
-async def call_asgi(app, path: str, headers: list, chunks):
+async def call_asgi(app, path: str, headers: list, chunks, method: str = "POST", http_version: str = "1.1"):
     """One HTTP request through the ASGI app; `chunks` iterates over the body
     chunks the client sends (an endless one never finishes). Returns
     (status, body, chunks read)."""
@@ -492,6 +492,11 @@ async def call_asgi(app, path: str, headers: list, chunks):
             done = True
             return {"type": "http.request", "body": b"", "more_body": False}
         read += 1
+        if read % 64 == 0:
+            # Let the event loop run, so the caller's timeout can end a request
+            # that reads an endless body (a regression) instead of it filling
+            # the disk with Django's spooled upload file.
+            await asyncio.sleep(0)
         return {"type": "http.request", "body": chunk, "more_body": True}
 
     async def send(message):
@@ -500,8 +505,8 @@ async def call_asgi(app, path: str, headers: list, chunks):
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
+        "http_version": http_version,
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -542,6 +547,16 @@ def test_a_body_over_the_limit_is_refused_without_reading_it(db, path, declared)
     assert json.loads(body)["error"]["code"] == "body_too_large"
     limit_chunks = django_settings.MAX_REQUEST_BODY_BYTES // (64 * 1024) + 1
     assert read == (0 if declared else limit_chunks)
+
+
+def test_an_http2_get_with_an_endless_body_is_cut_off_too(db):
+    """HTTP/1 GETs without Content-Length or Transfer-Encoding have no body and
+    skip the counting; an HTTP/2 request needs neither header to carry one."""
+    status, body, read = asyncio.run(
+        call_asgi(asgi_app(), "/api/v1/videos/", [], endless(), method="GET", http_version="2")
+    )
+    assert status == 413
+    assert read == django_settings.MAX_REQUEST_BODY_BYTES // (64 * 1024) + 1
 
 
 @settings(PROPERTY, max_examples=15)
