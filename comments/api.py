@@ -81,6 +81,11 @@ class CommentListView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     throttle_classes = [AnonIPThrottle, PostThrottle, PostIPThrottle]
 
+    def get_throttles(self):
+        if getattr(self.request, "long_poll_recheck", False):  # comments/longpoll.py: counted at its first look
+            return []
+        return super().get_throttles()
+
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
         if self.request.method == "POST":  # a refused post, by its error code (throttled, invalid_text, ...)

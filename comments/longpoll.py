@@ -99,6 +99,8 @@ async def comments_endpoint(request, video_id: int):
     response = await _call_view(request, video_id)
     if _has_results(response):
         return response
+    # The looks after the first are the same request: its throttles are counted once.
+    request.long_poll_recheck = True
     hub = get_hub()
     waiter = Waiter(video_id)
     try:

@@ -150,3 +150,18 @@ def test_it_rejects_bad_wait_values(gateways, video, alice):
         r = httpx.get(base + query, timeout=5)
         assert r.status_code == 400, query
         assert r.json()["error"]["code"] in ("invalid_wait", "missing_after")
+
+
+def test_a_long_poll_counts_once_against_the_anonymous_read_limit(gateways, video, alice):
+    # Clients come through a proxy (NUM_PROXIES=1) from a public address, so the
+    # per-IP limit applies (loopback itself is exempt).
+    gateway = gateways.start(NUM_PROXIES="1", THROTTLE_ANON_RATE="3/min")
+    anchor = Poster(gateway.base, Token.objects.create(user=alice).key).post(video.pk, "anchor")
+    headers = {"X-Forwarded-For": "203.0.113.5"}
+    base = gateway.url(f"/api/v1/videos/{video.pk}/comments/")
+    # Nothing new: the poll looks, waits, looks again at the end -- one request.
+    r = httpx.get(f"{base}?after={anchor['cursor']}&wait=1", headers=headers, timeout=10)
+    assert r.status_code == 200 and r.json()["results"] == []
+    assert httpx.get(base, headers=headers, timeout=5).status_code == 200
+    assert httpx.get(base, headers=headers, timeout=5).status_code == 200
+    assert httpx.get(base, headers=headers, timeout=5).status_code == 429
