@@ -170,6 +170,13 @@ class _FailOpen:
         meta = request.META
         return client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
 
+    def limited_ip(self, request) -> str | None:
+        """The client IP a per-IP limit counts, or None: no address, or one of
+        RATE_LIMIT_EXEMPT_IPS (a local proxy without NUM_PROXIES would
+        otherwise put every client in one bucket)."""
+        ip = self.get_ident(request)
+        return None if not ip or is_exempt(ip) else ip
+
 
 class AnonIPThrottle(_FailOpen, AnonRateThrottle):
     """Anonymous requests per client IP. Signed-in users are never limited by
@@ -181,10 +188,7 @@ class AnonIPThrottle(_FailOpen, AnonRateThrottle):
         return settings.THROTTLE_ANON_RATE
 
     def get_cache_key(self, request, view):
-        # Like every per-IP limit here: a local proxy without NUM_PROXIES
-        # would otherwise put every anonymous viewer in one bucket.
-        ip = self.get_ident(request)
-        if not ip or is_exempt(ip):
+        if self.limited_ip(request) is None:
             return None
         return super().get_cache_key(request, view)
 
@@ -213,8 +217,8 @@ class PostIPThrottle(_FailOpen, SimpleRateThrottle):
         return settings.THROTTLE_POST_IP_RATE
 
     def get_cache_key(self, request, view):
-        ip = self.get_ident(request)
-        if not ip or is_exempt(ip):
+        ip = self.limited_ip(request)
+        if ip is None:
             return None  # not limited
         return self.cache_format % {"scope": self.scope, "ident": ip}
 
