@@ -28,6 +28,7 @@ from livecomment import redis_client
 from livecomment.embedded_redis import EmbeddedRedis
 from regions.relay import Relay, inbox_key, position_key
 from tests.base import alice, bob
+from tests.multi_redis import check_resume_and_repair
 from tests.realtime_clients import Poster, SSEClient
 from tests.redis_cluster import NODES, cluster_env, redis_cluster, use_cluster
 from tests.servers import ROOT
@@ -152,26 +153,7 @@ def test_it_fans_out_through_whichever_node_a_gateway_subscribes_on(gateways, cl
 
 def test_it_resumes_and_repairs_on_every_node(gateways, cluster, videos, alice, monkeypatch):
     gateway = start(gateways, cluster, REALTIME_TIP_CHECK_SECONDS="1")  # repairs a lost last message sooner
-    real_publish = publisher.publish
-    calls = {"n": 0}
-
-    def lossy(video_id, event):
-        calls["n"] += 1
-        if calls["n"] % 3:
-            real_publish(video_id, event)
-
-    for video in videos:
-        anchor = services.post_comment(video, alice, f"anchor {video.pk}").comment
-        missed = [services.post_comment(video, alice, f"missed {video.pk} {i}").comment.pk for i in range(5)]
-        resumed = stream(gateway, video, last_event_id=anchor.cursor)
-        assert resumed.wait_for_comments(5)
-        assert resumed.comment_ids() == missed
-        monkeypatch.setattr(services, "publish", lossy)
-        live = [services.post_comment(video, alice, f"live {video.pk} {i}").comment.pk for i in range(6)]
-        monkeypatch.setattr(services, "publish", real_publish)
-        assert resumed.wait_for_comments(11, timeout=15)
-        assert resumed.comment_ids() == missed + live
-        resumed.close()
+    check_resume_and_repair(gateway, videos, alice, monkeypatch)
     stats = httpx.get(gateway.url("/gateway/stats")).json()
     assert stats.get("gap_repairs", 0) >= 1 and stats.get("tip_repairs", 0) >= 1
 

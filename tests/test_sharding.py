@@ -13,6 +13,7 @@ from dispatcher import publisher
 from livecomment import redis_client
 from livecomment.embedded_redis import EmbeddedRedis
 from tests.base import alice, bob
+from tests.multi_redis import check_resume_and_repair
 from tests.realtime_clients import Poster, SSEClient
 from videos.models import Video
 
@@ -83,26 +84,7 @@ def test_it_delivers_in_order_across_gateways_and_hosts(gateways, shards, videos
 
 def test_it_resumes_and_repairs_on_every_host(gateways, shards, videos, alice, monkeypatch):
     gateway = start(gateways, shards)
-    real_publish = publisher.publish
-    calls = {"n": 0}
-
-    def lossy(video_id, event):
-        calls["n"] += 1
-        if calls["n"] % 3:
-            real_publish(video_id, event)
-
-    for video in videos:
-        anchor = services.post_comment(video, alice, f"anchor {video.pk}").comment
-        missed = [services.post_comment(video, alice, f"missed {video.pk} {i}").comment.pk for i in range(5)]
-        resumed = SSEClient(gateway.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=anchor.cursor).wait_open()
-        assert resumed.wait_for_comments(5)
-        assert resumed.comment_ids() == missed
-        monkeypatch.setattr(services, "publish", lossy)
-        live = [services.post_comment(video, alice, f"live {video.pk} {i}").comment.pk for i in range(6)]
-        monkeypatch.setattr(services, "publish", real_publish)
-        assert resumed.wait_for_comments(11, timeout=15)
-        assert resumed.comment_ids() == missed + live
-        resumed.close()
+    check_resume_and_repair(gateway, videos, alice, monkeypatch)
 
 
 def test_it_counts_viewers_on_every_host(gateways, shards, videos):
