@@ -109,48 +109,67 @@ def parse_entry(entry_id: str, fields: dict) -> StreamEvent:
 
 # -- writing ------------------------------------------------------------------
 
-# Appends one event and returns {previous last ID, new ID}. Reading the previous
-# ID and appending in one script is what lets every event carry "prev", which
-# gateways use to notice a lost message (dispatcher/gateway.py).
+# Appends events and returns {ID before the first, ID of each}. Reading the
+# previous ID and appending in one script is what lets every event carry
+# "prev", which gateways use to notice a lost message (dispatcher/hub.py).
+# ARGV: MAXLEN, then per event the number of its field/value items and the items.
 _APPEND = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '0-0'
-if last[1] then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
-return {prev, id}
+local out = {'0-0'}
+if last[1] then out[1] = last[1][1] end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return out
 """
 
-# Checks and takes the write path's keys in one round trip. Returns
+# Checks and takes the write path's keys of several posts in one round trip.
+# For each post, in order, one reply:
 #   {'ok'}                       all taken
 #   {'idem', <comment id or ''>} Idempotency-Key seen before
 #   {'dup'}                      same text within the window
 #   {'slow', <ttl ms>}           slow mode
-# KEYS: the keys in use, in the order ARGV[4] names them
-# ARGV: idem ttl s, dup ttl s, slow ttl s, which keys KEYS holds ("i" idem,
-#       "d" dup, "s" slow; e.g. "ds")
+# ARGV: idem ttl s, dup ttl s, then per post which keys it has ("i" idem, "d"
+#       dup, "s" slow, in the order KEYS holds them, e.g. "ds"; "" for none)
+#       and its slow-mode ttl s
+# KEYS: every post's keys, post after post.
 # Only real keys go in KEYS (all in the video's slot): a placeholder for an
-# absent key would hash to another slot, which a Redis Cluster refuses.
+# absent key would hash to another slot, which a Redis Cluster refuses. Posts
+# are taken in order, so a second post of the same text in one call is 'dup'.
 _RESERVE = """
-local idem, dup, slow
-for i = 1, #ARGV[4] do
-  local which = string.sub(ARGV[4], i, i)
-  if which == 'i' then idem = KEYS[i] elseif which == 'd' then dup = KEYS[i] else slow = KEYS[i] end
+local function reserve(idem, dup, slow, slow_ttl)
+  if idem then
+    local seen = redis.call('GET', idem)
+    if seen then return {'idem', seen} end
+  end
+  if slow then
+    local ttl = redis.call('PTTL', slow)
+    if ttl > 0 then return {'slow', tostring(ttl)} end
+  end
+  if dup then
+    if redis.call('EXISTS', dup) == 1 then return {'dup'} end
+    redis.call('SET', dup, '1', 'EX', ARGV[2])
+  end
+  if slow then redis.call('SET', slow, '1', 'EX', slow_ttl) end
+  if idem then redis.call('SET', idem, '', 'EX', ARGV[1]) end
+  return {'ok'}
 end
-if idem then
-  local seen = redis.call('GET', idem)
-  if seen then return {'idem', seen} end
+local out = {}
+local k = 1
+for post = 1, (#ARGV - 2) / 2 do
+  local which = ARGV[1 + 2 * post]
+  local idem, dup, slow
+  for i = 1, #which do
+    local w = string.sub(which, i, i)
+    if w == 'i' then idem = KEYS[k] elseif w == 'd' then dup = KEYS[k] else slow = KEYS[k] end
+    k = k + 1
+  end
+  out[post] = reserve(idem, dup, slow, ARGV[2 + 2 * post])
 end
-if slow then
-  local ttl = redis.call('PTTL', slow)
-  if ttl > 0 then return {'slow', tostring(ttl)} end
-end
-if dup then
-  if redis.call('EXISTS', dup) == 1 then return {'dup'} end
-  redis.call('SET', dup, '1', 'EX', ARGV[2])
-end
-if slow then redis.call('SET', slow, '1', 'EX', ARGV[3]) end
-if idem then redis.call('SET', idem, '', 'EX', ARGV[1]) end
-return {'ok'}
+return out
 """
 
 
@@ -166,6 +185,16 @@ class Reservation:
     keys: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one post asks reserve_many() to check and take."""
+
+    user_id: int
+    text: str
+    idempotency_key: str | None
+    slow_mode_seconds: int
+
+
 def reserve(
     video_id: int,
     user_id: int,
@@ -173,30 +202,41 @@ def reserve(
     idempotency_key: str | None,
     slow_mode_seconds: int,
 ) -> Reservation:
+    return reserve_many(video_id, [Claim(user_id, text, idempotency_key, slow_mode_seconds)])[0]
+
+
+def reserve_many(video_id: int, claims: list[Claim]) -> list[Reservation]:
+    """The dedup, idempotency and slow-mode checks of several posts to one
+    video, in order, in one round trip (nothing at all when none has a key)."""
     window = settings.DUPLICATE_TEXT_WINDOW_SECONDS
-    taken = {
-        "i": idem_key(video_id, user_id, idempotency_key) if idempotency_key else "",
-        "d": dup_key(video_id, user_id, text) if window > 0 else "",
-        "s": slow_key(video_id, user_id) if slow_mode_seconds > 0 else "",
-    }
-    taken = {which: key for which, key in taken.items() if key}
-    if not taken:
-        return Reservation("ok")  # nothing to check or take
-    client = redis_client.for_video(video_id)
-    result = run_script(
-        client,
-        _RESERVE,
-        list(taken.values()),
-        [settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1), max(slow_mode_seconds, 1), "".join(taken)],
-    )
-    outcome = result[0]
+    keys: list[str] = []
+    args: list = [settings.IDEMPOTENCY_TTL_SECONDS, max(window, 1)]
+    taken_by: list[tuple[str, ...]] = []
+    for claim in claims:
+        taken = {
+            "i": idem_key(video_id, claim.user_id, claim.idempotency_key) if claim.idempotency_key else "",
+            "d": dup_key(video_id, claim.user_id, claim.text) if window > 0 else "",
+            "s": slow_key(video_id, claim.user_id) if claim.slow_mode_seconds > 0 else "",
+        }
+        taken = {which: key for which, key in taken.items() if key}
+        keys.extend(taken.values())
+        args += ["".join(taken), max(claim.slow_mode_seconds, 1)]
+        taken_by.append(tuple(taken.values()))
+    if not keys:
+        return [Reservation("ok") for _ in claims]  # nothing to check or take
+    replies = run_script(redis_client.for_video(video_id), _RESERVE, keys, args)
+    return [_reservation(reply, taken) for reply, taken in zip(replies, taken_by, strict=True)]
+
+
+def _reservation(reply: list, taken: tuple[str, ...]) -> Reservation:
+    outcome = reply[0]
     if outcome == "idem":
-        return Reservation("idem", comment_id=int(result[1]) if result[1] else None)
+        return Reservation("idem", comment_id=int(reply[1]) if reply[1] else None)
     if outcome == "slow":
-        return Reservation("slow", retry_after_ms=int(result[1]))
+        return Reservation("slow", retry_after_ms=int(reply[1]))
     if outcome == "dup":
         return Reservation("dup")
-    return Reservation("ok", keys=tuple(taken.values()))
+    return Reservation("ok", keys=taken)
 
 
 def release(video_id: int, keys: Iterable[str]) -> None:
@@ -206,10 +246,15 @@ def release(video_id: int, keys: Iterable[str]) -> None:
         redis_client.for_video(video_id).delete(*keys)
 
 
-def remember_idempotent(video_id: int, user_id: int, key: str, comment_id: int) -> None:
-    redis_client.for_video(video_id).set(
-        idem_key(video_id, user_id, key), str(comment_id), ex=settings.IDEMPOTENCY_TTL_SECONDS
-    )
+def remember_idempotent(video_id: int, remembered: list[tuple[int, str, int]]) -> None:
+    """Point Idempotency-Keys at their comments: (user id, key, comment id)s,
+    one round trip."""
+    if not remembered:
+        return
+    pipe = redis_client.for_video(video_id).pipeline(transaction=False)
+    for user_id, key, comment_id in remembered:
+        pipe.set(idem_key(video_id, user_id, key), str(comment_id), ex=settings.IDEMPOTENCY_TTL_SECONDS)
+    pipe.execute()
 
 
 # Deletes an Idempotency-Key's in-flight marker ('') once it is at least
@@ -235,6 +280,28 @@ def drop_abandoned_idempotency_key(video_id: int, user_id: int, key: str, older_
     return cast(int, result) == 1  # the script returns a number, not the str redis-py's eval() is typed as
 
 
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its type and data (without "cursor")."""
+
+    type: str
+    data: dict
+    comment_id: int | None = None
+    audience: str = ""
+    # The position of the comment an event re-announces (approve, restore).
+    original_cursor: str = ""
+
+    def fields(self) -> list[str]:
+        fields = ["t", self.type, "d", json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))]
+        if self.comment_id is not None:
+            fields += ["c", str(self.comment_id)]
+        if self.audience:
+            fields += ["a", self.audience]
+        if self.original_cursor:
+            fields += ["k", self.original_cursor]
+        return fields
+
+
 def append(
     video_id: int,
     event_type: str,
@@ -248,21 +315,24 @@ def append(
     `data` is stored without "cursor": the stream ID is the cursor, unless
     `original_cursor` says the event re-announces an older comment.
     """
-    fields: list[str] = ["t", event_type, "d", json.dumps(data, ensure_ascii=False, separators=(",", ":"))]
-    if comment_id is not None:
-        fields += ["c", str(comment_id)]
-    if audience:
-        fields += ["a", audience]
-    if original_cursor:
-        fields += ["k", original_cursor]
-    client = redis_client.for_video(video_id)
-    prev, new = run_script(client, _APPEND, [stream_key(video_id)], [settings.STREAM_MAXLEN, *fields])
-    return prev, new
+    return append_many(video_id, [NewEvent(event_type, data, comment_id, audience, original_cursor)])[0]
 
 
-def delete_entry(video_id: int, entry_id: str) -> None:
-    """Undo an append whose database transaction did not commit."""
-    redis_client.for_video(video_id).xdel(stream_key(video_id), entry_id)
+def append_many(video_id: int, new_events: list[NewEvent]) -> list[tuple[str, str]]:
+    """Append events to the video's stream, in order, in one round trip
+    (one script: all of them or none); (previous ID, new ID) of each."""
+    args: list = [settings.STREAM_MAXLEN]
+    for event in new_events:
+        fields = event.fields()
+        args += [len(fields), *fields]
+    ids = run_script(redis_client.for_video(video_id), _APPEND, [stream_key(video_id)], args)
+    return list(zip(ids, ids[1:], strict=False))
+
+
+def delete_entry(video_id: int, *entry_ids: str) -> None:
+    """Undo appends whose database transaction did not commit."""
+    if entry_ids:
+        redis_client.for_video(video_id).xdel(stream_key(video_id), *entry_ids)
 
 
 def set_hidden(video_id: int, comment_id: int, hidden: bool) -> None:
@@ -297,21 +367,37 @@ def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str |
     transaction committed before it sends the change away. Nothing is
     written when REGION_STREAM_MAXLEN is 0 (a single region).
     """
+    entries = append_region_many(kind, video_id, [(data, proof)])
+    return entries[0] if entries else None
+
+
+def append_region_many(kind: str, video_id: int | None, changes: list[tuple[dict, dict]]) -> list[str]:
+    """append_region() for several changes of one kind and video, (data,
+    proof) each, in one round trip; their entry IDs (none in a single region).
+
+    A pipeline, not a script: on a Redis Cluster the region stream lives in
+    another slot than the video's keys. An entry written by a pipeline that
+    failed half way is harmless: the relay sends nothing whose proof does not
+    check out in the database."""
     maxlen = settings.REGION_STREAM_MAXLEN
-    if not maxlen:
-        return None
-    fields = {
-        "t": kind,
-        "v": "" if video_id is None else str(video_id),
-        "d": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-    }
-    fields.update({k: str(v) for k, v in proof.items() if v is not None})
-    return region_client(video_id).xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
+    if not maxlen or not changes:
+        return []
+    pipe = region_client(video_id).pipeline(transaction=False)
+    for data, proof in changes:
+        fields = {
+            "t": kind,
+            "v": "" if video_id is None else str(video_id),
+            "d": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        }
+        fields.update({k: str(v) for k, v in proof.items() if v is not None})
+        pipe.xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
+    return pipe.execute()
 
 
-def delete_region_entry(video_id: int | None, entry_id: str) -> None:
+def delete_region_entry(video_id: int | None, *entry_ids: str) -> None:
     """Undo append_region() for a transaction that did not commit."""
-    region_client(video_id).xdel(REGION_STREAM, entry_id)
+    if entry_ids:
+        region_client(video_id).xdel(REGION_STREAM, *entry_ids)
 
 
 # -- reading ------------------------------------------------------------------

@@ -61,6 +61,12 @@ REQUESTS = Counter(
     ["method", "route", "status"],
 )
 
+POST_BATCH_SIZE = Histogram(
+    "livecomment_post_batch_size",
+    "Comment POSTs written together by the group commit (comments/group_commit.py), per batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+
 
 def comment_accepted(transport: str, created: bool = True) -> None:
     (COMMENTS_ACCEPTED if created else COMMENTS_REPLAYED).labels(transport).inc()

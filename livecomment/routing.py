@@ -16,10 +16,14 @@ def build_application(django_asgi_app):
 
     # /metrics on the event loop, before Django: no thread hop, and it reads this loop's hub.
     http_routes.insert(0, re_path(r"^metrics$", MetricsConsumer.as_asgi()))
+    from comments.post_endpoint import PostEndpoint
     from livecomment.limits import BodyLimitMiddleware
 
+    # Comment POSTs from token clients: a group commit in front of Django (which
+    # answers every request the endpoint does not take).
+    django_app = PostEndpoint(django_asgi_app)
     # Bodies over MAX_REQUEST_BODY_BYTES: 413 before they are read (Django reads first).
-    routes = {"http": BodyLimitMiddleware(URLRouter(http_routes + [re_path(r"", django_asgi_app)]))}
+    routes = {"http": BodyLimitMiddleware(URLRouter(http_routes + [re_path(r"", django_app)]))}
     if websocket_routes:
         from channels.security.websocket import AllowedHostsOriginValidator
 

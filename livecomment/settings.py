@@ -286,6 +286,12 @@ GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
 # Run the comment endpoints' sync code in a thread pool (not Django's single
 # shared sync thread) so concurrent posts overlap their Redis and DB waits.
 API_THREAD_POOL = env.bool("API_THREAD_POOL", default=True)
+# Comment POSTs with a token and a JSON body are served in front of Django and
+# written in batches (comments/post_endpoint.py, comments/group_commit.py);
+# 0 sends them through Django like every other request.
+POST_GROUP_COMMIT = env.bool("POST_GROUP_COMMIT", default=True)
+# At most this many comments in one batch (one transaction, one stream append).
+POST_BATCH_MAX = env_int("POST_BATCH_MAX", 100, minimum=1)
 
 # --- REST API -----------------------------------------------------------------
 THROTTLE_POST_RATE = env.str("THROTTLE_POST_RATE", default="30/min")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import secrets
 from types import SimpleNamespace
 
@@ -249,6 +250,31 @@ def check_post_throttles(user, meta: dict) -> None:
     for throttle in (PostThrottle(), PostIPThrottle()):
         if not throttle.allow_request(request, None):
             raise _refuse(throttle)
+
+
+def check_api_post_throttles(user, meta: dict) -> None:
+    """The REST API's throttles of a signed-in user's comment POST, counted
+    and refused exactly as DRF does (every throttle counts the request; the
+    longest wait is the answer), for the posting endpoint in front of Django
+    (comments/post_endpoint.py)."""
+    request = SimpleNamespace(user=user, META=meta, method="POST")
+    waits = []
+    for throttle in (PostThrottle(), PostIPThrottle()):  # AnonIPThrottle: never for a signed-in user
+        if not throttle.allow_request(request, None):
+            waits.append(throttle.wait())
+    if not waits:
+        return
+    from livecomment.errors import ServiceError
+
+    longest = max((w for w in waits if w is not None), default=None)
+    wait = max(1, math.ceil(longest)) if longest is not None else 1  # DRF's Throttled rounds up
+    raise ServiceError(
+        "throttled",
+        f"Too many requests; try again in {wait} s.",
+        429,
+        headers={"Retry-After": str(wait)},
+        retry_after=wait,
+    )
 
 
 # -- sign-in attempts --------------------------------------------------------------

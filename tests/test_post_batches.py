@@ -1,0 +1,108 @@
+"""Several comments written as one batch (services.post_comments, the group
+commit's write): each draft gets its own answer, the stores see one write.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
+
+from comments import hotstore, services
+from comments.models import Ban, Comment
+from livecomment.errors import ServiceError
+from tests.base import *
+from tests.base import make_user
+
+
+@pytest.fixture(autouse=True)
+def no_fail_points():
+    services.FAIL_POINTS.clear()
+    yield
+    services.FAIL_POINTS.clear()
+
+
+def drafts_of(users, prefix="hello"):
+    return [services.Draft(user, f"{prefix} from {user.username}") for user in users]
+
+
+def stream_ids(redis, video) -> list[str]:
+    return [entry_id for entry_id, _ in redis.xrange(hotstore.stream_key(video.pk))]
+
+
+def test_it_writes_a_batch_with_as_many_statements_as_one_comment(video, redis):
+    few = [make_user(f"few{i}") for i in range(2)]
+    many = [make_user(f"many{i}") for i in range(20)]
+
+    def statements(users):
+        with CaptureQueriesContext(connection) as queries:
+            outcomes = services.post_comments(video, drafts_of(users))
+        assert all(isinstance(o, services.PostResult) and o.created for o in outcomes), outcomes
+        # "20 times: UPDATE ...": one executemany, one round trip (psycopg's pipeline mode).
+        return [re.sub(r"^\d+ times: ", "", q["sql"]).split()[0].upper() for q in queries]
+
+    statements([make_user("warm-up")])  # the moderators and blocked terms, cached from then on
+    for_few, for_many = statements(few), statements(many)
+    assert for_few == for_many
+    assert for_many.count("INSERT") == 1
+
+
+def test_it_stores_and_appends_a_batch_in_order(video, redis, django_capture_on_commit_callbacks):
+    users = [make_user(f"u{i}") for i in range(5)]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        outcomes = services.post_comments(video, drafts_of(users))
+    comments = [o.comment for o in outcomes]
+    assert [c.text for c in comments] == [f"hello from u{i}" for i in range(5)]
+    assert stream_ids(redis, video) == [c.cursor for c in comments]
+    stored = list(Comment.objects.in_stream().filter(video=video).order_by("position"))
+    assert [c.pk for c in stored] == [c.pk for c in comments]
+    assert len(callbacks) == 1  # one publish of the whole batch, after the commit
+
+
+def test_it_gives_each_draft_its_own_answer(video, redis, alice, bob, staff):
+    banned = make_user("banned")
+    Ban.objects.create(user=banned, video=video)
+    drafts = [
+        services.Draft(alice, "first"),
+        services.Draft(alice, ""),  # empty
+        services.Draft(banned, "let me in"),
+        services.Draft(bob, "same twice"),
+        services.Draft(bob, "same twice"),  # the same text from the same user, in the same batch
+        services.Draft(alice, "keyed", "k-1"),
+        services.Draft(alice, "keyed", "k-1"),  # the same Idempotency-Key in the same batch
+        services.Draft(AnonymousUser(), "who am I"),
+        services.Draft(staff, "last"),
+    ]
+    outcomes = services.post_comments(video, drafts)
+    codes = [o.code if isinstance(o, ServiceError) else o.created for o in outcomes]
+    assert codes == [True, "empty_text", "banned", True, "duplicate", True, False, "not_authenticated", True]
+    assert outcomes[6].comment.pk == outcomes[5].comment.pk
+    written = [outcomes[i].comment for i in (0, 3, 5, 8)]
+    assert stream_ids(redis, video) == [c.cursor for c in written]
+    assert [c.text for c in Comment.objects.filter(video=video).order_by("position")] == [
+        "first",
+        "same twice",
+        "keyed",
+        "last",
+    ]
+
+
+def test_it_fails_the_whole_batch_and_leaves_nothing_when_the_database_fails(video, redis, alice, bob):
+    def fail():
+        raise DatabaseError("disk I/O error (injected)")
+
+    services.FAIL_POINTS["before_commit"] = fail
+    drafts = [services.Draft(alice, "one", "key-a"), services.Draft(bob, "two"), services.Draft(alice, "")]
+    outcomes = services.post_comments(video, drafts)
+    assert [o.code for o in outcomes] == ["database_unavailable", "database_unavailable", "empty_text"]
+    assert not Comment.objects.filter(video=video).exists()
+    assert stream_ids(redis, video) == []
+
+    # Nothing was kept for them: the same posts go through once the database is back.
+    services.FAIL_POINTS.clear()
+    outcomes = services.post_comments(video, drafts[:2])
+    assert [o.created for o in outcomes] == [True, True]
+    assert stream_ids(redis, video) == [o.comment.cursor for o in outcomes]
