@@ -260,14 +260,20 @@ def redis_part(repeat: int) -> dict:
                     for _batch in range(n // 100):
                         p = r.pipeline(transaction=False)
                         for _ in range(100):
-                            script(keys=[key], args=[5000, *entry_fields], client=p)
+                            script(keys=[key], args=[5000, 0, 1, len(entry_fields), *entry_fields], client=p)
                         p.execute()
 
                 add("append_script_pipe_us" + suffix, _timed(server, append_pipe, n))
                 m = 2000
                 add(
                     "append_script_seq_us" + suffix,
-                    _timed(server, lambda: [script(keys=[key], args=[5000, *entry_fields]) for _ in range(m)], m),
+                    _timed(
+                        server,
+                        lambda: [
+                            script(keys=[key], args=[5000, 0, 1, len(entry_fields), *entry_fields]) for _ in range(m)
+                        ],
+                        m,
+                    ),
                 )
                 if aof:
                     server.stop()

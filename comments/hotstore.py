@@ -112,19 +112,28 @@ def parse_entry(entry_id: str, fields: dict) -> StreamEvent:
 # Appends events and returns {ID before the first, ID of each}. Reading the
 # previous ID and appending in one script is what lets every event carry
 # "prev", which gateways use to notice a lost message (dispatcher/hub.py).
-# ARGV: MAXLEN, then per event the number of its field/value items and the items.
+# Entries for the region stream (KEYS[2], when it lives on the same server)
+# follow, their IDs after the events'.
+# ARGV: MAXLEN of the video's stream, MAXLEN of the region stream, the number
+# of events; then per entry the number of its field/value items and the items.
 _APPEND = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local out = {'0-0'}
 if last[1] then out[1] = last[1][1] end
-local i = 2
+local events = tonumber(ARGV[3])
+local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + n))
+  if #out <= events then
+    out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + n))
+  else
+    out[#out + 1] = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, i + 1, i + n))
+  end
   i = i + n + 1
 end
 return out
 """
+
 
 # Checks and takes the write path's keys of several posts in one round trip.
 # For each post, in order, one reply:
@@ -321,12 +330,37 @@ def append(
 def append_many(video_id: int, new_events: list[NewEvent]) -> list[tuple[str, str]]:
     """Append events to the video's stream, in order, in one round trip
     (one script: all of them or none); (previous ID, new ID) of each."""
-    args: list = [settings.STREAM_MAXLEN]
+    return append_with_region(video_id, new_events, [])[0]
+
+
+def append_with_region(
+    video_id: int, new_events: list[NewEvent], region_changes: list[tuple[str, dict, dict]]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """append_many(), and the changes for the relay on the region stream
+    (append_region's (kind, data, proof) each): one script when the region
+    stream is on the video's server, else a second round trip.
+    Returns ((previous ID, new ID) of each event, the region entries' IDs)."""
+    region_maxlen = settings.REGION_STREAM_MAXLEN
+    together = bool(region_changes) and bool(region_maxlen) and not redis_client.cluster_mode()
+    keys = [stream_key(video_id)]
+    args: list = [settings.STREAM_MAXLEN, region_maxlen, len(new_events)]
     for event in new_events:
         fields = event.fields()
         args += [len(fields), *fields]
-    ids = run_script(redis_client.for_video(video_id), _APPEND, [stream_key(video_id)], args)
-    return list(zip(ids, ids[1:], strict=False))
+    if together:
+        keys.append(REGION_STREAM)
+        for kind, data, proof in region_changes:
+            fields = [item for pair in _region_fields(kind, video_id, data, proof).items() for item in pair]
+            args += [len(fields), *fields]
+    ids = run_script(redis_client.for_video(video_id), _APPEND, keys, args)
+    positions = list(zip(ids[: len(new_events)], ids[1 : len(new_events) + 1], strict=True))
+    if together:
+        return positions, ids[len(new_events) + 1 :]
+    region_ids: list[str] = []
+    for kind in dict.fromkeys(kind for kind, _, _ in region_changes):
+        changes = [(data, proof) for k, data, proof in region_changes if k == kind]
+        region_ids += append_region_many(kind, video_id, changes)
+    return positions, region_ids
 
 
 def delete_entry(video_id: int, *entry_ids: str) -> None:
@@ -384,14 +418,18 @@ def append_region_many(kind: str, video_id: int | None, changes: list[tuple[dict
         return []
     pipe = region_client(video_id).pipeline(transaction=False)
     for data, proof in changes:
-        fields = {
-            "t": kind,
-            "v": "" if video_id is None else str(video_id),
-            "d": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-        }
-        fields.update({k: str(v) for k, v in proof.items() if v is not None})
-        pipe.xadd(REGION_STREAM, fields, maxlen=maxlen, approximate=True)
+        pipe.xadd(REGION_STREAM, _region_fields(kind, video_id, data, proof), maxlen=maxlen, approximate=True)
     return pipe.execute()
+
+
+def _region_fields(kind: str, video_id: int | None, data: dict, proof: dict) -> dict[str, str]:
+    fields = {
+        "t": kind,
+        "v": "" if video_id is None else str(video_id),
+        "d": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+    }
+    fields.update({k: str(v) for k, v in proof.items() if v is not None})
+    return fields
 
 
 def delete_region_entry(video_id: int | None, *entry_ids: str) -> None:

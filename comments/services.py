@@ -168,13 +168,15 @@ class _Accepted:
 Outcome = PostResult | ServiceError
 
 
-def post_comments(video: Video, drafts: list[Draft]) -> list[Outcome]:
+def post_comments(video: Video, drafts: list[Draft], bans: dict[int, Ban] | None = None) -> list[Outcome]:
     """post_comment() for several comments to one video at once (a group
     commit): each draft is checked on its own and gets its own outcome, in
     order, while the stores see one batch -- one ban query, one Redis script
     for the dedup keys, one transaction with one INSERT, one script appending
     every event, one round trip of PUBLISHes. A failure of the database or
     Redis fails the whole batch (503 each) and leaves nothing, as for one.
+    `bans`: the authors' active bans (user id -> ban), when the caller has
+    looked them up already.
     """
     outcomes: list[Outcome | None] = [None] * len(drafts)
     checked: list[tuple[int, Any, str, str | None]] = []
@@ -190,7 +192,8 @@ def post_comments(video: Video, drafts: list[Draft]) -> list[Outcome]:
             continue
         checked.append((index, draft.author, text, key))
 
-    bans = active_bans(video, [author for _, author, _, _ in checked]) if checked else {}
+    if bans is None:
+        bans = active_bans(video, [author for _, author, _, _ in checked]) if checked else {}
     accepted: list[_Accepted] = []
     for index, author, text, key in checked:
         moderator = can_moderate(author, video)
@@ -398,17 +401,16 @@ def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
                 for comment in comments:
                     if comment.status == Comment.Status.HELD:
                         hotstore.set_hidden(video.pk, comment.pk, True)
-                positions = hotstore.append_many(video.pk, new_events)
-                appended = [new for _, new in positions]
-                region_entries = hotstore.append_region_many(
-                    "comment",
+                positions, region_entries = hotstore.append_with_region(
                     video.pk,
+                    new_events,
                     [
-                        (dict(data, status=comment.status), {"c": comment.pk})
+                        ("comment", dict(data, status=comment.status), {"c": comment.pk})
                         for comment, data in zip(comments, datas, strict=True)
                         if not comment.origin_region
                     ],
                 )
+                appended = [new for _, new in positions]
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("redis unavailable on append: %s", exc)
                 raise Unavailable("redis") from exc

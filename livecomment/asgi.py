@@ -34,3 +34,6 @@ from django.conf import settings  # noqa: E402
 
 gc.set_threshold(*settings.GATEWAY_GC_THRESHOLDS)
 gc.freeze()
+import sys  # noqa: E402
+
+sys.setswitchinterval(settings.GATEWAY_SWITCH_INTERVAL)

@@ -37,22 +37,11 @@ def could_be_token(key: str) -> bool:
     return len(key) <= 40 and key.isascii() and key.isalnum()
 
 
-def users_for_tokens(keys: list[str]) -> dict[str, object]:
-    """The active users of several token keys in one query (a batch of posts,
-    comments/group_commit.py): key -> user, for the keys that name one."""
-    keys = sorted({key for key in keys if could_be_token(key)})
-    if not keys:
-        return {}
-    found = get_user_model().objects.raw(_user_by_token_sql(len(keys), with_key=True), keys)
-    return {user.token_key: user for user in found if user.is_active}
-
-
 @functools.cache
-def _user_by_token_sql(keys: int = 1, with_key: bool = False) -> str:
+def _user_by_token_sql() -> str:
     users, tokens = get_user_model()._meta, Token._meta
     user_column = tokens.get_field("user").column
-    where = f"t.{tokens.pk.column} = %s" if keys == 1 else f"t.{tokens.pk.column} IN ({', '.join(['%s'] * keys)})"
     return (
-        f"SELECT u.*{f', t.{tokens.pk.column} AS token_key' if with_key else ''}"
-        f" FROM {users.db_table} u JOIN {tokens.db_table} t ON t.{user_column} = u.{users.pk.column} WHERE {where}"
+        f"SELECT u.* FROM {users.db_table} u JOIN {tokens.db_table} t ON t.{user_column} = u.{users.pk.column}"
+        f" WHERE t.{tokens.pk.column} = %s"
     )

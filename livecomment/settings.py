@@ -280,6 +280,7 @@ REALTIME_DRAIN_SECONDS = env_float("REALTIME_DRAIN_SECONDS", 3.0, minimum=0.0)
 LONG_POLL_MAX_SECONDS = env_int("LONG_POLL_MAX_SECONDS", 30, minimum=1)
 # Garbage-collector thresholds of gateway processes (livecomment/asgi.py).
 GATEWAY_GC_THRESHOLDS = tuple(env.list("GATEWAY_GC_THRESHOLDS", cast=int, default=[50000, 50, 1000]))
+GATEWAY_SWITCH_INTERVAL = env_float("GATEWAY_SWITCH_INTERVAL", 0.005, minimum=0.0001)
 # /gateway/stats (JSON counters of this process) answers loopback clients only.
 GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
 
@@ -292,6 +293,8 @@ API_THREAD_POOL = env.bool("API_THREAD_POOL", default=True)
 POST_GROUP_COMMIT = env.bool("POST_GROUP_COMMIT", default=True)
 # At most this many comments in one batch (one transaction, one stream append).
 POST_BATCH_MAX = env_int("POST_BATCH_MAX", 100, minimum=1)
+# Batches of one video being written at once by one process.
+POST_BATCHES_IN_FLIGHT = env_int("POST_BATCHES_IN_FLIGHT", 1, minimum=1)
 
 # --- REST API -----------------------------------------------------------------
 THROTTLE_POST_RATE = env.str("THROTTLE_POST_RATE", default="30/min")

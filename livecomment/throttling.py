@@ -137,22 +137,29 @@ class _FailOpen:
             return True
 
     def _allow_in_redis(self, request, view) -> bool:
-        if self.rate is None:
+        window = self._window(request, view)
+        if window is None:
             return True
+        key, args = window
+        return self._settle(redis_client.run_script(_client_of(shared_cache()), _WINDOW, [key], args))
+
+    def _window(self, request, view) -> tuple[str, list] | None:
+        """The sliding window this request counts in: (key, script arguments),
+        or None when it is not limited."""
+        if self.rate is None:
+            return None
         self.key = self.get_cache_key(request, view)
         if self.key is None:
-            return True
-        cache = shared_cache()
+            return None
         self.now = self.timer()
         now_ms = int(self.now * 1000)
-        allowed, oldest_ms, count = redis_client.run_script(
-            _client_of(cache),
-            _WINDOW,
-            # Its own key space: DRF's lists under the plain key (from before
-            # this script, or from a throttle on another backend) are strings.
-            [cache.make_and_validate_key("window:" + self.key)],
-            [now_ms, int(self.duration * 1000), self.num_requests, f"{now_ms}-{secrets.token_hex(6)}"],
-        )
+        # Its own key space: DRF's lists under the plain key (from before
+        # this script, or from a throttle on another backend) are strings.
+        key = shared_cache().make_and_validate_key("window:" + self.key)
+        return key, [now_ms, int(self.duration * 1000), self.num_requests, f"{now_ms}-{secrets.token_hex(6)}"]
+
+    def _settle(self, reply) -> bool:
+        allowed, oldest_ms, count = reply
         if allowed:
             return True
         self._refused = (int(oldest_ms) / 1000, int(count))
@@ -252,23 +259,73 @@ def check_post_throttles(user, meta: dict) -> None:
             raise _refuse(throttle)
 
 
-def check_api_post_throttles(user, meta: dict) -> None:
-    """The REST API's throttles of a signed-in user's comment POST, counted
-    and refused exactly as DRF does (every throttle counts the request; the
-    longest wait is the answer), for the posting endpoint in front of Django
-    (comments/post_endpoint.py)."""
-    request = SimpleNamespace(user=user, META=meta, method="POST")
-    waits = []
-    for throttle in (PostThrottle(), PostIPThrottle()):  # AnonIPThrottle: never for a signed-in user
-        if not throttle.allow_request(request, None):
-            waits.append(throttle.wait())
+# The sliding windows of several requests in one round trip, each as _WINDOW
+# would count it, in order. KEYS: the windows; ARGV: per key, its 4 arguments.
+_WINDOWS = """
+local out = {}
+for i = 1, #KEYS do
+  local now, window, limit = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[i])
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    out[i] = {0, tonumber(oldest[2]) or now, count}
+  else
+    redis.call('ZADD', KEYS[i], now, ARGV[4 * i])
+    redis.call('PEXPIRE', KEYS[i], window)
+    out[i] = {1, 0, count + 1}
+  end
+end
+return out
+"""
+
+
+def api_post_throttles(posts: list[tuple[object, dict]]) -> list:
+    """The REST API's throttles of signed-in users' comment POSTs, counted and
+    refused exactly as DRF does (every throttle counts the request; the
+    longest wait is the answer), for the group commit of the posting endpoint
+    in front of Django (comments/group_commit.py): several (user, META)
+    posts, in order, in one round trip to Redis. A ServiceError (429) for
+    each refused one, else None."""
+    checks = [
+        (index, throttle, SimpleNamespace(user=user, META=meta, method="POST"))
+        for index, (user, meta) in enumerate(posts)
+        for throttle in (PostThrottle(), PostIPThrottle())  # AnonIPThrottle: never for a signed-in user
+    ]
+    refused: list[list] = [[] for _ in posts]
+    if _redis_backend() is None or redis_client.cluster_mode():
+        # DRF's own way, or one script per window (a cluster's windows lie in different slots).
+        for index, throttle, request in checks:
+            if not throttle.allow_request(request, None):
+                refused[index].append(throttle.wait())
+        return [_throttled(waits) for waits in refused]
+    try:
+        counted = []
+        for index, throttle, request in checks:
+            window = throttle._window(request, None)
+            if window is not None:
+                counted.append((index, throttle, window))
+        if counted:
+            keys = [key for _, _, (key, _) in counted]
+            args = [arg for _, _, (_, window_args) in counted for arg in window_args]
+            replies = redis_client.run_script(_client_of(shared_cache()), _WINDOWS, keys, args)
+            for (index, throttle, _), reply in zip(counted, replies, strict=True):
+                if not throttle._settle(reply):
+                    refused[index].append(throttle.wait())
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("post throttles not applied, Redis unavailable: %s", exc)
+        return [None for _ in posts]
+    return [_throttled(waits) for waits in refused]
+
+
+def _throttled(waits: list):
     if not waits:
-        return
+        return None
     from livecomment.errors import ServiceError
 
     longest = max((w for w in waits if w is not None), default=None)
     wait = max(1, math.ceil(longest)) if longest is not None else 1  # DRF's Throttled rounds up
-    raise ServiceError(
+    return ServiceError(
         "throttled",
         f"Too many requests; try again in {wait} s.",
         429,

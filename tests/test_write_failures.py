@@ -92,19 +92,19 @@ def test_it_answers_503_when_redis_is_down(db, alice, video, separate_redis):
 
 
 def test_it_answers_503_when_redis_stops_between_reserve_and_append(db, alice, video, separate_redis, monkeypatch):
-    real_append = hotstore.append_many
+    real_append = hotstore.append_with_region
 
     def redis_dies_first(*args, **kwargs):
         separate_redis.stop()
         return real_append(*args, **kwargs)
 
-    monkeypatch.setattr(hotstore, "append_many", redis_dies_first)
+    monkeypatch.setattr(hotstore, "append_with_region", redis_dies_first)
     client = client_for(alice)
     r = post(client, video, "half way", HTTP_IDEMPOTENCY_KEY="key-3")
     assert_unavailable(r, "redis")
     assert_nothing_visible(video, client)
 
-    monkeypatch.setattr(hotstore, "append_many", real_append)
+    monkeypatch.setattr(hotstore, "append_with_region", real_append)
     separate_redis.start()
     assert_nothing_visible(video, client, separate_redis_client(separate_redis))
     r = post(client, video, "half way", HTTP_IDEMPOTENCY_KEY="key-3")
@@ -129,14 +129,14 @@ def assert_in_flight(server, video, user, key):
 def blip_during_append(server, monkeypatch):
     """Redis goes away after reserve() and before the append, then returns
     with its keys (a restart with persistence, or a network blip)."""
-    real_append = hotstore.append_many
+    real_append = hotstore.append_with_region
 
     def redis_blips(*args, **kwargs):
-        monkeypatch.setattr(hotstore, "append_many", real_append)
+        monkeypatch.setattr(hotstore, "append_with_region", real_append)
         server.stop()
         return real_append(*args, **kwargs)
 
-    monkeypatch.setattr(hotstore, "append_many", redis_blips)
+    monkeypatch.setattr(hotstore, "append_with_region", redis_blips)
 
 
 def test_it_releases_the_reservation_when_redis_comes_back(db, alice, video, persistent_separate_redis, monkeypatch):
