@@ -83,14 +83,20 @@ def cmd_fanout(args) -> int:
     return 0
 
 
-def run_write(target: targets.Target, concurrency: int, duration: float) -> dict:
+def run_write(target: targets.Target, concurrency: int, duration: float, rate: float | None = None) -> dict:
+    """Closed loop with `concurrency` posters, or with `rate` open loop at that many comments/s."""
+    run = uuid.uuid4().hex[:10]
     with target:
         before = target.snapshot()
-        res = asyncio.run(publisher.write_closed_loop(target, uuid.uuid4().hex[:10], concurrency, duration))
+        if rate:
+            res = asyncio.run(publisher.write_open_loop(target, run, rate, duration))
+        else:
+            res = asyncio.run(publisher.write_closed_loop(target, run, concurrency, duration))
         snap = target.snapshot()
     out = {
         "label": target.label,
-        "concurrency": concurrency,
+        "mode": f"open loop, {rate:g}/s offered" if rate else "closed loop",
+        "concurrency": None if rate else concurrency,
         "database": "postgresql" if getattr(target, "database_url", None) else "sqlite",
         "redis": "external" if getattr(target, "redis_url", None) else "embedded",
     }
@@ -103,12 +109,17 @@ def run_write(target: targets.Target, concurrency: int, duration: float) -> dict
     return out
 
 
+# Users posting in an open-loop write run (each comment from the next one).
+OPEN_LOOP_POSTERS = 200
+
+
 def cmd_write(args) -> int:
     args.target = "livecomment"
-    args.posters = max(args.posters, args.concurrency)
+    args.posters = max(args.posters, OPEN_LOOP_POSTERS if args.rate else args.concurrency)
     target = make_target(args)
-    print(f"write: {target.label}, {args.concurrency} posters for {args.duration}s", flush=True)
-    r = run_write(target, args.concurrency, args.duration)
+    load = f"{args.rate:g} comments/s offered" if args.rate else f"{args.concurrency} posters"
+    print(f"write: {target.label}, {load} for {args.duration}s", flush=True)
+    r = run_write(target, args.concurrency, args.duration, args.rate)
     r["command"] = "python -m bench " + " ".join(sys.argv[1:])
     print(json.dumps(r, indent=1))
     if args.json:
@@ -202,6 +213,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("write", help="write benchmark: C concurrent posters into one video")
     add_target_args(p)
     p.add_argument("--concurrency", "-c", type=int, default=16)
+    p.add_argument("--rate", "-r", type=float, default=None, help="open loop: offer this many comments/s instead")
     p.add_argument("--duration", "-d", type=float, default=10.0)
     p.add_argument("--json")
     p.set_defaults(func=cmd_write, server="uvicorn")
@@ -218,11 +230,15 @@ def main(argv=None) -> int:
     p.add_argument("--connections", default="1000,5000,10000")
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--high-rate", type=float, default=200.0, help="extra run at 1k connections")
+    p.add_argument("--busy-rate", type=float, default=40.0, help="extra run at 5k connections")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--gateways", default="1,2")
-    p.add_argument("--targets", default="ceiling,livecomment-daphne,livecomment-uvicorn,eventstream")
+    p.add_argument(
+        "--targets", default="ceiling,livecomment-daphne,livecomment-uvicorn,eventstream-daphne,eventstream-uvicorn"
+    )
     p.add_argument("--client-procs", type=int, default=2)
     p.add_argument("--write-concurrency", type=int, default=16)
+    p.add_argument("--write-rate", type=float, default=1000.0, help="the open-loop write runs' offered comments/s")
     p.add_argument("--write-duration", type=float, default=10.0)
     p.add_argument("--database-url", default=None, help="also run the write benchmark on PostgreSQL")
     p.add_argument("--redis-url", default=None, help="Redis for the PostgreSQL write run (own db, e.g. /14)")

@@ -77,6 +77,10 @@ def plan(args) -> list[tuple[str, str, int, int, float]]:
     points = [(n, args.rate) for n in ns]
     if args.high_rate:
         points.append((1000, args.high_rate))
+    if args.busy_rate and 5000 in ns:
+        # 5k at 20/s offers 100,000 deliveries/s, which livecomment delivers in full:
+        # a ratio to django-eventstream there is capped by the offer, not by us.
+        points.append((5000, args.busy_rate))
     runs = []
     for n, rate in points:
         for t in wanted:
@@ -153,25 +157,34 @@ def main(args) -> int:
         save()
         time.sleep(1)  # let sockets and processes go
 
-    write_runs = [("uvicorn", "sqlite", None, None, {}), ("daphne", "sqlite", None, None, {})]
+    # (server, database, its URL, Redis URL, extra env, posters, open-loop rate)
+    c, rate = args.write_concurrency, args.write_rate
+    write_runs = [("uvicorn", "sqlite", None, None, {}, c, None), ("daphne", "sqlite", None, None, {}, c, None)]
     if args.database_url:
-        write_runs.append(("uvicorn", "postgresql", args.database_url, args.redis_url, {}))
-        write_runs.append(("daphne", "postgresql", args.database_url, args.redis_url, {}))
-        # Persistent connections under ASGI: each request's sync code runs in a
-        # new thread, so DB_CONN_MAX_AGE > 0 can pile up connections; measure
-        # without them too.
-        write_runs.append(("uvicorn", "postgresql", args.database_url, args.redis_url, {"DB_CONN_MAX_AGE": "0"}))
-    for server, db, url, rurl, env in write_runs:
-        target = targets.Livecomment(
-            server, 1, posters=args.write_concurrency, database_url=url, redis_url=rurl, env=env
-        )
-        cmd = f"write {target.command()} --concurrency {args.write_concurrency} --duration {args.write_duration:g}"
-        data["commands"].append(cmd)
-        print(f"[write] {target.label} on {db}", flush=True)
-        try:
-            from bench.__main__ import run_write
+        pg = ("postgresql", args.database_url, args.redis_url)
+        write_runs += [
+            ("uvicorn", *pg, {}, c, None),
+            # What one process takes: more posters, larger batches.
+            ("uvicorn", *pg, {}, 4 * c, None),
+            # The target's form: comments offered at a rate, from many users.
+            ("uvicorn", *pg, {}, None, rate),
+            ("daphne", *pg, {}, c, None),
+            ("daphne", *pg, {}, None, rate),
+            # The same posts through Django's request cycle, one at a time (no group commit).
+            ("uvicorn", *pg, {"POST_GROUP_COMMIT": "0"}, c, None),
+        ]
+    for server, db, url, rurl, env, posters, write_rate in write_runs:
+        from bench.__main__ import OPEN_LOOP_POSTERS, run_write
 
-            w = run_write(target, args.write_concurrency, args.write_duration)
+        target = targets.Livecomment(
+            server, 1, posters=OPEN_LOOP_POSTERS if write_rate else posters, database_url=url, redis_url=rurl, env=env
+        )
+        load = f"--rate {write_rate:g}" if write_rate else f"--concurrency {posters}"
+        cmd = f"write {target.command()} {load} --duration {args.write_duration:g}"
+        data["commands"].append(cmd)
+        print(f"[write] {target.label} on {db}, {load}", flush=True)
+        try:
+            w = run_write(target, posters or 0, args.write_duration, write_rate)
             print(
                 f"   {w['accepted_per_s']}/s p99 {w['request_ms']['p99']} ms {w['statuses']} {w['errors']}", flush=True
             )
@@ -181,7 +194,8 @@ def main(args) -> int:
                 "label": target.label,
                 "database": db,
                 "redis": "external" if rurl else "embedded",
-                "concurrency": args.write_concurrency,
+                "concurrency": posters,
+                "offered_per_s": write_rate,
                 "error": f"{type(exc).__name__}: {exc}"[:500],
             }
         w["command"] = "python -m bench " + cmd

@@ -10,6 +10,9 @@ can compute post->receipt latency: ``lcb <run> m<seq> <time_ns>``.
 
 `write_closed_loop` is the write benchmark: C posters, each sending its next
 comment when the previous one was answered, for a fixed time.
+`write_open_loop` is its other form: comments offered at a fixed rate, from
+many users, whatever the answers -- what "accepts 1,000 comments a second"
+means for a service whose posters are people, not a fixed set of clients.
 """
 
 from __future__ import annotations
@@ -136,6 +139,31 @@ async def publish_open_loop(
     return res
 
 
+async def write_open_loop(
+    target, run: str, rate: float, duration: float, *, warmup: float = 1.0, max_inflight: int = 256, timeout=10.0
+) -> WriteResult:
+    """`rate` comments/s for `duration` s (after `warmup` s at the same rate,
+    not counted), each from the next of the target's posting users, over at
+    most `max_inflight` connections. Latency is from the request's send; a
+    server that falls behind shows as a lower accepted rate (the schedule
+    cannot send faster than connections come back) and longer latency."""
+    await publish_open_loop(target, run + "w", max(1, int(rate * warmup)), rate, kind="w", max_inflight=max_inflight)
+    count = max(1, int(rate * duration))
+    started = time.monotonic()
+    published = await publish_open_loop(target, run, count, rate, max_inflight=max_inflight, timeout=timeout)
+    elapsed = max(duration, time.monotonic() - started)
+    res = WriteResult(
+        accepted=len(published.acked),
+        statuses=published.statuses,
+        errors=published.errors,
+        latencies_ms=published.latencies_ms,
+        duration=elapsed,
+    )
+    res.offered_per_s = rate
+    res.not_sent = published.gave_up
+    return res
+
+
 @dataclass
 class WriteResult:
     accepted: int = 0
@@ -143,9 +171,13 @@ class WriteResult:
     errors: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     duration: float = 0.0
+    offered_per_s: float | None = None  # open loop: the rate offered
+    not_sent: int = 0  # open loop: comments the schedule never sent (no connection came back in time)
 
     def as_dict(self) -> dict:
         return {
+            "offered_per_s": self.offered_per_s,
+            "not_sent": self.not_sent,
             "accepted": self.accepted,
             "accepted_per_s": round(self.accepted / self.duration, 1) if self.duration else 0,
             "duration_s": round(self.duration, 2),

@@ -84,27 +84,44 @@ def fanout_table(runs: list[dict]) -> list[str]:
     return lines
 
 
+def write_load(w: dict) -> str:
+    if w.get("offered_per_s"):
+        return f"{w['offered_per_s']:,.0f}/s offered"
+    return f"{w.get('concurrency', '?')} posters"
+
+
 def write_table(writes: list[dict]) -> list[str]:
     lines = [
-        "| target | database | redis | posters | accepted/s | p50 ms | p90 ms | p99 ms | max ms | gateway CPU | non-2xx / errors |",
+        "| target | database | redis | load | accepted/s | p50 ms | p90 ms | p99 ms | max ms | gateway CPU | non-2xx / errors |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for w in writes:
         if w.get("error"):
             lines.append(
                 f"| {w.get('label', '?')} | {w.get('database', '?')} | {w.get('redis', '?')} | "
-                f"{w.get('concurrency', '?')} | failed: {w['error'][:150]} | | | | | | |"
+                f"{write_load(w)} | failed: {w['error'][:150]} | | | | | | |"
             )
             continue
         q = w["request_ms"]
         bad = {k: v for k, v in w["statuses"].items() if not k.startswith("2")}
         bad.update(w.get("errors", {}))
+        if w.get("not_sent"):
+            bad["not sent"] = w["not_sent"]
         lines.append(
-            f"| {w['label']} | {w['database']} | {w['redis']} | {w['concurrency']} | {fmt(w['accepted_per_s'])} "
+            f"| {w['label']} | {w['database']} | {w['redis']} | {write_load(w)} | {fmt(w['accepted_per_s'])} "
             f"| {fmt(q['p50'])} | {fmt(q['p90'])} | {fmt(q['p99'])} | {fmt(q['max'])} "
             f"| {fmt(w.get('gateway_cpu_pct'), 0)} % | {bad or '–'} |"
         )
     return lines
+
+
+def writes_met(w: dict) -> bool:
+    """≥ 1,000 accepted comments/s with p99 < 50 ms: offered at ≥ 1,000/s and
+    (nearly) all accepted, or that many accepted from a fixed set of posters."""
+    p99_ok = (w["request_ms"]["p99"] or 1e9) < 50
+    if w.get("offered_per_s"):
+        return w["offered_per_s"] >= 1000 and w["accepted_per_s"] >= 0.99 * w["offered_per_s"] and p99_ok
+    return w["accepted_per_s"] >= 1000 and p99_ok
 
 
 def find(runs, target, server=None, gateways=None, n=None, rate=20.0):
@@ -128,18 +145,6 @@ def targets_check(runs: list[dict], writes: list[dict]) -> list[str]:
 
     for n in (5000,):
         ceil = find(runs, "ceiling", n=n)
-        es_best = max(
-            (
-                r
-                for r in runs
-                if r.get("target") == "eventstream"
-                and not r.get("error")
-                and r["connections_requested"] == n
-                and r["rate"] == 20.0
-            ),
-            key=lambda r: r["deliveries_per_s"],
-            default=None,
-        )
         for server, share in (("uvicorn", 0.80), ("daphne", 0.25)):
             lc = find(runs, "livecomment", server, 1, n)
             if lc and ceil:
@@ -151,16 +156,35 @@ def targets_check(runs: list[dict], writes: list[dict]) -> list[str]:
                 )
             else:
                 row(f"{server}, 1 gateway, {n:,} conns: ≥ {share:.0%} of the ceiling", "not measured", None)
-        lc = find(runs, "livecomment", "uvicorn", 1, n)
-        if lc and es_best:
-            x = lc["deliveries_per_s"] / es_best["deliveries_per_s"] if es_best["deliveries_per_s"] else float("inf")
-            row(f"uvicorn, 1 gateway, {n:,} conns: ≥ 10× django-eventstream's best", f"{x:.1f}×", x >= 10)
-        if lc:
-            row(
-                f"uvicorn, 1 gateway, {n:,} conns: 0 lost, 0 duplicated",
-                f"{lc['lost']:,} lost, {lc['duplicated']:,} duplicated",
-                lc["lost"] == 0 and lc["duplicated"] == 0,
-            )
+        # At every rate measured at 5k: at 20/s the offer (100,000 deliveries/s) caps the ratio.
+        for rate in sorted({r["rate"] for r in runs if r.get("connections_requested") == n and not r.get("error")}):
+            lc = find(runs, "livecomment", "uvicorn", 1, n, rate=rate)
+            es = [
+                r
+                for r in runs
+                if r.get("target") == "eventstream"
+                and not r.get("error")
+                and r["connections_requested"] == n
+                and r["rate"] == rate
+            ]
+            es_best = max(es, key=lambda r: r["deliveries_per_s"], default=None)
+            if lc and es_best:
+                x = (
+                    lc["deliveries_per_s"] / es_best["deliveries_per_s"]
+                    if es_best["deliveries_per_s"]
+                    else float("inf")
+                )
+                row(
+                    f"uvicorn, 1 gateway, {n:,} conns, {rate:g}/s: ≥ 10× django-eventstream's best",
+                    f"{x:.1f}× ({lc['deliveries_per_s']:,.0f} vs {es_best['deliveries_per_s']:,.0f}, {es_best['label']})",
+                    x >= 10,
+                )
+            if lc:
+                row(
+                    f"uvicorn, 1 gateway, {n:,} conns, {rate:g}/s: 0 lost, 0 duplicated",
+                    f"{lc['lost']:,} lost, {lc['duplicated']:,} duplicated",
+                    lc["lost"] == 0 and lc["duplicated"] == 0,
+                )
     for n, limit in ((1000, 50), (5000, 100)):
         for server in ("uvicorn", "daphne"):
             for g in (1, 2):
@@ -188,9 +212,9 @@ def targets_check(runs: list[dict], writes: list[dict]) -> list[str]:
         )
     for w in writes:
         if w.get("database") == "postgresql" and not w.get("error"):
-            ok = w["accepted_per_s"] >= 1000 and (w["request_ms"]["p99"] or 1e9) < 50
+            ok = writes_met(w)
             row(
-                f"writes ≥ 1,000/s per process, p99 < 50 ms ({w['label']}, PostgreSQL + Redis)",
+                f"writes ≥ 1,000/s per process, p99 < 50 ms ({w['label']}, {write_load(w)}, PostgreSQL + Redis)",
                 f"{w['accepted_per_s']:,.0f}/s, p99 {fmt(w['request_ms']['p99'])} ms",
                 ok,
             )
@@ -300,8 +324,13 @@ def write_docs(data: dict, out: str, plot_path: str) -> None:
         "",
         "## Writes",
         "",
-        "C posters, each sending its next comment when the previous one was answered (closed loop), into one video, "
-        f"{data.get('write_duration', '?')} s after a 1 s warm-up; each poster is its own user.",
+        "Into one video, "
+        f"{data.get('write_duration', '?')} s after a 1 s warm-up. *N posters*: closed loop, each poster (its own "
+        "user) sending its next comment when the previous one was answered. *R/s offered*: open loop, R comments "
+        "a second on a fixed schedule whatever the answers, each from the next of 200 users, over at most 256 "
+        "connections (a server that falls behind shows fewer accepted and longer latency). Latency is from the "
+        "request's send to its answer. `[POST_GROUP_COMMIT=0]`: the same posts through Django's request cycle, "
+        "one transaction each.",
         "",
         *write_table(writes),
         "",

@@ -369,65 +369,41 @@ def _store_and_append(video: Video, author, text: str, idempotency_key: str, hel
 
 
 def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
+    now = timezone.now()
+    comments = [
+        Comment(
+            video=video,
+            author=row.author,
+            text=row.text,
+            idempotency_key=row.idempotency_key,
+            status=Comment.Status.HELD if row.held else Comment.Status.VISIBLE,
+            origin_region=row.origin_region,
+            origin_id=row.origin_id,
+            created=row.created if row.created is not None else now,
+        )
+        for row in rows
+    ]
+    connection = connections[Comment.objects.db]
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        _append_then_insert(video, comments, connection)
+    else:
+        _insert_append_update(video, comments)
+    return comments
+
+
+def _insert_append_update(video: Video, comments: list[Comment]) -> None:
+    """The rows first, then the stream, in one transaction: INSERT (for the
+    ids), append, UPDATE the positions, COMMIT."""
     appended: list[str] = []
     region_entries: list[str] = []  # on the region stream for the relay (local comments only)
-    now = timezone.now()
     try:
         with transaction.atomic():
-            comments = [
-                Comment(
-                    video=video,
-                    author=row.author,
-                    text=row.text,
-                    idempotency_key=row.idempotency_key,
-                    status=Comment.Status.HELD if row.held else Comment.Status.VISIBLE,
-                    origin_region=row.origin_region,
-                    origin_id=row.origin_id,
-                    created=row.created if row.created is not None else now,
-                )
-                for row in rows
-            ]
             _insert(comments)
-            datas = [events.comment_data(comment) for comment in comments]
-            # A held comment goes to moderators only, as `comment.held`; it is hidden
-            # before it is appended so no reader of the stream ever takes it for visible.
-            new_events = [
-                hotstore.NewEvent("comment.held", dict(data), comment.pk, hotstore.MOD_AUDIENCE)
-                if comment.status == Comment.Status.HELD
-                else hotstore.NewEvent("comment", dict(data), comment.pk)
-                for comment, data in zip(comments, datas, strict=True)
-            ]
-            try:
-                for comment in comments:
-                    if comment.status == Comment.Status.HELD:
-                        hotstore.set_hidden(video.pk, comment.pk, True)
-                positions, region_entries = hotstore.append_with_region(
-                    video.pk,
-                    new_events,
-                    [
-                        ("comment", dict(data, status=comment.status), {"c": comment.pk})
-                        for comment, data in zip(comments, datas, strict=True)
-                        if not comment.origin_region
-                    ],
-                )
-                appended = [new for _, new in positions]
-            except UNAVAILABLE_ERRORS as exc:
-                log.warning("redis unavailable on append: %s", exc)
-                raise Unavailable("redis") from exc
-            for comment, (_, new) in zip(comments, positions, strict=True):
-                comment.set_cursor(new)
+            new_events, positions, region_entries = _append(video, comments)
+            appended = [new for _, new in positions]
             _set_cursors(comments)
             _fail_point("before_commit")
-            published: list[Event] = [
-                {
-                    "type": event.type,
-                    "id": new,
-                    "prev": prev,
-                    "data": dict(data, cursor=new),
-                    "audience": event.audience,
-                }
-                for event, data, (prev, new) in zip(new_events, datas, positions, strict=True)
-            ]
+            published = _published(new_events, positions)
             transaction.on_commit(lambda: publish(video.pk, *published))
     except DatabaseError as exc:
         log.warning("database write failed: %s", exc)
@@ -436,7 +412,79 @@ def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
     except BaseException:
         _undo_appends(video.pk, appended, region_entries)
         raise
-    return comments
+
+
+def _append_then_insert(video: Video, comments: list[Comment], connection) -> None:
+    """On PostgreSQL the ids come from the table's sequence first, so the rows
+    can be written whole, after the stream: nextval, append, one INSERT (a
+    statement of its own, atomic without BEGIN/COMMIT) -- two round trips to
+    the database where the other order takes four. What readers can see is
+    the same: the stream entries exist from the append until the INSERT
+    answers (then their rows do too, or the entries are deleted again), as
+    they do from the append until the COMMIT in the other order."""
+    appended: list[str] = []
+    region_entries: list[str] = []
+    try:
+        _take_ids(comments, connection)
+        new_events, positions, region_entries = _append(video, comments)
+        appended = [new for _, new in positions]
+        _fail_point("before_commit")
+        _insert(comments, numbered=True)
+    except DatabaseError as exc:
+        log.warning("database write failed: %s", exc)
+        _undo_appends(video.pk, appended, region_entries)
+        raise Unavailable("database") from exc
+    except BaseException:
+        _undo_appends(video.pk, appended, region_entries)
+        raise
+    publish(video.pk, *_published(new_events, positions))
+
+
+def _append(video: Video, comments: list[Comment]):
+    """Append the comments (their ids known) to the video's stream and, for
+    the relay, local ones to the region stream; set each one's cursor.
+    Returns (the events, (prev, id) of each, the region entries)."""
+    # A held comment goes to moderators only, as `comment.held`; it is hidden
+    # before it is appended so no reader of the stream ever takes it for visible.
+    datas = [events.comment_data(comment) for comment in comments]
+    new_events = [
+        hotstore.NewEvent("comment.held", dict(data), comment.pk, hotstore.MOD_AUDIENCE)
+        if comment.status == Comment.Status.HELD
+        else hotstore.NewEvent("comment", dict(data), comment.pk)
+        for comment, data in zip(comments, datas, strict=True)
+    ]
+    try:
+        for comment in comments:
+            if comment.status == Comment.Status.HELD:
+                hotstore.set_hidden(comment.video_id, comment.pk, True)
+        positions, region_entries = hotstore.append_with_region(
+            video.pk,
+            new_events,
+            [
+                ("comment", dict(data, status=comment.status), {"c": comment.pk})
+                for comment, data in zip(comments, datas, strict=True)
+                if not comment.origin_region
+            ],
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("redis unavailable on append: %s", exc)
+        raise Unavailable("redis") from exc
+    for comment, (_, new) in zip(comments, positions, strict=True):
+        comment.set_cursor(new)
+    return new_events, positions, region_entries
+
+
+def _published(new_events: list[hotstore.NewEvent], positions: list[tuple[str, str]]) -> list[Event]:
+    return [
+        {
+            "type": event.type,
+            "id": new,
+            "prev": prev,
+            "data": dict(event.data, cursor=new),
+            "audience": event.audience,
+        }
+        for event, (prev, new) in zip(new_events, positions, strict=True)
+    ]
 
 
 def _undo_appends(video_id: int, appended: list[str], region_entries: list[str]) -> None:
@@ -450,24 +498,28 @@ def _undo_appends(video_id: int, appended: list[str], region_entries: list[str])
 # the ORM (`objects.create`, `filter().update()`) building them cost more CPU
 # than the database spent running them (docs/BENCHMARKS.md, "The write path").
 _INSERT_FIELDS = ("video", "author", "text", "created", "status", "idempotency_key", "origin_region", "origin_id")
+# With the id and the position known before the INSERT (_append_then_insert).
+_NUMBERED_FIELDS = ("id", *_INSERT_FIELDS, "cursor", "position")
 
 
 @functools.cache
-def _write_statements(alias: str, rows: int, returning: bool = True) -> tuple[str, str]:
+def _write_statements(alias: str, rows: int, returning: bool = True, numbered: bool = False) -> tuple[str, str]:
     """The INSERT of `rows` rows (with RETURNING the ids where the database
-    has it: not SQLite before 3.35) and the UPDATE of one row's cursor."""
+    has it: not SQLite before 3.35; of rows with their ids and positions when
+    `numbered`) and the UPDATE of one row's cursor."""
     connection = connections[alias]
     # Any: the meta API is typed for every kind of field (get_field() may give a
     # relation, `column` may be None); the fields named here are all concrete.
     meta: Any = Comment._meta
     quote = connection.ops.quote_name
-    row = "({})".format(", ".join(["%s"] * len(_INSERT_FIELDS)))
+    fields = _NUMBERED_FIELDS if numbered else _INSERT_FIELDS
+    row = "({})".format(", ".join(["%s"] * len(fields)))
     insert = "INSERT INTO {} ({}) VALUES {}".format(
         quote(meta.db_table),
-        ", ".join(quote(meta.get_field(name).column) for name in _INSERT_FIELDS),
+        ", ".join(quote(meta.get_field(name).column) for name in fields),
         ", ".join([row] * rows),
     )
-    if returning:
+    if returning and not numbered:
         insert += f" RETURNING {quote(meta.pk.column)}"
     update = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(
         quote(meta.db_table),
@@ -483,11 +535,24 @@ def _write_statements(alias: str, rows: int, returning: bool = True) -> tuple[st
 INSERT_ROWS_MAX = 100
 
 
-def _insert(comments: list[Comment]) -> None:
-    """INSERT the rows, as few statements as the database allows, and set each pk."""
+def _take_ids(comments: list[Comment], connection) -> None:
+    """Ids for new rows from the table's own sequence (PostgreSQL), one round trip."""
+    meta: Any = Comment._meta
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(comments)],
+        )
+        for comment, (pk,) in zip(comments, cursor.fetchall(), strict=True):
+            comment.pk = pk
+
+
+def _insert(comments: list[Comment], numbered: bool = False) -> None:
+    """INSERT the rows, as few statements as the database allows, and set
+    each pk (`numbered`: rows whose ids and positions are set already)."""
     connection = connections[Comment.objects.db]
-    fields = [Comment._meta.get_field(name) for name in _INSERT_FIELDS]
-    many = connection.features.can_return_rows_from_bulk_insert
+    fields = [Comment._meta.get_field(name) for name in (_NUMBERED_FIELDS if numbered else _INSERT_FIELDS)]
+    many = numbered or connection.features.can_return_rows_from_bulk_insert
     step = INSERT_ROWS_MAX if many else 1
     with connection.cursor() as cursor:
         for start in range(0, len(comments), step):
@@ -499,7 +564,9 @@ def _insert(comments: list[Comment]) -> None:
                 for field in fields
             ]
             returning = many or connection.features.can_return_columns_from_insert
-            cursor.execute(_write_statements(connection.alias, len(chunk), returning)[0], values)
+            cursor.execute(_write_statements(connection.alias, len(chunk), returning, numbered)[0], values)
+            if numbered:
+                continue
             if returning:
                 # In the order of the VALUES, as Django's bulk_create relies on too.
                 for comment, row in zip(chunk, cursor.fetchall(), strict=True):

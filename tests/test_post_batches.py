@@ -16,6 +16,7 @@ from comments.models import Ban, Comment
 from livecomment.errors import ServiceError
 from tests.base import *
 from tests.base import make_user
+from videos.models import Video
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +107,40 @@ def test_it_fails_the_whole_batch_and_leaves_nothing_when_the_database_fails(vid
     outcomes = services.post_comments(video, drafts[:2])
     assert [o.created for o in outcomes] == [True, True]
     assert stream_ids(redis, video) == [o.comment.cursor for o in outcomes]
+
+
+@pytest.mark.parametrize("when", ["database", "redis"])
+def test_it_leaves_nothing_when_a_store_fails_outside_a_transaction(transactional_db, when, monkeypatch):
+    # Outside a test's transaction: on PostgreSQL the write takes its ids first
+    # and INSERTs after the append (services._append_then_insert); elsewhere
+    # INSERT, append, UPDATE in a transaction. Either way a failure leaves nothing.
+    from livecomment import redis_client
+
+    video = Video.objects.create(title="Live", state=Video.State.LIVE)
+    alice, bob = make_user("alice"), make_user("bob")
+    if when == "database":
+
+        def fail():
+            raise DatabaseError("disk I/O error (injected)")
+
+        services.FAIL_POINTS["before_commit"] = fail
+    else:
+
+        def redis_gone(*args, **kwargs):
+            raise redis_client.UNAVAILABLE_ERRORS[0]("injected")
+
+        monkeypatch.setattr(hotstore, "append_with_region", redis_gone)
+    drafts = [services.Draft(alice, "one", "key-a"), services.Draft(bob, "two")]
+    outcomes = services.post_comments(video, drafts)
+    assert [o.code for o in outcomes] == [f"{when}_unavailable"] * 2
+    assert not Comment.objects.filter(video=video).exists()
+    client = redis_client.for_video(video.pk)
+    assert client.xrange(hotstore.stream_key(video.pk)) == []
+
+    services.FAIL_POINTS.clear()
+    monkeypatch.undo()
+    outcomes = services.post_comments(video, drafts)
+    assert [o.created for o in outcomes] == [True, True]
+    stored = list(Comment.objects.in_stream().filter(video=video).order_by("position"))
+    assert [c.pk for c in stored] == [o.comment.pk for o in outcomes]
+    assert [e[0] for e in client.xrange(hotstore.stream_key(video.pk))] == [c.cursor for c in stored]
