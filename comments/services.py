@@ -1,26 +1,30 @@
 """The write path. Every change to a comment goes through a function here.
 
 Views, consumers, admin actions and management commands call these; nothing
-else saves a comment or broadcasts one. Each function validates, writes the
+else saves a comment or broadcasts it. Each function validates, writes the
 database (the system of record) and the video's Redis stream (the hot store)
-so that a failure of either leaves nothing half-written, and only after the
-database commit hands the event to `dispatcher.publish`.
+so that a failure of either leaves nothing half-written, and only once the
+database has the rows hands the events to `dispatcher.publish`.
 
-The order of the two writes (ARCHITECTURE.md, "The path of one comment"):
+Comments are written in batches (`post_comments`; `post_comment` is a batch
+of one; the posting endpoint's group commit, comments/group_commit.py, sends
+whatever arrived together). The order of the two writes (ARCHITECTURE.md,
+"The path of one comment"):
 
-1. INSERT the row inside a transaction; it is invisible to everyone until the
-   transaction commits, and has no stream position yet.
-2. XADD the event to the stream (a Lua script that also returns the previous
-   position, for gap detection). If Redis fails, the transaction rolls back:
-   nothing anywhere.
-3. UPDATE the row with its position and COMMIT. If the commit fails, the
-   stream entry is deleted again (XDEL) before the error is answered; live
-   delivery has not happened (publish runs on commit only).
-4. publish(): the event goes to every gateway serving the video.
+* On PostgreSQL: take the rows' ids from the table's sequence; XADD the
+  events to the stream (a Lua script that also returns the previous
+  position, for gap detection); INSERT the whole rows, positions included, in
+  one statement. If Redis fails nothing was written; if the INSERT fails the
+  stream entries are deleted again (XDEL) before the error is answered.
+* Elsewhere (SQLite, or inside a caller's transaction): INSERT the rows
+  inside a transaction (invisible to everyone until it commits, and without
+  a stream position); XADD; UPDATE the rows with their positions; COMMIT.
+  Redis failing rolls back; the commit failing deletes the stream entries.
 
-Readers only ever see committed rows that carry a position, and stream
-entries whose commit succeeded -- except inside the window between XADD and
-COMMIT, one UPDATE long (ARCHITECTURE.md, "Known limits").
+Then publish(): the events go to every gateway serving the video. Readers
+only ever see rows that carry a position, and stream entries whose rows
+exist -- except inside the window between XADD and the INSERT or COMMIT, one
+statement long (ARCHITECTURE.md, "Known limits").
 """
 
 from __future__ import annotations
