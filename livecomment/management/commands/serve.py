@@ -88,7 +88,8 @@ class Command(BaseCommand):
             # the app applies NUM_PROXIES itself (livecomment/limits.py).
             # Its plain-text access log only repeats the app's JSON request and
             # stream lines (livecomment/middleware.py, dispatcher/).
-            cmd = [sys.executable, "-m", "daphne", "--fd", str(fd), "--access-log", os.devnull, app]
+            # livecomment.daphne_worker: Daphne with a lighter per-request `receive` queue.
+            cmd = [sys.executable, "-m", "livecomment.daphne_worker", "--fd", str(fd), "--access-log", os.devnull, app]
         else:
             # Not `uvicorn --fd`: it would leave Nagle on (livecomment/uvicorn_worker.py).
             cmd = [sys.executable, "-m", "livecomment.uvicorn_worker", str(fd)]
