@@ -398,24 +398,13 @@ def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
 def _insert_append_update(video: Video, comments: list[Comment]) -> None:
     """The rows first, then the stream, in one transaction: INSERT (for the
     ids), append, UPDATE the positions, COMMIT."""
-    appended: list[str] = []
-    region_entries: list[str] = []  # on the region stream for the relay (local comments only)
-    try:
-        with transaction.atomic():
-            _insert(comments)
-            new_events, positions, region_entries = _append(video, comments)
-            appended = [new for _, new in positions]
-            _set_cursors(comments)
-            _fail_point("before_commit")
-            published = _published(new_events, positions)
-            transaction.on_commit(lambda: publish(video.pk, *published))
-    except DatabaseError as exc:
-        log.warning("database write failed: %s", exc)
-        _undo_appends(video.pk, appended, region_entries)
-        raise Unavailable("database") from exc
-    except BaseException:
-        _undo_appends(video.pk, appended, region_entries)
-        raise
+    with _TakenBackOnFailure(video.pk) as appended, transaction.atomic():
+        _insert(comments)
+        new_events, positions = appended.add(*_append(video, comments))
+        _set_cursors(comments)
+        _fail_point("before_commit")
+        published = _published(new_events, positions)
+        transaction.on_commit(lambda: publish(video.pk, *published))
 
 
 def _append_then_insert(video: Video, comments: list[Comment], connection) -> None:
@@ -426,22 +415,38 @@ def _append_then_insert(video: Video, comments: list[Comment], connection) -> No
     the same: the stream entries exist from the append until the INSERT
     answers (then their rows do too, or the entries are deleted again), as
     they do from the append until the COMMIT in the other order."""
-    appended: list[str] = []
-    region_entries: list[str] = []
-    try:
+    with _TakenBackOnFailure(video.pk) as appended:
         _take_ids(comments, connection)
-        new_events, positions, region_entries = _append(video, comments)
-        appended = [new for _, new in positions]
+        new_events, positions = appended.add(*_append(video, comments))
         _fail_point("before_commit")
         _insert(comments, numbered=True)
-    except DatabaseError as exc:
-        log.warning("database write failed: %s", exc)
-        _undo_appends(video.pk, appended, region_entries)
-        raise Unavailable("database") from exc
-    except BaseException:
-        _undo_appends(video.pk, appended, region_entries)
-        raise
     publish(video.pk, *_published(new_events, positions))
+
+
+class _TakenBackOnFailure:
+    """The stream and region-stream entries a write appended, deleted again
+    if the write fails after all; a database failure becomes a 503."""
+
+    def __init__(self, video_id: int):
+        self.video_id = video_id
+        self.entries: list[str] = []
+        self.region_entries: list[str] = []  # for the relay (local comments only)
+
+    def add(self, new_events, positions, region_entries):
+        self.entries = [new for _, new in positions]
+        self.region_entries = region_entries
+        return new_events, positions
+
+    def __enter__(self) -> _TakenBackOnFailure:
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        if kind is None:
+            return
+        _undo_appends(self.video_id, self.entries, self.region_entries)
+        if issubclass(kind, DatabaseError):
+            log.warning("database write failed: %s", exc)
+            raise Unavailable("database") from exc
 
 
 def _append(video: Video, comments: list[Comment]):

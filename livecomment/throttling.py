@@ -237,9 +237,12 @@ class PostIPThrottle(_FailOpen, SimpleRateThrottle):
 
 
 def _refuse(throttle):
+    return _throttled_error(max(1, int(throttle.wait() or 1)))
+
+
+def _throttled_error(wait: int):
     from livecomment.errors import ServiceError  # not at import: errors imports DRF's views, which import us
 
-    wait = max(1, int(throttle.wait() or 1))
     return ServiceError(
         "throttled",
         f"Too many requests; try again in {wait} s.",
@@ -321,17 +324,8 @@ def api_post_throttles(posts: list[tuple[object, dict]]) -> list:
 def _throttled(waits: list):
     if not waits:
         return None
-    from livecomment.errors import ServiceError
-
     longest = max((w for w in waits if w is not None), default=None)
-    wait = max(1, math.ceil(longest)) if longest is not None else 1  # DRF's Throttled rounds up
-    return ServiceError(
-        "throttled",
-        f"Too many requests; try again in {wait} s.",
-        429,
-        headers={"Retry-After": str(wait)},
-        retry_after=wait,
-    )
+    return _throttled_error(max(1, math.ceil(longest)) if longest is not None else 1)  # DRF's Throttled rounds up
 
 
 # -- sign-in attempts --------------------------------------------------------------
