@@ -38,15 +38,19 @@ CURSOR_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,13}-[0-9]{1,6}$", "examp
 _VIDEO_SQL = f"SELECT * FROM {Video._meta.db_table} WHERE {Video._meta.pk.column} = %s"
 
 
+def video_not_found(video_id: int) -> ServiceError:
+    return ServiceError("not_found", f"No video {video_id}.", 404)
+
+
 def get_video(video_id: int) -> Video:
     if not 0 < video_id < 2**63:  # no such row (and no database takes the number)
-        raise ServiceError("not_found", f"No video {video_id}.", 404)
+        raise video_not_found(video_id)
     try:
         found = list(Video.objects.raw(_VIDEO_SQL, [video_id]))
     except DatabaseError as exc:
         raise Unavailable("database") from exc
     if not found:
-        raise ServiceError("not_found", f"No video {video_id}.", 404)
+        raise video_not_found(video_id)
     return found[0]
 
 

@@ -34,10 +34,11 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from comments import services
+from comments.api import video_not_found
 from comments.models import Ban, Comment
 from livecomment import metrics
 from livecomment.authentication import could_be_token
-from livecomment.errors import ServiceError, Unavailable
+from livecomment.errors import Unavailable
 from livecomment.throttling import api_post_throttles
 from videos.models import Video
 
@@ -156,7 +157,7 @@ def _write_batch(video_id: int, requests: list[PostRequest]) -> list[Answer]:
 
     if drafts:
         if video is None:
-            outcomes: list[services.Outcome] = [ServiceError("not_found", f"No video {video_id}.", 404) for _ in drafts]
+            outcomes: list[services.Outcome] = [video_not_found(video_id) for _ in drafts]
         else:
             try:
                 # The lookup only said who has a ban; which one (and its end) for those few.
@@ -193,8 +194,8 @@ def _lookup_statement(tokens: int) -> tuple[str, list[str], list[str]]:
     sql = (
         f"SELECT t.{Token._meta.pk.column}, "
         + ", ".join(f"u.{f.column}" for f in user_fields)
-        + f", (SELECT b.id FROM {ban_table} b WHERE b.user_id = u.{users.pk.column} AND b.lifted_at IS NULL"
-        " AND (b.video_id = %s OR b.video_id IS NULL) AND (b.expires_at IS NULL OR b.expires_at > %s) LIMIT 1), "
+        + f", (SELECT b.id FROM {ban_table} b WHERE b.user_id = u.{users.pk.column}"
+        f" AND {services.active_ban_condition('b')} LIMIT 1), "
         + ", ".join(f"v.{f.column}" for f in video_fields)
         + f" FROM {token_table} t JOIN {users.db_table} u ON t.{token_user} = u.{users.pk.column}"
         f" LEFT JOIN {Video._meta.db_table} v ON v.{Video._meta.pk.column} = %s"

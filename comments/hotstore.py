@@ -324,21 +324,16 @@ def append(
     `data` is stored without "cursor": the stream ID is the cursor, unless
     `original_cursor` says the event re-announces an older comment.
     """
-    return append_many(video_id, [NewEvent(event_type, data, comment_id, audience, original_cursor)])[0]
-
-
-def append_many(video_id: int, new_events: list[NewEvent]) -> list[tuple[str, str]]:
-    """Append events to the video's stream, in order, in one round trip
-    (one script: all of them or none); (previous ID, new ID) of each."""
-    return append_with_region(video_id, new_events, [])[0]
+    return append_with_region(video_id, [NewEvent(event_type, data, comment_id, audience, original_cursor)], [])[0][0]
 
 
 def append_with_region(
     video_id: int, new_events: list[NewEvent], region_changes: list[tuple[str, dict, dict]]
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """append_many(), and the changes for the relay on the region stream
-    (append_region's (kind, data, proof) each): one script when the region
-    stream is on the video's server, else a second round trip.
+    """Append events to the video's stream, in order (one script: all of them
+    or none), and the changes for the relay on the region stream
+    (append_region's (kind, data, proof) each): in the same script when the
+    region stream is on the video's server, else a second round trip.
     Returns ((previous ID, new ID) of each event, the region entries' IDs)."""
     region_maxlen = settings.REGION_STREAM_MAXLEN
     together = bool(region_changes) and bool(region_maxlen) and not redis_client.cluster_mode()
@@ -356,11 +351,7 @@ def append_with_region(
     positions = list(zip(ids[: len(new_events)], ids[1 : len(new_events) + 1], strict=True))
     if together:
         return positions, ids[len(new_events) + 1 :]
-    region_ids: list[str] = []
-    for kind in dict.fromkeys(kind for kind, _, _ in region_changes):
-        changes = [(data, proof) for k, data, proof in region_changes if k == kind]
-        region_ids += append_region_many(kind, video_id, changes)
-    return positions, region_ids
+    return positions, append_region_many(video_id, region_changes)
 
 
 def delete_entry(video_id: int, *entry_ids: str) -> None:
@@ -401,13 +392,13 @@ def append_region(kind: str, video_id: int | None, data: dict, **proof) -> str |
     transaction committed before it sends the change away. Nothing is
     written when REGION_STREAM_MAXLEN is 0 (a single region).
     """
-    entries = append_region_many(kind, video_id, [(data, proof)])
+    entries = append_region_many(video_id, [(kind, data, proof)])
     return entries[0] if entries else None
 
 
-def append_region_many(kind: str, video_id: int | None, changes: list[tuple[dict, dict]]) -> list[str]:
-    """append_region() for several changes of one kind and video, (data,
-    proof) each, in one round trip; their entry IDs (none in a single region).
+def append_region_many(video_id: int | None, changes: list[tuple[str, dict, dict]]) -> list[str]:
+    """append_region() for several changes of one video, (kind, data, proof)
+    each, in one round trip; their entry IDs (none in a single region).
 
     A pipeline, not a script: on a Redis Cluster the region stream lives in
     another slot than the video's keys. An entry written by a pipeline that
@@ -417,7 +408,7 @@ def append_region_many(kind: str, video_id: int | None, changes: list[tuple[dict
     if not maxlen or not changes:
         return []
     pipe = region_client(video_id).pipeline(transaction=False)
-    for data, proof in changes:
+    for kind, data, proof in changes:
         pipe.xadd(REGION_STREAM, _region_fields(kind, video_id, data, proof), maxlen=maxlen, approximate=True)
     return pipe.execute()
 

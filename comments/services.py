@@ -292,11 +292,10 @@ def _write_accepted(video: Video, items: list[_Accepted]) -> list[Outcome]:
         comments = _store_and_append_many(
             video, [_Row(item.author, item.text, item.key or "", held=item.held) for item in items]
         )
-    except Unavailable as exc:
+    except BaseException as exc:
         _undo(hotstore.release, video.pk, keys)
-        return [exc for _ in items]
-    except BaseException:
-        _undo(hotstore.release, video.pk, keys)
+        if isinstance(exc, Unavailable):
+            return [exc for _ in items]
         raise
     remembered = [(item.author.pk, item.key, c.pk) for item, c in zip(items, comments, strict=True) if item.key]
     try:
@@ -800,11 +799,20 @@ def _require_moderator(user, video: Video | None) -> None:
 # an ordering with NULLS FIRST) was a fifth of a POST's CPU in the write
 # benchmark; the statement below is what the ORM produced, written once,
 # for any number of users (a batch of posts asks once).
+def active_ban_condition(table: str = "") -> str:
+    """SQL: a row of the ban table (`table`: its alias) keeps its user from
+    posting in the video. Parameters: the video's id, now."""
+    t = f"{table}." if table else ""
+    return (
+        f"{t}lifted_at IS NULL AND ({t}video_id = %s OR {t}video_id IS NULL)"
+        f" AND ({t}expires_at IS NULL OR {t}expires_at > %s)"
+    )
+
+
 def _active_bans_sql(users: int) -> str:
     return (
-        f"SELECT * FROM {Ban._meta.db_table} WHERE user_id IN ({', '.join(['%s'] * users)}) AND lifted_at IS NULL"
-        " AND (video_id = %s OR video_id IS NULL) AND (expires_at IS NULL OR expires_at > %s)"
-        " ORDER BY expires_at IS NULL DESC, expires_at DESC"
+        f"SELECT * FROM {Ban._meta.db_table} WHERE user_id IN ({', '.join(['%s'] * users)})"
+        f" AND {active_ban_condition()} ORDER BY expires_at IS NULL DESC, expires_at DESC"
     )
 
 

@@ -89,20 +89,26 @@ def shared_cache():
 # window, refuse at `limit`, else note this request) in one round trip. DRF
 # keeps the window as a pickled list in the cache -- a GET and a SET per
 # throttle, and a Redis client object per call -- which was a seventh of a
-# comment POST's CPU. Here it is a sorted set of request times.
-# KEYS[1]: the throttle's key. ARGV: now (ms), window (ms), limit, a unique member.
-_WINDOW = """
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count >= limit then
-  -- Empty when the limit is 0: a nil here would cut the reply short.
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(oldest[2]) or now, count}
+# comment POST's CPU. Here it is a sorted set of request times. Several
+# windows (a batch of posts, `api_post_throttles`) go in one call, in order.
+# KEYS: the throttles' keys. ARGV: per key, now (ms), window (ms), limit, a unique member.
+_WINDOWS = """
+local out = {}
+for i = 1, #KEYS do
+  local now, window, limit = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[i])
+  if count >= limit then
+    -- Empty when the limit is 0: a nil here would cut the reply short.
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    out[i] = {0, tonumber(oldest[2]) or now, count}
+  else
+    redis.call('ZADD', KEYS[i], now, ARGV[4 * i])
+    redis.call('PEXPIRE', KEYS[i], window)
+    out[i] = {1, 0, count + 1}
+  end
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
-return {1, 0, count + 1}
+return out
 """
 
 _clients: dict = {}
@@ -141,7 +147,7 @@ class _FailOpen:
         if window is None:
             return True
         key, args = window
-        return self._settle(redis_client.run_script(_client_of(shared_cache()), _WINDOW, [key], args))
+        return self._settle(redis_client.run_script(_client_of(shared_cache()), _WINDOWS, [key], args)[0])
 
     def _window(self, request, view) -> tuple[str, list] | None:
         """The sliding window this request counts in: (key, script arguments),
@@ -260,27 +266,6 @@ def check_post_throttles(user, meta: dict) -> None:
     for throttle in (PostThrottle(), PostIPThrottle()):
         if not throttle.allow_request(request, None):
             raise _refuse(throttle)
-
-
-# The sliding windows of several requests in one round trip, each as _WINDOW
-# would count it, in order. KEYS: the windows; ARGV: per key, its 4 arguments.
-_WINDOWS = """
-local out = {}
-for i = 1, #KEYS do
-  local now, window, limit = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[i])
-  if count >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    out[i] = {0, tonumber(oldest[2]) or now, count}
-  else
-    redis.call('ZADD', KEYS[i], now, ARGV[4 * i])
-    redis.call('PEXPIRE', KEYS[i], window)
-    out[i] = {1, 0, count + 1}
-  end
-end
-return out
-"""
 
 
 def api_post_throttles(posts: list[tuple[object, dict]]) -> list:
