@@ -46,14 +46,24 @@ def batches_counted(gateway) -> tuple[int, float]:
 
 def comparable(response: httpx.Response) -> tuple:
     """Status, body and headers, without what differs from answer to answer
-    (ids, positions and times of new comments; dates, request ids)."""
+    (ids, positions and times of new comments; dates, request ids; the
+    seconds left of a time-out or throttle window, which run down between
+    the two gateways' turns: `countdown()` compares those)."""
     body = response.json()
     if "id" in body:
         body = {k: type(v).__name__ if k in ("id", "cursor", "created", "global_id") else v for k, v in body.items()}
         # Each gateway's requests come from users of its own ("poster-fast", "poster-plain").
         body["author"] = {"id": "int", "name": body["author"]["name"].rpartition("-")[0]}
-    headers = sorted((k, v) for k, v in response.headers.items() if k not in VARYING)
+    error = body.get("error") if isinstance(body.get("error"), dict) else None
+    if error is not None and "retry_after" in error:
+        body = {"error": {**error, "retry_after": "int", "message": re.sub(r"\d+", "N", error["message"])}}
+    headers = sorted((k, "N" if k == "retry-after" else v) for k, v in response.headers.items() if k not in VARYING)
     return response.status_code, body, headers
+
+
+def countdown(response: httpx.Response) -> int | None:
+    error = response.json().get("error") if response.headers.get("content-type") == "application/json" else None
+    return error.get("retry_after") if isinstance(error, dict) else None
 
 
 THROTTLE = 24  # posts per minute per user: more than any user below posts, but one
@@ -121,12 +131,15 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
             for n in range(1, THROTTLE + 2)
         ]
 
+    waits: dict[str, list] = {"fast": [], "plain": []}
+
     def run(gateway, tag):
         answers = []
         with httpx.Client(base_url=gateway.base, timeout=10) as client:
             for name, path, headers, body in posts_for(gateway, tag):
                 r = client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json", **headers})
                 answers.append((name, comparable(r)))
+                waits[tag].append(countdown(r))
             # Not JSON, or not asking for JSON: Django's parser and negotiation answer.
             auth = {"Authorization": f"Token {token_of(make_user(f'other-{tag}'))}"}
             path = f"/api/v1/videos/{video.pk}/comments/"
@@ -145,6 +158,13 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
     plain_answers = run(plain, "plain")
     for (name, got), (_, expected) in zip(fast_answers, plain_answers, strict=True):
         assert got == expected, name
+    # The same seconds left, but for the time that passed between the two turns
+    # (a time-out, slow mode, the throttle).
+    assert sum(wait is not None for wait in waits["fast"]) >= 3
+    for fast_wait, plain_wait in zip(waits["fast"], waits["plain"], strict=True):
+        assert (fast_wait is None) == (plain_wait is None)
+        if fast_wait is not None:
+            assert fast_wait > 0 and abs(fast_wait - plain_wait) <= 5, (fast_wait, plain_wait)
 
     # The cases are what they say (the two paths agreeing on a 500 would pass above).
     statuses = dict((name, answer[0]) for name, answer in fast_answers)
