@@ -154,3 +154,35 @@ def _older_from_database(video_id: int, before: str | None, count: int, moderato
     picked = list(rows.select_related("author").order_by("-position")[:count])
     picked.reverse()
     return [e for e in (_comment_event(c, moderator) for c in picked) if e is not None]
+
+
+def database_range(
+    video_id: int, after: str, before: str | None, limit: int, moderator: bool, origin: str | None = None
+) -> tuple[list[StreamEvent], str | None]:
+    """One page of the database's events in (after, before), in stream order,
+    as `_from_database` rebuilds them: at most `limit` rows are read. Returns
+    (the page's events, where the next page starts; None after the last).
+
+    `origin` is where the whole read started (default `after`): status changes
+    count only for comments at or before it; a later comment's row already
+    says its current state."""
+    low = cursors.to_position(after)
+    floor = cursors.to_position(origin) if origin is not None else low
+    new = Q(position__gt=low)
+    changed = Q(status_position__gt=low, position__lte=floor)
+    if before is not None:
+        high = cursors.to_position(before)
+        new &= Q(position__lt=high)
+        changed &= Q(status_position__lt=high)
+    rows = Comment.objects.in_stream().filter(video_id=video_id).select_related("author")
+    picked = [(c.position, c, False) for c in rows.filter(new).order_by("position")[:limit]]
+    picked += [(c.status_position, c, True) for c in rows.filter(changed).order_by("status_position")[:limit]]
+    picked.sort(key=lambda row: row[0])
+    page = picked[:limit]
+    found: list[StreamEvent] = []
+    for _, comment, is_status in page:
+        event = _status_event(comment, moderator) if is_status else _comment_event(comment, moderator)
+        if event is not None:
+            found.append(event)
+    more = len(page) == limit
+    return found, (cursors.from_position(page[-1][0]) if more else None)

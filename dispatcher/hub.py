@@ -16,7 +16,9 @@ See docs/realtime.md for the whole picture. In short:
   When `prev` is not the last position this process delivered for the video,
   a message was lost (the channel layer drops past capacity, or Redis
   restarted): the missing range is read from the stream and delivered first,
-  in order. A periodic check of each stream's tip catches a lost last event.
+  in order. The part the stream no longer holds (trimmed, or Redis came back
+  empty) is read from the database first, in pages, in a worker thread. A
+  periodic check of each stream's tip catches a lost last event.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ from typing import cast
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Max
 
 from comments import hotstore
-from comments.cursors import ZERO, to_position
+from comments.cursors import ZERO, from_position, to_position
+from comments.models import Comment
+from dispatcher import backlog
+from dispatcher.auth import run_sync
 from dispatcher.connections import Connection
 from dispatcher.frames import PING, Burst, Frame
 from dispatcher.publisher import MESSAGE_TYPE, group_name
@@ -51,6 +58,9 @@ WRITES_PER_TURN = 512
 # The tip check leaves an undelivered event at the stream's tip alone while
 # it is younger than this (its message is likely queued, not lost).
 TIP_GRACE_SECONDS = 1.0
+
+# Rows per database read when a gap is repaired from the database.
+REPAIR_PAGE = 500
 
 
 def get_hub() -> Hub:
@@ -255,6 +265,14 @@ class Hub:
             try:
                 await self.layer.group_add(group_name(video_id), self.channel_name)
                 tip = await self._tip(video_id)
+                if tip == ZERO:
+                    # An empty stream (Redis came back without its data): the
+                    # history is in the database, and a later repair must start
+                    # after it, not from the video's first comment.
+                    try:
+                        tip = await run_sync(_database_tip, video_id)
+                    except DatabaseError:
+                        pass  # streaming from Redis alone: nothing to repair from either
                 sub.advance(tip)
             except BaseException as exc:
                 if self.videos.get(video_id) is sub:
@@ -348,9 +366,25 @@ class Hub:
             self._fan_out(sub, frame)
 
     async def _repair(self, sub: VideoSubscription, upto: str = "+") -> int:
-        """Deliver what the stream holds after what was last delivered. Caller holds sub.lock."""
+        """Deliver what was missed after what was last delivered, in order. Caller holds sub.lock.
+
+        From the stream, when it still holds what follows the last delivered
+        position; else (it was trimmed, or Redis came back empty) the part it
+        no longer holds comes from the database first."""
         client = redis_client.async_for_video(sub.video_id)
-        entries = await client.xrange(hotstore.stream_key(sub.video_id), f"({sub.last_id}", upto)
+        key = hotstore.stream_key(sub.video_id)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.xrange(key, "-", "+", count=1)
+            pipe.xrange(key, f"({sub.last_id}", upto)
+            first, entries = await pipe.execute()
+        first_id = first[0][0] if first else None
+        repaired = 0
+        if first_id is None or to_position(first_id) > sub.last_position:
+            repaired = await self._repair_from_database(sub, first_id)
+            if first_id is None:  # it may have entries by now
+                entries = await client.xrange(key, f"({sub.last_id}", upto)
+            else:
+                entries = [entry for entry in entries if to_position(entry[0]) > sub.last_position]
         if entries:
             self.stats["gap_repairs"] += 1
             self.stats["repaired_events"] += len(entries)
@@ -358,7 +392,40 @@ class Hub:
             event = hotstore.parse_entry(entry_id, fields)
             sub.advance(event.id)
             self._fan_out(sub, Frame.from_stream(event))
-        return len(entries)
+        return repaired + len(entries)
+
+    async def _repair_from_database(self, sub: VideoSubscription, first_id: str | None) -> int:
+        """Deliver the database's events between the last delivered position
+        and the stream's first entry, a page at a time. Caller holds sub.lock.
+
+        Built for moderators: `comment.held` frames carry their audience, and
+        each connection decides (removed comments are not in it at all). With
+        no stream at all the upper bound is the first entry appended since:
+        the stream's entries precede their rows' commits, so a committed row
+        at or after it is the stream's to deliver."""
+        origin = after = sub.last_id
+        repaired = 0
+        self.stats["database_repairs"] += 1
+        while True:
+            events, next_after = await run_sync(
+                backlog.database_range, sub.video_id, after, first_id, REPAIR_PAGE, True, origin
+            )
+            if first_id is None:
+                first_id = await self._first_id(sub.video_id)
+                if first_id is not None:
+                    bound = to_position(first_id)
+                    events = [e for e in events if to_position(e.id) < bound]
+                    if next_after is not None and to_position(next_after) >= bound:
+                        next_after = None
+            for event in events:
+                sub.advance(event.id)
+                self._fan_out(sub, Frame.from_stream(event))
+            repaired += len(events)
+            if next_after is None:
+                break
+            after = next_after
+        self.stats["database_repaired_events"] += repaired
+        return repaired
 
     def _fan_out(self, sub: VideoSubscription, frame: Frame) -> None:
         """Hand a frame to the video's connections, soon and in order.
@@ -471,6 +538,11 @@ class Hub:
         entries = await client.xrevrange(hotstore.stream_key(video_id), "+", "-", count=1)
         return entries[0][0] if entries else ZERO
 
+    async def _first_id(self, video_id: int) -> str | None:
+        client = redis_client.async_for_video(video_id)
+        entries = await client.xrange(hotstore.stream_key(video_id), "-", "+", count=1)
+        return entries[0][0] if entries else None
+
     async def _check_tips(self) -> None:
         """Repair a lost *last* event (no later message reveals the gap).
 
@@ -548,15 +620,17 @@ class Hub:
             try:
                 async with sub.lock:
                     tip = await self._tip(video_id)
-                    if to_position(tip) < sub.last_position:
-                        # The stream restarted empty (Redis lost its data): new
-                        # positions are later in time, so start from its tip.
+                    if tip != ZERO and to_position(tip) < sub.last_position:
+                        # A stream that restarted behind what was delivered (its
+                        # host's clock is behind the old one's): go on from its tip.
                         sub.advance(tip)
                     else:
+                        # Empty or later: what the stream lost comes from the database.
                         await self._repair(sub)
-            except redis_client.UNAVAILABLE_ERRORS as exc:
+            except (*redis_client.UNAVAILABLE_ERRORS, DatabaseError) as exc:
                 # A host that answers PING may not take commands yet (a
-                # restarting cluster node): resync again at the next check.
+                # restarting cluster node), or the database is away: resync
+                # again at the next check.
                 log.warning("repairing video %s after Redis came back failed: %s", video_id, exc)
                 self.redis_up = False
         self.stats["resyncs"] += 1
@@ -620,6 +694,12 @@ def _sum_counts(counts: dict, stale_before: int) -> int:
         except ValueError:
             continue
     return total
+
+
+def _database_tip(video_id: int) -> str:
+    """The last stream position the database knows for a video (a comment or a status change)."""
+    last = Comment.objects.filter(video_id=video_id).aggregate(p=Max("position"), s=Max("status_position"))
+    return from_position(max(last["p"] or 0, last["s"] or 0))
 
 
 def viewer_count(video_id: int) -> int:
