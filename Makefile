@@ -70,8 +70,15 @@ bench: venv $(BIN)/.bench-installed
 bench-smoke: venv
 	$(BIN)/python -m bench smoke
 
+# The empty-Redis restart scenario runs FAULT_EMPTY_REDIS_RUNS times per server
+# with FAULT_EMPTY_REDIS_VIEWERS viewers (a one-in-five race needs ~10 runs).
+FAULT_EMPTY_REDIS_VIEWERS ?= 3000
+FAULT_EMPTY_REDIS_RUNS ?= 10
+
 faults: venv
 	rm -f var/faults.jsonl && mkdir -p var
-	FAULTS_REPORT=$(CURDIR)/var/faults.jsonl timeout 900 $(BIN)/python -m pytest -m faults -p no:cacheprovider -q
+	FAULTS_REPORT=$(CURDIR)/var/faults.jsonl FAULT_EMPTY_REDIS_VIEWERS=$(FAULT_EMPTY_REDIS_VIEWERS) \
+		FAULT_EMPTY_REDIS_RUNS=$(FAULT_EMPTY_REDIS_RUNS) \
+		timeout 1200 $(BIN)/python -m pytest -m faults -p no:cacheprovider -q
 	$(BIN)/python -m tests.faults_report var/faults.jsonl > docs/RELIABILITY.md
 	@echo "wrote docs/RELIABILITY.md"
