@@ -232,6 +232,7 @@ def _error_code(body) -> str | None:
 
 def only_visible_listed(world, role, status, body):
     assert [c["id"] for c in body["results"]] == [world.ids["comment"]], body  # held/removed: the held queue only
+    assert "a held comment" not in json.dumps(body) and "a removed comment" not in json.dumps(body)
 
 
 def posted_as_self(world, role, status, body):
