@@ -1,9 +1,8 @@
-"""Who may do what, outside the moderator endpoints (tests/test_moderation_api.py
-has their matrix, tests/test_console.py the console's, tests/test_admin.py the
-admin's): comments and videos through the API, the SSE and WebSocket streams,
-CSRF on session-authenticated writes, the WebSocket origin check, token
-revocation, password hashing, and `manage.py check --deploy` with production
-settings.
+"""Who may do what, beyond the status of each route and role (that is the
+endpoint x role matrix, tests/test_endpoint_matrix.py): a post cannot choose
+its author, video or status; moderator-only events on the streams; CSRF on
+session-authenticated writes; the WebSocket origin check; token revocation;
+password hashing; and `manage.py check --deploy` with production settings.
 
 Roles everywhere: anonymous, viewer (signed in), author, moderator of another
 video, moderator of this video, staff.
@@ -62,107 +61,6 @@ def comment_in(video, author, status: str, text: str = "a comment") -> Comment:
     comment.refresh_from_db()
     assert comment.status == status
     return comment
-
-
-# -- the API, role by role ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_everyone_reads_videos_and_the_visible_comments(world, video, alice, role):
-    visible = comment_in(video, alice, "visible", "for everyone")
-    held = comment_in(video, alice, "held", "for moderators")
-    client = client_for(world[role])
-    assert client.get("/api/v1/videos/").status_code == 200
-    assert client.get(f"/api/v1/videos/{video.pk}/").status_code == 200
-    page = client.get(f"/api/v1/videos/{video.pk}/comments/")
-    assert page.status_code == 200
-    # The public list is the viewers' list for everyone, moderators included:
-    # held comments are only in the held queue.
-    assert [c["id"] for c in page.json()["results"]] == [visible.pk]
-    assert held.text not in page.content.decode()
-    assert client.get(f"/api/v1/comments/{visible.pk}/").status_code == 200
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_only_signed_in_users_post(world, video, role):
-    r = client_for(world[role]).post(f"/api/v1/videos/{video.pk}/comments/", {"text": f"hi from {role}"}, format="json")
-    if role == "anonymous":
-        assert r.status_code == 401 and r.json()["error"]["code"] == "not_authenticated"
-        assert not Comment.objects.exists()
-    else:
-        assert r.status_code == 201, r.content
-        assert r.json()["author"]["id"] == world[role].pk  # posted as themselves, whatever the body says
-
-
-def test_a_post_cannot_choose_its_author_video_or_status(world, video, alice, bob):
-    other = Video.objects.get(title="Other")
-    r = client_for(alice).post(
-        f"/api/v1/videos/{video.pk}/comments/",
-        {
-            "text": "mine",
-            "author": {"id": bob.pk, "name": "bob"},
-            "author_id": bob.pk,
-            "video": other.pk,
-            "status": "held",
-            "id": 1,
-            "cursor": "1-0",
-            "created": "2000-01-01T00:00:00Z",
-        },
-        format="json",
-    )
-    assert r.status_code == 201
-    comment = Comment.objects.get(pk=r.json()["id"])
-    assert (comment.author_id, comment.video_id, comment.status) == (alice.pk, video.pk, "visible")
-    assert comment.cursor != "1-0"
-
-
-@pytest.mark.parametrize("status", ["held", "removed"])
-@pytest.mark.parametrize("role", ROLES)
-def test_a_hidden_comment_is_seen_only_by_its_author_and_the_videos_moderators(world, video, alice, role, status):
-    comment = comment_in(video, alice, status)
-    r = client_for(world[role]).get(f"/api/v1/comments/{comment.pk}/")
-    if role in MODERATORS | {"author"}:
-        assert r.status_code == 200 and r.json()["status"] == status
-    else:
-        # Indistinguishable from a comment that does not exist.
-        assert r.status_code == 404 and r.json() == {
-            "error": {"code": "not_found", "message": f"No comment {comment.pk}."}
-        }
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_only_the_author_and_the_videos_moderators_delete_a_comment(world, video, alice, role):
-    comment = comment_in(video, alice, "visible")
-    r = client_for(world[role]).delete(f"/api/v1/comments/{comment.pk}/")
-    comment.refresh_from_db()
-    if role == "anonymous":
-        assert r.status_code == 401
-    elif role in MODERATORS | {"author"}:
-        assert r.status_code == 204
-        assert comment.status == "removed"
-        return
-    else:
-        assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
-    assert comment.status == "visible"
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_a_moderator_of_another_video_has_no_power_here(world, video, alice, role):
-    """The per-video boundary across every write a moderator could make,
-    for a comment of `video`: only this video's moderators and staff succeed."""
-    comment = comment_in(video, alice, "held")
-    client = client_for(world[role])
-    answers = [
-        client.post(f"/api/v1/comments/{comment.pk}/moderate/", {"action": "approve"}, format="json").status_code,
-        client.patch(f"/api/v1/videos/{video.pk}/", {"slow_mode_seconds": 5}, format="json").status_code,
-        client.get(f"/api/v1/videos/{video.pk}/held/").status_code,
-    ]
-    if role == "anonymous":
-        assert answers == [401, 401, 401]
-    elif role in MODERATORS:
-        assert answers == [200, 200, 200]
-    else:
-        assert answers == [403, 403, 403]
 
 
 # -- CSRF: session-authenticated writes need the token; token auth does not -------------
