@@ -21,6 +21,7 @@ from comments.serializers import (
 )
 from livecomment import metrics
 from livecomment.errors import ServiceError, Unavailable
+from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle, PostIPThrottle, PostThrottle
 from videos.models import Video
 
@@ -145,9 +146,7 @@ class CommentListView(APIView):
         responses={201: OwnCommentSerializer, 200: OwnCommentSerializer, **ERRORS},
     )
     def post(self, request, video_id: int):
-        body = request.data
-        if not isinstance(body, dict):
-            raise ServiceError("invalid_body", 'The body must be a JSON object like {"text": "..."}.')
+        body = strict_body(request.data, PostCommentSerializer, 'The body (like {"text": "..."})')
         if "text" not in body:
             raise ServiceError("missing_text", 'The body needs a "text" field.')
         video = get_video(video_id)

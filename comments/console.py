@@ -42,11 +42,13 @@ from comments.events import timestamp
 from comments.models import Comment, Report
 from dispatcher.hub import viewer_count
 from livecomment.errors import ServiceError, error_body
+from livecomment.parsers import strict_body
 from videos.models import Video
 
 OPEN_REPORTS_MAX = 200
 HELD_MAX = 200
 TIMEOUT_SECONDS = 600
+RESOLVE_FIELDS = ("comment", "reason")
 
 
 def _video_or_404(video_id: int) -> Video:
@@ -160,12 +162,15 @@ def resolve_reports(request, video_id: int):
             body = json.loads(request.body or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise ServiceError("invalid_json", "The body must be JSON.") from None
-        comment_id = body.get("comment") if isinstance(body, dict) else None
+        body = strict_body(body, RESOLVE_FIELDS)
+        comment_id = body.get("comment")
         if isinstance(comment_id, bool) or not isinstance(comment_id, int) or not 0 < comment_id < 2**63:
             raise ServiceError("invalid_comment", 'The body needs a "comment" id.')
         reason = body.get("reason") or ""
         if not isinstance(reason, str) or "\x00" in reason or not _encodable(reason):
             raise ServiceError("invalid_reason", "reason must be a string of text.")
+        if len(reason) > services.REASON_MAX:
+            raise ServiceError("invalid_reason", f"reason is at most {services.REASON_MAX} characters long.")
         reports = Report.objects.filter(comment_id=comment_id, comment__video=video, resolved=False).select_related(
             "comment__video", "comment__author"
         )

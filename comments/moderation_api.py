@@ -15,6 +15,7 @@ from comments.events import timestamp
 from comments.models import Ban, Comment, ModerationAction, Report
 from comments.serializers import OwnCommentSerializer
 from livecomment.errors import ServiceError
+from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle
 
 
@@ -25,10 +26,9 @@ def get_comment(comment_id: int) -> Comment:
         raise ServiceError("not_found", f"No comment {comment_id}.", 404) from None
 
 
-def body_of(request) -> dict:
-    if not isinstance(request.data, dict):
-        raise ServiceError("invalid_body", "The body must be a JSON object.")
-    return request.data
+def body_of(request, serializer_class) -> dict:
+    """The JSON object of the request, with only the fields `serializer_class` declares."""
+    return strict_body(request.data, serializer_class)
 
 
 def storable(value: str) -> bool:
@@ -51,12 +51,14 @@ def optional_reason(body: dict) -> str:
         raise ServiceError("invalid_reason", "reason must be a string.")
     if not storable(reason):
         raise ServiceError("invalid_reason", "reason must be text without NUL characters or lone surrogates.")
+    if len(reason) > services.REASON_MAX:
+        raise ServiceError("invalid_reason", f"reason is at most {services.REASON_MAX} characters long.")
     return reason
 
 
 class ModerateRequest(serializers.Serializer):
     action = serializers.ChoiceField(choices=services.MODERATE_ACTIONS)
-    reason = serializers.CharField(required=False, allow_blank=True)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=services.REASON_MAX)
 
 
 class ModerateView(APIView):
@@ -66,7 +68,7 @@ class ModerateView(APIView):
         operation_id="comments_moderate", request=ModerateRequest, responses={200: OwnCommentSerializer, **ERRORS}
     )
     def post(self, request, comment_id: int):
-        body = body_of(request)
+        body = body_of(request, ModerateRequest)
         action = body.get("action")
         if action not in services.MODERATE_ACTIONS:
             raise ServiceError("invalid_action", f"action must be one of {', '.join(services.MODERATE_ACTIONS)}.")
@@ -76,7 +78,7 @@ class ModerateView(APIView):
 
 
 class ReportRequest(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=services.REASON_MAX)
 
 
 class ReportResponse(serializers.Serializer):
@@ -91,7 +93,7 @@ class ReportView(APIView):
 
     @extend_schema(operation_id="comments_report", request=ReportRequest, responses={201: ReportResponse, **ERRORS})
     def post(self, request, comment_id: int):
-        body = body_of(request)
+        body = body_of(request, ReportRequest)
         comment = get_comment(comment_id)
         report = services.report_comment(comment, request.user, optional_reason(body))
         return Response(
@@ -119,7 +121,7 @@ class BanRequest(serializers.Serializer):
     duration_seconds = serializers.IntegerField(
         allow_null=True, required=False, min_value=1, max_value=MAX_BAN_SECONDS, help_text="null = permanent"
     )
-    reason = serializers.CharField(required=False, allow_blank=True)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=services.REASON_MAX)
     remove_comments = serializers.BooleanField(required=False, help_text="Also remove their comments of the last hour")
 
 
@@ -171,7 +173,7 @@ class BanListView(APIView):
 
     @extend_schema(operation_id="bans_create", request=BanRequest, responses={201: BanSerializer, **ERRORS})
     def post(self, request, video_id: int):
-        body = body_of(request)
+        body = body_of(request, BanRequest)
         video = get_video(video_id)
         services._require_moderator(request.user, video)
         if "user" not in body:
@@ -336,7 +338,7 @@ class ReportResolveView(APIView):
 
     @extend_schema(operation_id="reports_resolve", request=ReportRequest, responses={200: ReportSerializer, **ERRORS})
     def post(self, request, report_id: int):
-        body = body_of(request)
+        body = body_of(request, ReportRequest)
         reason = optional_reason(body)
         report = _reports().filter(pk=report_id).first() if 0 < report_id < 2**63 else None
         if report is None:

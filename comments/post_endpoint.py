@@ -12,7 +12,7 @@ the same status, body and headers (tests/test_post_endpoint.py compares them).
 
 Everything else goes to Django unchanged, body included: other methods and
 paths, session (cookie) authentication with its CSRF check, bodies that are
-not a JSON object with "text" (Django's parser answers those), a query
+not a JSON object of exactly "text" (Django's parser and view answer those), a query
 string, an Accept or Content-Type other than JSON, a host Django would
 refuse, a token that names no active user (Django answers the 401), a plain
 HTTP request where HTTPS is required. POST_GROUP_COMMIT=0 turns this off.
@@ -158,8 +158,8 @@ def _parse(body: bytes, headers: dict[str, str], scope) -> group_commit.PostRequ
         data = json.loads(body.decode("utf-8"), parse_constant=_strict)
     except (ValueError, RecursionError):
         return None  # Django's parser says what is wrong
-    if not isinstance(data, dict) or "text" not in data:
-        return None
+    if not isinstance(data, dict) or "text" not in data or len(data) != 1:
+        return None  # Django's view answers (another field: 400 unknown_fields)
     client = scope.get("client")
     meta = {"REMOTE_ADDR": client[0] if client else ""}
     if "x-forwarded-for" in headers:

@@ -643,6 +643,13 @@ def _from_region(origin: str) -> dict:
     return {"origin": origin} if origin else {}
 
 
+def _identity(user) -> dict:
+    """Who `user` is in every region (regions/identity.py): never just a name."""
+    from regions.identity import identity_of
+
+    return identity_of(user)
+
+
 def _to_regions(kind: str, video: Video | None, data: dict, audit) -> None:
     """Note a moderation change for the relay (inside its transaction; the
     audit row proves to the relay that the transaction committed)."""
@@ -656,6 +663,15 @@ def _to_regions(kind: str, video: Video | None, data: dict, audit) -> None:
 # -- status changes: remove, restore, approve ------------------------------------
 
 
+# A moderator's or reporter's reason: the API refuses longer ones (400), the
+# services cut what other callers give, and ingest cuts what another region sends.
+REASON_MAX = 500
+
+
+def _reason(value) -> str:
+    return value[:REASON_MAX] if isinstance(value, str) else ""
+
+
 def _audit(actor, action: str, video=None, comment=None, target_user=None, reason: str = "", **details):
     return ModerationAction.objects.create(
         actor=actor if getattr(actor, "is_authenticated", False) else None,
@@ -663,7 +679,7 @@ def _audit(actor, action: str, video=None, comment=None, target_user=None, reaso
         video=video,
         comment=comment,
         target_user=target_user,
-        reason=(reason or "")[:500],
+        reason=_reason(reason),
         details=details,
     )
 
@@ -704,7 +720,12 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                     region_entry = hotstore.append_region(
                         "status",
                         video_id,
-                        {"comment": locked.global_id, "status": new_status, "action": action, "reason": reason},
+                        {
+                            "comment": locked.global_id,
+                            "status": new_status,
+                            "action": action,
+                            "reason": _reason(reason),
+                        },
                         c=locked.pk,
                         p=cursors.to_position(appended),
                     )
@@ -871,9 +892,7 @@ def ban_user(
         raise ServiceError("permission_denied", "Only staff may ban staff.", 403)
     expires_at = timezone.now() + timedelta(seconds=duration_seconds) if duration_seconds else None
     with transaction.atomic():
-        ban = Ban.objects.create(
-            user=user, video=video, expires_at=expires_at, reason=(reason or "")[:500], created_by=by
-        )
+        ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=_reason(reason), created_by=by)
         audit = _audit(
             by,
             "timeout" if duration_seconds else "ban",
@@ -887,7 +906,7 @@ def ban_user(
             "ban",
             video,
             {
-                "user": user.get_username(),
+                "user": _identity(user),
                 "reason": ban.reason,
                 "expires_at": events.timestamp(expires_at) if expires_at else None,
             },
@@ -914,7 +933,7 @@ def lift_ban(video: Video | None, user, by, reason: str = "") -> int:
         )
         if lifted:
             audit = _audit(by, "unban", video=video, target_user=user, reason=reason, bans=lifted)
-            _to_regions("unban", video, {"user": user.get_username(), "reason": reason}, audit)
+            _to_regions("unban", video, {"user": _identity(user), "reason": _reason(reason)}, audit)
     return lifted
 
 
@@ -988,7 +1007,7 @@ def report_comment(comment: Comment, reporter, reason: str = "") -> Report:
         raise ServiceError("not_found", f"No comment {comment.pk}.", 404)
     try:
         with transaction.atomic():
-            report = Report.objects.create(comment=comment, reporter=reporter, reason=reason.strip()[:500])
+            report = Report.objects.create(comment=comment, reporter=reporter, reason=_reason(reason.strip()))
     except IntegrityError:
         raise ServiceError("already_reported", "You have already reported this comment.", 409) from None
     data = {
@@ -1040,16 +1059,33 @@ def resolve_report(report: Report, by, reason: str = "") -> Report:
 VIDEO_FIELDS = ("slow_mode_seconds", "comments_enabled", "state")
 
 
-def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
-    """Slow mode, comments on/off and the video's state; each change audited and announced live.
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
 
-    `_origin`: the change was made in that other region (ingest_remote_event).
-    """
-    if not _origin:
-        _require_moderator(by, video)
-    unknown = set(changes) - set(VIDEO_FIELDS)
-    if unknown:
-        raise ServiceError("unknown_fields", f"Unknown fields: {', '.join(sorted(unknown))}.")
+
+UNSET: Any = _Unset()  # a setting update_video() leaves as it is
+
+# The states a video may move to from each (ARCHITECTURE.md, "Moderation"): a
+# broadcast goes on air once and ends once; a new broadcast is a new video.
+STATE_TRANSITIONS = {
+    Video.State.SCHEDULED: (Video.State.LIVE, Video.State.ENDED),
+    Video.State.LIVE: (Video.State.ENDED,),
+    Video.State.ENDED: (),
+}
+
+
+def update_video(
+    video: Video, by, *, slow_mode_seconds: Any = UNSET, comments_enabled: Any = UNSET, state: Any = UNSET
+) -> Video:
+    """A moderator's slow mode, comments on/off and state change (UNSET: left
+    as it is); each change audited, announced live and relayed to other regions."""
+    _require_moderator(by, video)
+    given = (("slow_mode_seconds", slow_mode_seconds), ("comments_enabled", comments_enabled), ("state", state))
+    return _apply_video_change(video, by, {name: value for name, value in given if value is not UNSET})
+
+
+def _check_video_changes(changes: dict[str, Any]) -> None:
     if "slow_mode_seconds" in changes:
         value = changes["slow_mode_seconds"]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
@@ -1058,24 +1094,45 @@ def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
         raise ServiceError("invalid_comments_enabled", "comments_enabled must be true or false.")
     if "state" in changes and changes["state"] not in Video.State.values:
         raise ServiceError("invalid_state", f"state must be one of {', '.join(Video.State.values)}.")
-    changed = {k: v for k, v in changes.items() if getattr(video, k) != v}
-    if not changed:
+
+
+def _check_transition(current: str, new: str) -> None:
+    allowed = STATE_TRANSITIONS[Video.State(current)]
+    if new not in allowed:
+        can = f"it can only become {' or '.join(allowed)}" if allowed else "an ended video stays ended"
+        raise ServiceError(
+            "invalid_state_transition",
+            f"A {current} video cannot become {new}; {can}.",
+            allowed=list(allowed),
+        )
+
+
+def _apply_video_change(video: Video, by, changes: dict[str, Any], origin: str = "") -> Video:
+    """update_video() without the moderator check. `origin`: the change was
+    accepted by that other region (ingest): applied as it was there, not
+    checked against the transitions again, and not relayed back."""
+    _check_video_changes(changes)
+    if not changes:
         return video
     now = timezone.now()
     with transaction.atomic():
         locked = Video.objects.select_for_update().get(pk=video.pk)
+        changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+        if not changed:
+            video.refresh_from_db()
+            return video
+        if "state" in changed and not origin:
+            _check_transition(locked.state, changed["state"])
         for field, value in changed.items():
             setattr(locked, field, value)
-        if changed.get("state") == Video.State.LIVE and locked.started_at is None:
-            locked.started_at = now
-        if changed.get("state") == Video.State.ENDED:
-            locked.ended_at = now
+        if "state" in changed:
+            _stamp_state(locked, now)
         locked.save()
         for field, value in changed.items():
             audit = _audit(
-                by, field if field != "state" else "video_state", video=locked, value=value, **_from_region(_origin)
+                by, field if field != "state" else "video_state", video=locked, value=value, **_from_region(origin)
             )
-        if not _origin:
+        if not origin:
             _to_regions("video", locked, {"changes": {field: getattr(locked, field) for field in changed}}, audit)
         announcements: list[tuple[str, dict[str, Any]]] = []
         if "state" in changed:
@@ -1102,6 +1159,17 @@ def update_video(video: Video, by, *, _origin: str = "", **changes) -> Video:
         transaction.on_commit(announce)
     video.refresh_from_db()
     return video
+
+
+def _stamp_state(video: Video, now) -> None:
+    """started_at / ended_at as the state says: on air since, ended at."""
+    if video.state == Video.State.SCHEDULED:
+        video.started_at = video.ended_at = None
+    elif video.state == Video.State.LIVE:
+        video.started_at = video.started_at or now
+        video.ended_at = None
+    else:
+        video.ended_at = now
 
 
 # -- changes made in other regions (regions/relay.py delivers them) -----------------------
@@ -1156,18 +1224,19 @@ def comment_by_global_id(global_id: str) -> Comment | None:
     return Comment.objects.in_stream().filter(origin_region=region, origin_id=int(number)).first()
 
 
-def _regional_user(name: str):
-    """The account of that name here. Accounts are matched across regions by
-    username; one this region has not seen gets a placeholder that cannot sign in."""
-    from django.contrib.auth import get_user_model
+def _regional_user(identity, origin: str, create: bool = True):
+    """The account here of the user a change from region `origin` names by
+    global identity (regions/identity.py); None when it names no one."""
+    from regions import identity as identities
 
-    User = get_user_model()
-    # The one key is USERNAME_FIELD, which mypy cannot tell from `defaults`.
-    user, created = User.objects.get_or_create(**{User.USERNAME_FIELD: name})  # type: ignore[arg-type]
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
+    parsed = identities.parse_identity(identity, default_region=origin)
+    if parsed is None:
+        return None
+    return identities.user_for(*parsed, create=create)
+
+
+# The actions a relayed status change may carry (audit row names).
+_REMOTE_STATUS_ACTIONS = ("remove", "restore", "approve", "delete_own")
 
 
 def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> str:
@@ -1185,10 +1254,18 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
             return "skipped: malformed comment"
         if Comment.objects.filter(origin_region=origin, origin_id=int(number)).exists():
             return "duplicate"
+        text = data.get("text")
+        if not isinstance(text, str) or not 0 < len(text) <= settings.COMMENT_MAX_LENGTH:
+            return "skipped: malformed text"
+        # The author is always a user of the origin region: (origin, their id there).
+        author = data.get("author")
+        author = _regional_user({**author, "region": origin}, origin) if isinstance(author, dict) else None
+        if author is None:
+            return "skipped: malformed author"
         _store_and_append(
             video,
-            _regional_user(data["author"]["name"]),
-            data["text"],
+            author,
+            text,
             "",
             held=data.get("status") == Comment.Status.HELD,
             origin_region=origin,
@@ -1202,14 +1279,17 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
             return f"skipped: no comment {data.get('comment')!r} here"
         if data.get("status") not in Comment.Status.values:
             return "skipped: malformed status"
-        _change_status(
-            comment, data["status"], None, data.get("action") or "remove", data.get("reason", ""), origin=origin
-        )
+        action = str(data["action"]) if data.get("action") in _REMOTE_STATUS_ACTIONS else "remove"
+        _change_status(comment, data["status"], None, action, _reason(data.get("reason")), origin=origin)
         return "applied"
     if kind == "ban":
-        user = _regional_user(data["user"])
+        user = _regional_user(data.get("user"), origin)
+        if user is None:
+            return "skipped: no such user (bans name users by region and id)"
+        if user.is_staff:
+            return "skipped: staff are banned only where they are staff"
         expires_at = parse_datetime(data["expires_at"]) if data.get("expires_at") else None
-        ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=(data.get("reason") or "")[:500])
+        ban = Ban.objects.create(user=user, video=video, expires_at=expires_at, reason=_reason(data.get("reason")))
         _audit(
             None,
             "timeout" if expires_at else "ban",
@@ -1221,19 +1301,23 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
         )
         return "applied"
     if kind == "unban":
-        user = _regional_user(data["user"])
+        user = _regional_user(data.get("user"), origin, create=False)
+        if user is None:
+            return "skipped: no such user here"
         now = timezone.now()
         lifted = (
             Ban.objects.filter(user=user, video=video, lifted_at__isnull=True)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
             .update(lifted_at=now)
         )
-        _audit(None, "unban", video=video, target_user=user, reason=data.get("reason", ""), bans=lifted, origin=origin)
+        _audit(
+            None, "unban", video=video, target_user=user, reason=_reason(data.get("reason")), bans=lifted, origin=origin
+        )
         return "applied"
     if kind == "video":
         if video is None:
             return "skipped: no video"
         changes = {k: v for k, v in (data.get("changes") or {}).items() if k in VIDEO_FIELDS}
-        update_video(video, None, _origin=origin, **changes)
+        _apply_video_change(video, None, changes, origin=origin)
         return "applied"
     return f"skipped: unknown kind {kind!r}"

@@ -27,6 +27,7 @@ from dispatcher.hub import get_hub
 from livecomment import limits, metrics
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.logging_config import request_id_from_scope
+from livecomment.parsers import strict_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 from livecomment.throttling import check_post_throttles
 
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024
 
 # Close codes in the application range: the reason is in the code.
+# The keys of a "post" message; any other is refused (unknown_fields).
+POST_FIELDS = ("action", "text", "idempotency_key", "ref")
+
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 400: 4400, 429: 4429, 503: 4503}
 
 
@@ -148,6 +152,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             ref = message.get("ref")
             if message.get("action") != "post":
                 raise ServiceError("unknown_action", 'The only action is "post".')
+            strict_body(message, POST_FIELDS, "The message")
             if "text" not in message:
                 raise ServiceError("missing_text", 'The message needs a "text" field.')
             comment = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from comments.serializers import ErrorSerializer
 from livecomment.errors import ServiceError
+from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle, login_wait
 
 # Longer than any username Django accepts (150); also bounds the hashing work.
@@ -58,9 +59,7 @@ class TokenView(APIView):
         },
     )
     def post(self, request):
-        body = request.data
-        if not isinstance(body, dict):
-            raise ServiceError("invalid_body", "The body must be a JSON object with username and password.")
+        body = strict_body(request.data, TokenRequestSerializer, "The body (username and password)")
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise ServiceError("missing_credentials", "username and password are required strings.")

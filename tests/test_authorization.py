@@ -63,6 +63,29 @@ def comment_in(video, author, status: str, text: str = "a comment") -> Comment:
     return comment
 
 
+def test_a_post_cannot_choose_its_author_video_or_status(world, video, alice, bob):
+    other = Video.objects.get(title="Other")
+    r = client_for(alice).post(
+        f"/api/v1/videos/{video.pk}/comments/",
+        {
+            "text": "mine",
+            "author": {"id": bob.pk, "name": "bob"},
+            "author_id": bob.pk,
+            "video": other.pk,
+            "status": "held",
+            "id": 1,
+            "cursor": "1-0",
+            "created": "2000-01-01T00:00:00Z",
+        },
+        format="json",
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "unknown_fields")  # refused, not ignored
+    assert not Comment.objects.filter(text="mine").exists()
+    r = client_for(alice).post(f"/api/v1/videos/{video.pk}/comments/", {"text": "mine"}, format="json")
+    comment = Comment.objects.get(pk=r.json()["id"])
+    assert (comment.author_id, comment.video_id, comment.status) == (alice.pk, video.pk, "visible")
+
+
 # -- CSRF: session-authenticated writes need the token; token auth does not -------------
 
 

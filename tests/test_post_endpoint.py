@@ -111,6 +111,8 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
             ("a control character", comments(video), auth, {"text": "a\x07b"}),
             ("text not a string", comments(video), auth, {"text": 5}),
             ("no text", comments(video), auth, {"message": "hi"}),
+            ("an unknown field", comments(video), auth, {"text": "smuggled", "video": 999}),
+            ("an internal flag", comments(video), auth, {"text": "flagged", "_origin": "x", "bans": {}}),
             ("a JSON array", comments(video), auth, ["hi"]),
             ("a key too long", comments(video), {**auth, "Idempotency-Key": "k" * 300}, {"text": "long key"}),
             ("a rejected term", comments(video), auth, {"text": "so forbidden"}),
@@ -176,6 +178,7 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
     assert statuses["a wrong token"] == statuses["no credentials"] == 401
     assert statuses["banned"] == statuses["timed out"] == statuses["comments off"] == 403
     assert statuses["no such video"] == 404 and statuses["an ended video"] == 409
+    assert statuses["an unknown field"] == statuses["an internal flag"] == statuses["no text"] == 400
     assert (statuses["malformed JSON"], statuses["a form"], statuses["XML wanted"]) == (400, 415, 406)
     assert all(status < 500 for status in statuses.values())
 

@@ -173,6 +173,8 @@ def test_any_json_value_as_the_text_or_the_body(api, video, redis, accepted, val
         error = assert_clear_answer(r)
         if not isinstance(body, dict):
             assert error["code"] == "invalid_body"
+        elif set(body) - {"text"}:
+            assert error["code"] == "unknown_fields"
         elif "text" not in body:
             assert error["code"] == "missing_text"
         elif not isinstance(body["text"], str):
@@ -187,13 +189,17 @@ def test_any_json_value_as_the_text_or_the_body(api, video, redis, accepted, val
     extra=st.dictionaries(st.text(any_char, max_size=12).filter(lambda k: k != "text"), json_values, max_size=5),
     word=st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=40),
 )
-def test_unknown_fields_are_ignored(api, video, redis, accepted, extra, word):
+def test_unknown_fields_are_refused(api, video, redis, accepted, extra, word):
     text = f"{word} {len(accepted)}"  # never a duplicate
     r = api.post(url(video), data=body_bytes({**extra, "text": text}), content_type="application/json")
-    assert r.status_code == 201, r.content[:300]
-    assert r.json()["text"] == text
-    assert set(r.json()) == {"id", "cursor", "video", "author", "text", "created", "status", "global_id"}
-    accepted.add(text)
+    if not extra:
+        assert r.status_code == 201, r.content[:300]
+        assert r.json()["text"] == text
+        accepted.add(text)
+    else:
+        error = assert_clear_answer(r)
+        assert (r.status_code, error["code"]) == (400, "unknown_fields")
+        assert len(error["fields"]) == min(len(extra), 10)
     assert_nothing_half_written(redis)
 
 

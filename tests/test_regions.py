@@ -36,6 +36,7 @@ from tests.realtime_clients import SSEClient
 from tests.servers import ROOT, Gateway, Gateways
 
 VIDEO = 1
+SCHEDULED = 2  # a second video, scheduled: the state test takes it on air and ends it
 SEED = """
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
@@ -45,6 +46,7 @@ for name, key, staff in [("alice", "{alice}", False), ("troll", "{troll}", False
     user = User.objects.create_user(name, is_staff=staff)
     Token.objects.create(user=user, key=key)
 Video.objects.create(pk={video}, title="Live in every region", state=Video.State.LIVE)
+Video.objects.create(pk={scheduled}, title="Later in every region", state=Video.State.SCHEDULED)
 """
 
 
@@ -133,8 +135,8 @@ class Region:
         assert r.status_code == 201, r.text
         return r.json()
 
-    def stream(self) -> SSEClient:
-        return SSEClient(self.gateway.url(f"/api/v1/videos/{VIDEO}/stream")).wait_open()
+    def stream(self, video: int = VIDEO) -> SSEClient:
+        return SSEClient(self.gateway.url(f"/api/v1/videos/{video}/stream")).wait_open()
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition", regions=()):
@@ -171,7 +173,7 @@ def regions(tmp_path_factory):
         # Both databases start from the same migrated file (REGION is not in it).
         assert made[0].manage("migrate", "--noinput", "-v", "0").wait(120) == 0
         shutil.copyfile(made[0].db_path, made[1].db_path)
-        seeds = [r.manage("shell", "-c", SEED.format(video=VIDEO, **r.tokens)) for r in made]
+        seeds = [r.manage("shell", "-c", SEED.format(video=VIDEO, scheduled=SCHEDULED, **r.tokens)) for r in made]
         assert all(p.wait(60) == 0 for p in seeds)
         for region in made:
             region.gateway = pool.start(wait=False, **region.env())
@@ -341,12 +343,18 @@ def test_a_removal_in_one_region_applies_in_the_other(regions):
 
 
 @pytest.mark.processes
-def test_a_ban_in_one_region_applies_in_the_other(regions):
+def test_a_ban_in_one_region_applies_in_the_other_to_the_same_person_only(regions):
     east, west = regions
     west.post("troll was here", user="troll")
     wait_for(lambda: east.comments("troll was here"), what="troll's comment in east", regions=regions)
+    # In east, west's troll is a placeholder named for its region; east's own "troll" is someone else.
+    authors = east.rows(
+        "SELECT u.username FROM comments_comment c JOIN auth_user u ON u.id = c.author_id WHERE c.text = ?",
+        "troll was here",
+    )
+    assert authors == [("troll:west",)]
     with east.api("mod") as client:
-        r = client.post(f"/api/v1/videos/{VIDEO}/bans/", json={"user": "troll", "remove_comments": True})
+        r = client.post(f"/api/v1/videos/{VIDEO}/bans/", json={"user": "troll:west", "remove_comments": True})
     assert r.status_code == 201, r.text
 
     # The ban reaches west: troll cannot post there either; the comment is removed everywhere.
@@ -358,39 +366,47 @@ def test_a_ban_in_one_region_applies_in_the_other(regions):
     wait_for(refused_in_west, what="troll banned in west", regions=regions)
     wait_for(lambda: west.comments("troll was here")[0][3] == "removed", what="removed in west", regions=regions)
     assert east.comments("troll was here")[0][3] == "removed"
-    active_bans = (
-        "SELECT count(*) FROM comments_ban b JOIN auth_user u ON u.id = b.user_id "
-        "WHERE u.username = 'troll' AND b.lifted_at IS NULL"
-    )
-    assert west.rows(active_bans) == [(1,)]
+
+    def active_bans(name):
+        return (
+            "SELECT count(*) FROM comments_ban b JOIN auth_user u ON u.id = b.user_id "
+            f"WHERE u.username = '{name}' AND b.lifted_at IS NULL"
+        )
+
+    assert west.rows(active_bans("troll")) == [(1,)]
+    assert east.rows(active_bans("troll")) == [(0,)]  # not by name: east's own troll may still post
+    east.post("another troll, in east", user="troll")
     # Lifting it in west lifts it in east.
     troll_in_west = west.rows("SELECT id FROM auth_user WHERE username = 'troll'")[0][0]
     with west.api("mod") as client:
         assert client.delete(f"/api/v1/videos/{VIDEO}/bans/{troll_in_west}/").status_code == 204
-    wait_for(lambda: east.rows(active_bans) == [(0,)], what="ban lifted in east", regions=regions)
-    east.post("troll is back", user="troll")
+    wait_for(lambda: east.rows(active_bans("troll:west")) == [(0,)], what="ban lifted in east", regions=regions)
+    west.post("troll is back", user="troll")
 
 
 @pytest.mark.processes
 def test_a_video_state_change_applies_in_both_regions(regions):
     east, west = regions
-    viewers = {"east": east.stream(), "west": west.stream()}
+    viewers = {"east": east.stream(SCHEDULED), "west": west.stream(SCHEDULED)}
     try:
-        for here, there, state in ((east, west, "ended"), (west, east, "live")):
+        for here, state in ((east, "live"), (west, "ended")):
             with here.api("mod") as client:
-                r = client.patch(f"/api/v1/videos/{VIDEO}/", json={"state": state})
+                r = client.patch(f"/api/v1/videos/{SCHEDULED}/", json={"state": state})
             assert r.status_code == 200, r.text
             for region in regions:
                 assert viewers[region.name].wait_until(
                     lambda c, s=state: any(e["data"]["state"] == s for e in c.of_type("video.state")), 5
                 ), region.name
-                assert region.rows("SELECT state FROM videos_video WHERE id=?", VIDEO) == [(state,)]
-            viewers[there.name].events.clear()
-            viewers[here.name].events.clear()
+                assert region.rows("SELECT state FROM videos_video WHERE id=?", SCHEDULED) == [(state,)]
+        # An ended video stays ended, in every region.
+        with east.api("mod") as client:
+            r = client.patch(f"/api/v1/videos/{SCHEDULED}/", json={"state": "live"})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_state_transition")
+        for region in regions:
+            assert region.rows("SELECT state FROM videos_video WHERE id=?", SCHEDULED) == [("ended",)]
     finally:
         for viewer in viewers.values():
             viewer.close()
-    east.post("open again")  # live again in east: posting works
 
 
 @pytest.mark.processes
@@ -474,7 +490,7 @@ def test_ingest_applies_each_remote_change_once(transactional_db, video, redis):
     assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "duplicate"
     assert services.ingest_remote_event("far", "101-0", "comment", video.pk, data) == "duplicate"  # same comment
     comment = Comment.objects.get(origin_region="far")
-    assert (comment.origin_id, comment.global_id, comment.author.username) == (7, "far:7", "zed")
+    assert (comment.origin_id, comment.global_id, comment.author.username) == (7, "far:7", "zed:far")
     assert comment.created.isoformat() == "2026-11-24T22:00:00+00:00"
     assert not comment.author.has_usable_password()
     assert region_entries(redis) == []  # no echo: nothing for the relay of this region
@@ -532,3 +548,113 @@ def test_each_redis_host_has_its_own_region_stream(transactional_db, alice, redi
     finally:
         second.stop()
         shutil.rmtree(second.dir.parent, ignore_errors=True)
+
+
+# -- who is who across regions: by (region, id), never by name --------------------------------
+
+
+def far_comment(video, number: int, author: dict, text: str = "from afar") -> dict:
+    return {
+        "id": number,
+        "video": video.pk,
+        "author": author,
+        "text": text,
+        "created": "2026-11-24T22:00:00.000Z",
+        "global_id": f"far:{number}",
+        "status": "visible",
+    }
+
+
+def test_ingest_never_posts_as_a_local_account_of_the_same_name(transactional_db, staff, video, redis):
+    from regions.models import RemoteUser
+
+    # Someone signed up "staff" in region far and posts there.
+    assert (
+        services.ingest_remote_event(
+            "far", "1-0", "comment", video.pk, far_comment(video, 1, {"id": 3, "name": "staff"})
+        )
+        == "applied"
+    )
+    author = Comment.objects.get(origin_id=1).author
+    assert author.pk != staff.pk and author.username == "staff:far"
+    assert not author.is_staff and not author.has_usable_password()
+    assert RemoteUser.objects.get(user=author).origin_user_id == 3
+    # Same far user renamed: same account here. Another far user with that name: another one.
+    renamed = far_comment(video, 2, {"id": 3, "name": "sneaky"})
+    assert services.ingest_remote_event("far", "2-0", "comment", video.pk, renamed) == "applied"
+    assert Comment.objects.get(origin_id=2).author == author
+    other = far_comment(video, 3, {"id": 4, "name": "staff"})
+    assert services.ingest_remote_event("far", "3-0", "comment", video.pk, other) == "applied"
+    assert Comment.objects.get(origin_id=3).author.username == "staff:far:4"
+    # A comment's author is a user of the region it comes from, whatever the entry claims.
+    claims_ours = far_comment(video, 5, {"id": staff.pk, "name": "staff", "region": "local"})
+    assert services.ingest_remote_event("far", "4-0", "comment", video.pk, claims_ours) == "applied"
+    assert Comment.objects.get(origin_id=5).author.pk != staff.pk
+    assert not Comment.objects.filter(author=staff).exists()
+
+
+def test_signing_up_cannot_take_a_placeholders_name(client, db):
+    r = client.post(
+        "/accounts/signup/", {"username": "staff:far", "password1": "Xq9!long-pass", "password2": "Xq9!long-pass"}
+    )
+    assert r.status_code == 200  # the form again, with its error
+    from django.contrib.auth import get_user_model
+
+    assert not get_user_model().objects.filter(username="staff:far").exists()
+
+
+def test_ingest_bans_by_global_identity_never_by_name(transactional_db, alice, staff, video, redis):
+    from comments.models import Ban
+
+    assert services.ingest_remote_event(
+        "far", "1-0", "ban", video.pk, {"user": "alice", "reason": "by name"}
+    ).startswith("skipped")
+    far_alice = {"region": "far", "id": 9, "name": "alice"}
+    assert (
+        services.ingest_remote_event("far", "2-0", "ban", video.pk, {"user": far_alice, "reason": "x" * 10_000})
+        == "applied"
+    )
+    ban = Ban.objects.get()
+    assert ban.user.username == "alice:far" and ban.user.pk != alice.pk
+    assert len(ban.reason) == services.REASON_MAX  # free text from another region is cut
+    assert services.active_ban(video, alice) is None
+    # A region banning one of ours (through its placeholder for them) names them by our id.
+    ours = {"region": "local", "id": alice.pk, "name": "alice:far"}
+    assert services.ingest_remote_event("far", "3-0", "ban", video.pk, {"user": ours}) == "applied"
+    assert services.active_ban(video, alice) is not None
+    # Staff are banned only where they are staff.
+    staff_here = {"region": "local", "id": staff.pk, "name": "staff"}
+    assert services.ingest_remote_event("far", "4-0", "ban", video.pk, {"user": staff_here}).startswith("skipped")
+    assert services.active_ban(video, staff) is None
+    assert services.ingest_remote_event("far", "5-0", "unban", video.pk, {"user": far_alice}) == "applied"
+    assert services.active_ban(video, ban.user) is None and services.active_ban(video, alice) is not None
+
+
+def test_a_ban_goes_to_other_regions_with_who_it_is_everywhere(transactional_db, alice, staff, video, redis):
+    services.ingest_remote_event("far", "1-0", "comment", video.pk, far_comment(video, 1, {"id": 3, "name": "zed"}))
+    placeholder = Comment.objects.get(origin_id=1).author
+    services.ban_user(video, alice, staff, 60, "calm down")
+    services.ban_user(video, placeholder, staff, None, "r" * 600)
+    services.lift_ban(video, placeholder, staff, "sorry")
+    sent = [(e["t"], json.loads(e["d"])) for e in region_entries(redis)]
+    assert [kind for kind, _ in sent] == ["ban", "ban", "unban"]
+    assert sent[0][1]["user"] == {"region": "local", "id": alice.pk, "name": "alice"}
+    # The placeholder stands for far's user 3: that is who the other regions ban.
+    assert sent[1][1]["user"] == {"region": "far", "id": 3, "name": "zed:far"}
+    assert len(sent[1][1]["reason"]) == services.REASON_MAX
+    assert sent[2][1]["user"]["id"] == 3
+
+
+def test_the_api_refuses_a_reason_longer_than_the_limit(transactional_db, alice, staff, video, redis):
+    comment = services.post_comment(video, alice, "hm").comment
+    client = client_for(staff)
+    long = "r" * (services.REASON_MAX + 1)
+    for path, body in (
+        (f"/api/v1/comments/{comment.pk}/moderate/", {"action": "remove", "reason": long}),
+        (f"/api/v1/videos/{video.pk}/bans/", {"user": alice.pk, "reason": long}),
+        (f"/api/v1/comments/{comment.pk}/report/", {"reason": long}),
+    ):
+        r = client.post(path, body, format="json")
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_reason"), path
+    assert Comment.objects.get(pk=comment.pk).status == "visible"
+    assert region_entries(redis) == [region_entries(redis)[0]]  # the comment only

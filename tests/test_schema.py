@@ -146,3 +146,16 @@ def test_it_serves_static_files_with_debug_off(gateways, tmp_path):
     assert httpx.get(gateway.url("/static/nope.js")).status_code == 404
     assert httpx.get(gateway.url("/api/v1/nope/")).status_code == 404
     assert httpx.get(gateway.url("/api/v1/nope/")).json()["error"]["code"] == "not_found"
+
+
+def test_it_declares_every_request_body_closed(schema):
+    """The API refuses fields it does not know (400 unknown_fields); the schema says so."""
+    bodies = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                ref = media["schema"].get("$ref", "")
+                target = schema["components"]["schemas"][ref.rpartition("/")[2]] if ref else media["schema"]
+                assert target.get("additionalProperties") is False, (method, path)
+                bodies += 1
+    assert bodies >= 7

@@ -34,6 +34,12 @@ class VideoAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if live_fields:
             try:
-                services.update_video(obj, request.user, **live_fields)
+                services.update_video(
+                    obj,
+                    request.user,
+                    slow_mode_seconds=live_fields.get("slow_mode_seconds", services.UNSET),
+                    comments_enabled=live_fields.get("comments_enabled", services.UNSET),
+                    state=live_fields.get("state", services.UNSET),
+                )
             except ServiceError as exc:
                 self.message_user(request, exc.message, messages.ERROR)

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from comments.api import ERRORS, get_video
 from livecomment.errors import ServiceError, Unavailable
+from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle
 from videos.models import Video
 from videos.serializers import VideoSerializer
@@ -65,8 +66,14 @@ class VideoDetailView(APIView):
 
         if not request.user.is_authenticated:
             raise ServiceError("not_authenticated", "Sign in first.", 401)
-        if not isinstance(request.data, dict):
-            raise ServiceError("invalid_body", "The body must be a JSON object.")
+        body = strict_body(request.data, VideoUpdateSerializer)
         video = get_video(video_id)
-        video = services.update_video(video, request.user, **request.data)
+        video = services.update_video(
+            video,
+            request.user,
+            # Checked by the service, which says which field is wrong with its own code.
+            slow_mode_seconds=body.get("slow_mode_seconds", services.UNSET),
+            comments_enabled=body.get("comments_enabled", services.UNSET),
+            state=body.get("state", services.UNSET),
+        )
         return Response(VideoSerializer(video).data)
