@@ -1,7 +1,8 @@
 """Abuse limits: posting per user and per IP (REST and WebSocket share the
 counters), sign-in attempts per IP + username and per IP (token endpoint,
 login page, admin), concurrent streams per IP (SSE 429, WebSocket 4429,
-given back on disconnect), and request bodies refused before they are read.
+given back on disconnect), waiting long-polls per user and per IP (429,
+given back when they end), and request bodies refused before they are read.
 
 Client IPs: REMOTE_ADDR, or with NUM_PROXIES=n the n-th address from the
 right of X-Forwarded-For. Loopback (RATE_LIMIT_EXEMPT_IPS) is not limited per
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import httpx
@@ -376,3 +378,105 @@ def test_uvicorn_refuses_a_huge_body_before_reading_it(gateways, video):
     chunks = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(200))  # 13 MB offered
     answer = raw_request(gateway, head, chunks)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+# -- waiting long-polls per user and per IP, on a real gateway ------------------------------------
+
+
+def waiting_on(gateway, video) -> int:
+    """Connections (streams and waiting long-polls) this gateway's hub holds for the video."""
+    return httpx.get(gateway.url("/gateway/stats"), timeout=5).json()["videos"].get(str(video.pk), 0)
+
+
+class Polls:
+    """Long-polls running in threads; each one's response once it ends."""
+
+    def __init__(self, url: str, headers: dict, wait: int):
+        self.url, self.headers, self.wait = url, headers, wait
+        self.threads: list[threading.Thread] = []
+        self.responses: list[httpx.Response] = []
+
+    def start(self, n: int) -> Polls:
+        for _ in range(n):
+            thread = threading.Thread(target=self._poll, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def _poll(self):
+        self.responses.append(httpx.get(f"{self.url}&wait={self.wait}", headers=self.headers, timeout=60))
+
+    def waiting(self) -> int:
+        return sum(t.is_alive() for t in self.threads)
+
+    def join(self) -> list[httpx.Response]:
+        for thread in self.threads:
+            thread.join(60)
+        return self.responses
+
+
+def assert_too_many_polls(r):
+    assert r.status_code == 429, (r.status_code, r.text[:200])
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["code"] == "too_many_long_polls"
+    assert int(r.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.processes
+def test_it_caps_waiting_long_polls_per_user(gateways, video, alice, bob):
+    gateway = gateways.start("uvicorn", MAX_LONG_POLLS_PER_USER="3")
+    alice_token, bob_token = Token.objects.create(user=alice).key, Token.objects.create(user=bob).key
+    bob_poster = httpx.Client(base_url=gateway.base, headers={"Authorization": f"Token {bob_token}"}, timeout=10)
+    anchor = bob_poster.post(f"/api/v1/videos/{video.pk}/comments/", json={"text": "anchor"}).json()
+    url = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={anchor['cursor']}")
+    as_alice = {"Authorization": f"Token {alice_token}"}
+
+    polls = Polls(url, as_alice, wait=30).start(3)
+    assert wait_for(lambda: waiting_on(gateway, video) == 3, timeout=20)
+    # One more from the same account, however many: refused at once, from loopback too.
+    refused = Polls(url, as_alice, wait=30).start(5).join()
+    assert len(refused) == 5
+    for r in refused:
+        assert_too_many_polls(r)
+    # Everything else still answers while the three wait: the same user's
+    # plain reads, other endpoints, and another user's long-poll.
+    assert httpx.get(url, headers=as_alice, timeout=10).status_code == 200
+    assert httpx.get(gateway.url("/api/v1/videos/"), headers=as_alice, timeout=10).status_code == 200
+    other = httpx.get(f"{url}&wait=1", headers={"Authorization": f"Token {bob_token}"}, timeout=10)
+    assert other.status_code == 200 and other.json()["results"] == []
+    assert polls.waiting() == 3
+
+    # A comment ends the three polls, and their slots are given back.
+    posted = bob_poster.post(f"/api/v1/videos/{video.pk}/comments/", json={"text": "wake up"}).json()
+    answers = polls.join()
+    assert [r.status_code for r in answers] == [200] * 3
+    assert all([c["id"] for c in r.json()["results"]] == [posted["id"]] for r in answers)
+    after = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={posted['cursor']}")
+    again = Polls(after, as_alice, wait=2).start(3).join()
+    assert [r.status_code for r in again] == [200] * 3
+    bob_poster.close()
+
+
+@pytest.mark.processes
+def test_it_caps_waiting_long_polls_per_ip(gateways, video, alice):
+    gateway = gateways.start("daphne", MAX_LONG_POLLS_PER_IP="2", NUM_PROXIES="1")
+    poster = httpx.Client(
+        base_url=gateway.base, headers={"Authorization": f"Token {Token.objects.create(user=alice).key}"}, timeout=10
+    )
+    anchor = poster.post(f"/api/v1/videos/{video.pk}/comments/", json={"text": "anchor"}).json()
+    poster.close()
+    url = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={anchor['cursor']}")
+    from_ip = {"X-Forwarded-For": IP}
+
+    polls = Polls(url, from_ip, wait=3).start(2)
+    assert wait_for(lambda: waiting_on(gateway, video) == 2, timeout=20)
+    assert_too_many_polls(httpx.get(f"{url}&wait=3", headers=from_ip, timeout=10))
+    # Another address is not affected; a poll with something to answer at once never waits, so it is not capped.
+    elsewhere = httpx.get(f"{url}&wait=1", headers={"X-Forwarded-For": OTHER_IP}, timeout=10)
+    assert elsewhere.status_code == 200
+    first = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after=0-0")
+    assert httpx.get(f"{first}&wait=3", headers=from_ip, timeout=10).status_code == 200
+
+    # The waits end empty; the address may wait again.
+    assert [r.status_code for r in polls.join()] == [200, 200]
+    assert httpx.get(f"{url}&wait=1", headers=from_ip, timeout=10).status_code == 200
