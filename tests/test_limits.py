@@ -212,6 +212,52 @@ def test_sign_in_throttles_fail_open_without_redis(alice, monkeypatch):
     assert obtain("alice", "alice-password").status_code == 200
 
 
+def test_the_token_endpoint_counts_sign_ins_against_the_login_limit(alice, settings):
+    settings.THROTTLE_LOGIN_IP_RATE = "2/min"
+    assert [obtain("alice", "alice-password").status_code for _ in range(2)] == [200, 200]
+    assert obtain("alice", "alice-password").status_code == 429
+
+
+# -- sign-ups per IP, reports per user ------------------------------------------------------------
+
+
+def signup(name, ip=IP):
+    password = "correct-horse-battery-9"
+    return Client().post(
+        "/accounts/signup/", {"username": name, "password1": password, "password2": password}, REMOTE_ADDR=ip
+    )
+
+
+def test_sign_up_is_limited_per_ip(db, settings):
+    from django.contrib.auth import get_user_model
+
+    settings.THROTTLE_SIGNUP_IP_RATE = "2/hour"
+    assert [signup(f"newcomer{i}").status_code for i in range(2)] == [302, 302]
+    refused = signup("newcomer2")
+    assert refused.status_code == 429
+    assert "Too many sign-ups" in refused.content.decode() and int(refused["Retry-After"]) >= 1
+    assert not get_user_model().objects.filter(username="newcomer2").exists()
+    # Another address, and the machine itself, are not affected.
+    assert signup("newcomer3", ip=OTHER_IP).status_code == 302
+    assert signup("newcomer4", ip="127.0.0.1").status_code == 302
+
+
+def test_reports_are_limited_per_user(alice_client, bob, video, settings):
+    from comments.models import Report
+
+    settings.THROTTLE_REPORT_RATE = "2/min"
+    ids = [post(client_for(bob), video, f"reported {i}").json()["id"] for i in range(3)]
+
+    def report(client, comment_id, ip=IP):
+        return client.post(f"/api/v1/comments/{comment_id}/report/", {"reason": "rude"}, format="json", REMOTE_ADDR=ip)
+
+    assert [report(alice_client, i).status_code for i in ids[:2]] == [201, 201]
+    assert_throttled(report(alice_client, ids[2]))
+    assert_throttled(report(alice_client, ids[2], ip=OTHER_IP))  # per user, wherever from
+    assert Report.objects.count() == 2
+    assert report(client_for(make_user("carol")), ids[2]).status_code == 201  # others still may
+
+
 # -- streams per IP, on real gateways --------------------------------------------------------------
 
 
