@@ -1,5 +1,6 @@
 """Abuse limits below the REST API: client IPs, concurrent streams per IP, request body size.
 
+* `loopback_client()` -- who may read the operators' endpoints.
 * `client_ip()` -- the address a limit counts, with `NUM_PROXIES` applied the
   way DRF's throttles apply it (so the per-IP throttles of the API and the
   stream limit here agree on who a client is).
@@ -70,6 +71,27 @@ def scope_meta(scope) -> dict:
 
 def is_exempt(ip: str) -> bool:
     return ip in settings.RATE_LIMIT_EXEMPT_IPS
+
+
+def _is_loopback(address: str) -> bool:
+    return address in ("127.0.0.1", "::1", "localhost") or address.startswith(("127.", "::ffff:127."))
+
+
+def loopback_client(scope) -> bool:
+    """Is the client this machine, and not an outside client forwarded by a
+    proxy on it? The rule of the operators' endpoints (/metrics, /gateway/stats).
+    The server does not rewrite the client from X-Forwarded-For (no
+    --proxy-headers), so a local proxy would look like loopback: every hop
+    it names must be loopback too."""
+    client = (scope.get("client") or ("", 0))[0] or ""
+    if not _is_loopback(client):
+        return False
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-for":
+            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            if not all(_is_loopback(h) for h in hops):
+                return False
+    return True
 
 
 # -- concurrent streams per IP, waiting long-polls per user and per IP ---------------

@@ -136,6 +136,20 @@ def test_client_ip_follows_num_proxies(settings):
     assert limits.client_ip("10.0.0.1", "5.6.7.8") == "5.6.7.8"
 
 
+def test_the_operators_endpoints_answer_this_machine_only():
+    def scope(client, forwarded=None):
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return {"client": (client, 5000) if client else None, "headers": headers}
+
+    for client in ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"):
+        assert limits.loopback_client(scope(client)), client
+        assert limits.loopback_client(scope(client, "127.0.0.1, ::1")), client
+    for client in ("10.0.0.1", "203.0.113.9", "::ffff:10.0.0.1", "", None):
+        assert not limits.loopback_client(scope(client)), client
+    assert not limits.loopback_client(scope("127.0.0.1", "203.0.113.9"))  # a local proxy, an outside client
+    assert not limits.loopback_client(scope("127.0.0.1", "127.0.0.1, 203.0.113.9"))
+
+
 # -- sign-in attempts -----------------------------------------------------------------------------
 
 
