@@ -518,6 +518,29 @@ def test_it_caps_waiting_long_polls_per_user(gateways, video, alice, bob):
 
 
 @pytest.mark.processes
+def test_waiting_long_polls_hold_no_thread(gateways, video, alice):
+    """Uncapped, forty polls wait at once -- far more than the API's thread pool
+    has threads -- and reads that need a pool thread still answer meanwhile."""
+    gateway = gateways.start("uvicorn", MAX_LONG_POLLS_PER_USER="0")
+    as_alice = {"Authorization": f"Token {Token.objects.create(user=alice).key}"}
+    anchor = httpx.post(
+        gateway.url(f"/api/v1/videos/{video.pk}/comments/"), json={"text": "anchor"}, headers=as_alice, timeout=10
+    ).json()
+    url = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={anchor['cursor']}")
+    polls = Polls(url, as_alice, wait=30).start(40)
+    assert wait_for(lambda: waiting_on(gateway, video) == 40, timeout=30)
+    for _ in range(3):
+        assert httpx.get(url, headers=as_alice, timeout=20).status_code == 200
+    assert polls.waiting() == 40
+    posted = httpx.post(
+        gateway.url(f"/api/v1/videos/{video.pk}/comments/"), json={"text": "all wake"}, headers=as_alice, timeout=10
+    ).json()
+    answers = polls.join()
+    assert len(answers) == 40
+    assert all(r.status_code == 200 and r.json()["results"][0]["id"] == posted["id"] for r in answers)
+
+
+@pytest.mark.processes
 def test_it_caps_waiting_long_polls_per_ip(gateways, video, alice):
     gateway = gateways.start("daphne", MAX_LONG_POLLS_PER_IP="2", NUM_PROXIES="1")
     poster = httpx.Client(
