@@ -2,9 +2,11 @@
 
     VAR_DIR=... [DATABASE_URL=...] python -m bench.lc_setup --users 8
 
-Migrates, creates `--users` posting users (bench-poster-<i>) with API tokens
-and a fresh live video, and prints {"video": id, "tokens": [...]}. Runs with
-the same environment as the gateways it prepares for.
+Migrates, collects static files when they are missing (DEBUG=0 gateways
+refuse to start without them), creates `--users` posting users
+(bench-poster-<i>) with API tokens and a fresh live video, and prints
+{"video": id, "tokens": [...]}. Runs with the same environment as the
+gateways it prepares for.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ def main(argv=None) -> None:
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
+    from livecomment.checks import static_files_check
     from livecomment.embedded_redis import ensure_from_settings
     from videos.models import Video
 
     ensure_from_settings()  # some write paths may touch Redis; stopped at exit
     call_command("migrate", interactive=False, verbosity=0, stdout=io.StringIO())
+    if static_files_check():  # DEBUG=0: `manage.py serve` refuses to start without them
+        call_command("collectstatic", interactive=False, verbosity=0, stdout=io.StringIO())
     User = get_user_model()
     tokens = []
     for i in range(max(1, min(args.users, 1000))):

@@ -4,7 +4,11 @@ For clients that cannot keep a stream open. The request returns as soon as
 there is a comment after the cursor, or with an empty page once `wait`
 seconds pass. While it waits it is a `Waiter` in this process's hub (no
 Redis connection, no thread held): registered *before* the second look, so a
-comment posted between the look and the wait still wakes it.
+comment posted between the look and the wait still wakes it. Each look borrows
+a pool thread (and that thread's database connection) only while it runs,
+so a waiting poll holds neither. Waiting polls are capped per
+user and per client IP (`limits.open_long_poll_slot`, 429 beyond it): each
+comment wakes every waiter of its video for one more look.
 
 An async view in front of the DRF one: without `wait` it just calls the DRF
 view.
@@ -25,7 +29,8 @@ from django.views.decorators.csrf import csrf_exempt
 from comments.api import CommentListView
 from dispatcher.connections import Waiter
 from dispatcher.hub import get_hub
-from livecomment.errors import error_body
+from livecomment import limits
+from livecomment.errors import ServiceError, error_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 _list_view = CommentListView.as_view()
@@ -99,6 +104,10 @@ async def comments_endpoint(request, video_id: int):
     response = await _call_view(request, video_id)
     if _has_results(response):
         return response
+    try:
+        slot = limits.open_long_poll_slot(_user_id(request), _client_ip(request))
+    except ServiceError as refused:
+        return _error_response(refused)
     # The looks after the first are the same request: its throttles are counted once.
     request.long_poll_recheck = True
     hub = get_hub()
@@ -106,6 +115,7 @@ async def comments_endpoint(request, video_id: int):
     try:
         await hub.subscribe(video_id, waiter)
     except UNAVAILABLE_ERRORS:
+        slot.release()
         return response  # cannot wait without Redis: answer what we have
     try:
         deadline = time.monotonic() + wait
@@ -121,6 +131,25 @@ async def comments_endpoint(request, video_id: int):
             waiter.event.clear()
     finally:
         hub.unsubscribe(waiter)
+        slot.release()
+
+
+def _user_id(request) -> int | None:
+    # The first look ran DRF's authentication, which set the request's user
+    # (token or session): reading it here touches no database.
+    user = getattr(request, "user", None)
+    return user.pk if user is not None and user.is_authenticated else None
+
+
+def _client_ip(request) -> str:
+    return limits.client_ip(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+
+
+def _error_response(error: ServiceError) -> JsonResponse:
+    response = JsonResponse(error.as_dict(), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
 
 
 # The OpenAPI generator documents the DRF view this endpoint wraps.

@@ -16,7 +16,7 @@ from comments.models import Ban, Comment, ModerationAction, Report
 from comments.serializers import OwnCommentSerializer
 from livecomment.errors import ServiceError
 from livecomment.parsers import strict_body
-from livecomment.throttling import AnonIPThrottle
+from livecomment.throttling import AnonIPThrottle, ReportThrottle
 
 
 def get_comment(comment_id: int) -> Comment:
@@ -90,6 +90,7 @@ class ReportResponse(serializers.Serializer):
 
 class ReportView(APIView):
     permission_classes = [IsAuthenticated]
+    throttle_classes = [AnonIPThrottle, ReportThrottle]
 
     @extend_schema(operation_id="comments_report", request=ReportRequest, responses={201: ReportResponse, **ERRORS})
     def post(self, request, comment_id: int):

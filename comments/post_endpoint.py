@@ -89,8 +89,8 @@ def _ours(scope) -> dict[str, str] | None:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]},{value}" if name in headers else value  # as Django joins them
-    auth = headers.get("authorization", "").split()
-    if len(auth) != 2 or auth[0].lower() != "token" or not could_be_token(auth[1]):
+    token = _token(headers.get("authorization", ""))
+    if token is None:
         return None
     content_type, _, params = headers.get("content-type", "").partition(";")
     if content_type.strip().lower() != "application/json":
@@ -104,8 +104,22 @@ def _ours(scope) -> dict[str, str] | None:
         return None
     if settings.USE_X_FORWARDED_HOST or settings.DISALLOWED_USER_AGENTS:
         return None  # what Django's middleware would weigh
-    headers["token"] = auth[1]
+    headers["token"] = token
     return headers
+
+
+def _token(authorization: str) -> str | None:
+    """The key of `Token <key>`, split as DRF's TokenAuthentication splits it:
+    on bytes, where only ASCII whitespace separates (`Token\xa0<key>` is no
+    token header to DRF, so not to us either)."""
+    auth = authorization.encode("latin-1").split()
+    if len(auth) != 2 or auth[0].lower() != b"token":
+        return None
+    try:
+        key = auth[1].decode()
+    except UnicodeError:
+        return None
+    return key if could_be_token(key) else None
 
 
 def _host_allowed(host: str) -> bool:

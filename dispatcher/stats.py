@@ -1,4 +1,4 @@
-"""GET /gateway/stats -- this process's hub counters as JSON (loopback only).
+"""GET /gateway/stats -- this process's hub counters as JSON (loopback only, as /metrics).
 
 Tests and operators read it to see what one gateway process received: e.g.
 that a process with no viewers of a video got no message for it.
@@ -11,16 +11,15 @@ from django.conf import settings
 
 from dispatcher import publisher
 from dispatcher.hub import current_hub
-
-LOOPBACK = ("127.0.0.1", "::1")
+from livecomment.limits import loopback_client
 
 
 class GatewayStatsConsumer(AsyncHttpConsumer):
     channel_layer_alias = "__none__"
 
     async def handle(self, body):
-        client = (self.scope.get("client") or ("", 0))[0]
-        if client not in LOOPBACK and not settings.GATEWAY_STATS_PUBLIC:
+        # The same rule as /metrics: loopback, and no outside client behind a local proxy.
+        if not settings.GATEWAY_STATS_PUBLIC and not loopback_client(self.scope):
             await self.send_response(
                 403,
                 b'{"error":{"code":"forbidden","message":"loopback only"}}',

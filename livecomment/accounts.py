@@ -5,6 +5,8 @@ from django.forms.utils import ErrorList
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from livecomment.throttling import signup_throttled
+
 
 def signup(request):
     next_url = request.POST.get("next") or request.GET.get("next") or "/"
@@ -12,6 +14,14 @@ def signup(request):
         next_url = "/"
     if request.method == "POST":
         form = UserCreationForm(request.POST)
+        wait = signup_throttled(request)
+        if wait is not None:
+            # THROTTLE_SIGNUP_IP_RATE per client IP, said on the form like the login page's limit.
+            form.is_valid()  # bound and checked, so the page shows its fields as typed
+            form._errors["__all__"] = ErrorList([f"Too many sign-ups from your address. Try again in {wait} s."])
+            response = render(request, "accounts/signup.html", {"form": form, "next": next_url}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         if form.is_valid():
             user = form.save()
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -1,5 +1,6 @@
 """Abuse limits below the REST API: client IPs, concurrent streams per IP, request body size.
 
+* `loopback_client()` -- who may read the operators' endpoints.
 * `client_ip()` -- the address a limit counts, with `NUM_PROXIES` applied the
   way DRF's throttles apply it (so the per-IP throttles of the API and the
   stream limit here agree on who a client is).
@@ -8,6 +9,9 @@
   no Redis round trip per open, nothing to leak when a process dies). With
   N gateway processes behind a load balancer an IP can hold up to N times
   the limit; set it per process.
+* `open_long_poll_slot()` -- at most `MAX_LONG_POLLS_PER_USER` waiting
+  long-polls per signed-in user and `MAX_LONG_POLLS_PER_IP` per client IP,
+  counted the same way (per process).
 * `BodyLimitMiddleware` -- an ASGI middleware in front of everything HTTP:
   a request whose `Content-Length` is over `MAX_REQUEST_BODY_BYTES` gets a
   413 JSON error *before its body is read* (Django's ASGI handler reads the
@@ -69,36 +73,68 @@ def is_exempt(ip: str) -> bool:
     return ip in settings.RATE_LIMIT_EXEMPT_IPS
 
 
-# -- concurrent streams per IP ---------------------------------------------------
+def _is_loopback(address: str) -> bool:
+    return address in ("127.0.0.1", "::1", "localhost") or address.startswith(("127.", "::ffff:127."))
 
 
-class StreamSlot:
-    """One open stream counted against its IP; release() gives it back (once)."""
+def loopback_client(scope) -> bool:
+    """Is the client this machine, and not an outside client forwarded by a
+    proxy on it? The rule of the operators' endpoints (/metrics, /gateway/stats).
+    The server does not rewrite the client from X-Forwarded-For (no
+    --proxy-headers), so a local proxy would look like loopback: every hop
+    it names must be loopback too."""
+    client = (scope.get("client") or ("", 0))[0] or ""
+    if not _is_loopback(client):
+        return False
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-for":
+            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            if not all(_is_loopback(h) for h in hops):
+                return False
+    return True
 
-    __slots__ = ("ip",)
 
-    def __init__(self, ip: str | None):
-        self.ip = ip
+# -- concurrent streams per IP, waiting long-polls per user and per IP ---------------
+
+
+class Slot:
+    """What one open stream or waiting long-poll counts (keys in a counts
+    dict); release() gives it back, once."""
+
+    __slots__ = ("counts", "keys")
+
+    def __init__(self, counts: dict, keys: tuple = ()):
+        self.counts = counts
+        self.keys = keys
 
     def release(self) -> None:
-        ip, self.ip = self.ip, None
-        if ip is None:
-            return
-        left = _open_streams.get(ip, 0) - 1
-        if left > 0:
-            _open_streams[ip] = left
-        else:
-            _open_streams.pop(ip, None)
+        keys, self.keys = self.keys, ()
+        for key in keys:
+            left = self.counts.get(key, 0) - 1
+            if left > 0:
+                self.counts[key] = left
+            else:
+                self.counts.pop(key, None)
 
 
-# ip -> open streams of this process. Only touched on the event loop (the
-# consumers' connect/disconnect), so no lock.
+StreamSlot = Slot
+
+# ip -> open streams of this process; ("user", id) / ("ip", ip) -> waiting
+# long-polls. Only touched on the event loop (the consumers' connect and
+# disconnect, the long-poll view's wait), so no lock.
 _open_streams: dict[str, int] = {}
+_waiting_polls: dict[tuple[str, object], int] = {}
 
-_UNCOUNTED = StreamSlot(None)
+_UNCOUNTED = Slot({})
 
 
-def open_stream_slot(scope) -> StreamSlot:
+def _refuse_slot(code: str, message: str):
+    from livecomment.errors import ServiceError
+
+    return ServiceError(code, message, 429, headers={"Retry-After": "5"}, retry_after=5)
+
+
+def open_stream_slot(scope) -> Slot:
     """Count a new stream against its client IP, or refuse it (429)."""
     limit = settings.MAX_STREAMS_PER_IP
     if not limit:
@@ -108,22 +144,41 @@ def open_stream_slot(scope) -> StreamSlot:
         return _UNCOUNTED
     count = _open_streams.get(ip, 0)
     if count >= limit:
-        from livecomment.errors import ServiceError
-
-        raise ServiceError(
-            "too_many_streams",
-            f"Too many open streams from your address (at most {limit}); close one first.",
-            429,
-            headers={"Retry-After": "5"},
-            retry_after=5,
+        raise _refuse_slot(
+            "too_many_streams", f"Too many open streams from your address (at most {limit}); close one first."
         )
     _open_streams[ip] = count + 1
-    return StreamSlot(ip)
+    return Slot(_open_streams, (ip,))
 
 
 def open_streams(ip: str) -> int:
     """Streams this process counts for an IP (tests, stats)."""
     return _open_streams.get(ip, 0)
+
+
+def open_long_poll_slot(user_id: int | None, ip: str) -> Slot:
+    """Count a long-poll that is about to wait against its user (signed in)
+    and its client IP (any user; not loopback), or refuse it (429). Per
+    process, like the stream limit: N gateway processes allow N times this."""
+    keys = []
+    user_limit, ip_limit = settings.MAX_LONG_POLLS_PER_USER, settings.MAX_LONG_POLLS_PER_IP
+    if user_id is not None and user_limit:
+        if _waiting_polls.get(("user", user_id), 0) >= user_limit:
+            raise _refuse_slot(
+                "too_many_long_polls",
+                f"Too many waiting long-polls for your account (at most {user_limit}); let one end first.",
+            )
+        keys.append(("user", user_id))
+    if ip and ip_limit and not is_exempt(ip):
+        if _waiting_polls.get(("ip", ip), 0) >= ip_limit:
+            raise _refuse_slot(
+                "too_many_long_polls",
+                f"Too many waiting long-polls from your address (at most {ip_limit}); let one end first.",
+            )
+        keys.append(("ip", ip))
+    for key in keys:
+        _waiting_polls[key] = _waiting_polls.get(key, 0) + 1
+    return Slot(_waiting_polls, tuple(keys))
 
 
 # -- request body size ---------------------------------------------------------------

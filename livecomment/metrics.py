@@ -27,6 +27,8 @@ from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metr
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from livecomment import limits
+
 # No `*_created` series: they double the output and no dashboard here uses them.
 disable_created_metrics()
 
@@ -171,29 +173,10 @@ REGISTRY.register(_collector)
 
 # --- the endpoint ----------------------------------------------------------------
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-def _is_loopback(address: str) -> bool:
-    return address in LOOPBACK or address.startswith(("127.", "::ffff:127."))
-
 
 def allowed(scope) -> bool:
     """Loopback clients only (unless METRICS_PUBLIC), and not through a proxy from outside."""
-    if settings.METRICS_PUBLIC:
-        return True
-    client = (scope.get("client") or ("", 0))[0] or ""
-    if not _is_loopback(client):
-        return False
-    # The server did not rewrite the client from X-Forwarded-For (no
-    # --proxy-headers): a proxy on this host forwarding an outside client
-    # would look like loopback. Refuse unless every hop is loopback too.
-    for name, value in scope.get("headers") or ():
-        if name == b"x-forwarded-for":
-            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-            if not all(_is_loopback(h) for h in hops):
-                return False
-    return True
+    return settings.METRICS_PUBLIC or limits.loopback_client(scope)
 
 
 def render(accept: str = "") -> tuple[bytes, str]:

@@ -306,6 +306,12 @@ THROTTLE_LOGIN_RATE = env.str("THROTTLE_LOGIN_RATE", default="10/min")
 THROTTLE_LOGIN_IP_RATE = env.str("THROTTLE_LOGIN_IP_RATE", default="100/min")
 # Concurrent SSE + WebSocket streams per client IP, per gateway process (0 = no limit).
 MAX_STREAMS_PER_IP = env_int("MAX_STREAMS_PER_IP", 100, minimum=0)
+# Long-polls waiting at once (wait=), per signed-in user and per client IP, per gateway process (0 = no limit).
+MAX_LONG_POLLS_PER_USER = env_int("MAX_LONG_POLLS_PER_USER", 4, minimum=0)
+MAX_LONG_POLLS_PER_IP = env_int("MAX_LONG_POLLS_PER_IP", 20, minimum=0)
+# Reports per signed-in user; sign-ups (POSTs of the sign-up form) per client IP.
+THROTTLE_REPORT_RATE = env.str("THROTTLE_REPORT_RATE", default="10/min")
+THROTTLE_SIGNUP_IP_RATE = env.str("THROTTLE_SIGNUP_IP_RATE", default="20/hour")
 # Not limited per IP: the machine itself (a local proxy without NUM_PROXIES, the benchmark).
 RATE_LIMIT_EXEMPT_IPS = env.list("RATE_LIMIT_EXEMPT_IPS", default=["127.0.0.1", "::1"])
 for _name in (
@@ -314,6 +320,8 @@ for _name in (
     "THROTTLE_POST_IP_RATE",
     "THROTTLE_LOGIN_RATE",
     "THROTTLE_LOGIN_IP_RATE",
+    "THROTTLE_REPORT_RATE",
+    "THROTTLE_SIGNUP_IP_RATE",
 ):
     _num, _, _period = globals()[_name].partition("/")
     if not (_num.isdigit() and _period[:1] in ("s", "m", "h", "d")):

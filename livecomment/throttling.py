@@ -4,6 +4,8 @@
 * `PostThrottle` -- posting comments per signed-in user (THROTTLE_POST_RATE).
 * `PostIPThrottle` -- posting comments per client IP, whoever signed in
   (THROTTLE_POST_IP_RATE; generous: many viewers share one NAT).
+* `ReportThrottle` -- reporting comments per signed-in user (THROTTLE_REPORT_RATE).
+* `SignupIPThrottle` -- sign-up attempts per client IP (THROTTLE_SIGNUP_IP_RATE).
 * `check_post_throttles()` -- the same two for posts that do not come through
   DRF (WebSocket messages), sharing the same counters.
 * `ThrottledModelBackend` -- sign-in attempts, per client IP + username
@@ -240,6 +242,40 @@ class PostIPThrottle(_FailOpen, SimpleRateThrottle):
         if request.method != "POST":
             return True
         return super().allow_request(request, view)
+
+
+class ReportThrottle(_FailOpen, UserRateThrottle):
+    """Reporting comments, per signed-in user: each report is a row and an
+    event on the video's stream for its moderators."""
+
+    scope = "report"
+
+    def get_rate(self):
+        return settings.THROTTLE_REPORT_RATE
+
+
+class SignupIPThrottle(_FailOpen, SimpleRateThrottle):
+    """Sign-up attempts (form POSTs) per client IP: bounds how fast one address
+    makes accounts to dodge the per-user limits."""
+
+    scope = "signup_ip"
+
+    def get_rate(self):
+        return settings.THROTTLE_SIGNUP_IP_RATE
+
+    def get_cache_key(self, request, view):
+        ip = self.limited_ip(request)
+        if ip is None:
+            return None  # not limited
+        return self.cache_format % {"scope": self.scope, "ident": ip}
+
+
+def signup_throttled(request) -> int | None:
+    """Count one sign-up attempt; the seconds to wait if it is one too many."""
+    throttle = SignupIPThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    return max(1, math.ceil(throttle.wait() or 1))
 
 
 def _refuse(throttle):

@@ -1,7 +1,8 @@
 """Abuse limits: posting per user and per IP (REST and WebSocket share the
 counters), sign-in attempts per IP + username and per IP (token endpoint,
 login page, admin), concurrent streams per IP (SSE 429, WebSocket 4429,
-given back on disconnect), and request bodies refused before they are read.
+given back on disconnect), waiting long-polls per user and per IP (429,
+given back when they end), and request bodies refused before they are read.
 
 Client IPs: REMOTE_ADDR, or with NUM_PROXIES=n the n-th address from the
 right of X-Forwarded-For. Loopback (RATE_LIMIT_EXEMPT_IPS) is not limited per
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import httpx
@@ -134,6 +136,20 @@ def test_client_ip_follows_num_proxies(settings):
     assert limits.client_ip("10.0.0.1", "5.6.7.8") == "5.6.7.8"
 
 
+def test_the_operators_endpoints_answer_this_machine_only():
+    def scope(client, forwarded=None):
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return {"client": (client, 5000) if client else None, "headers": headers}
+
+    for client in ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"):
+        assert limits.loopback_client(scope(client)), client
+        assert limits.loopback_client(scope(client, "127.0.0.1, ::1")), client
+    for client in ("10.0.0.1", "203.0.113.9", "::ffff:10.0.0.1", "", None):
+        assert not limits.loopback_client(scope(client)), client
+    assert not limits.loopback_client(scope("127.0.0.1", "203.0.113.9"))  # a local proxy, an outside client
+    assert not limits.loopback_client(scope("127.0.0.1", "127.0.0.1, 203.0.113.9"))
+
+
 # -- sign-in attempts -----------------------------------------------------------------------------
 
 
@@ -208,6 +224,52 @@ def test_sign_in_throttles_fail_open_without_redis(alice, monkeypatch):
 
     monkeypatch.setattr(LoginThrottle, "get_cache_key", down)
     assert obtain("alice", "alice-password").status_code == 200
+
+
+def test_the_token_endpoint_counts_sign_ins_against_the_login_limit(alice, settings):
+    settings.THROTTLE_LOGIN_IP_RATE = "2/min"
+    assert [obtain("alice", "alice-password").status_code for _ in range(2)] == [200, 200]
+    assert obtain("alice", "alice-password").status_code == 429
+
+
+# -- sign-ups per IP, reports per user ------------------------------------------------------------
+
+
+def signup(name, ip=IP):
+    password = "correct-horse-battery-9"
+    return Client().post(
+        "/accounts/signup/", {"username": name, "password1": password, "password2": password}, REMOTE_ADDR=ip
+    )
+
+
+def test_sign_up_is_limited_per_ip(db, settings):
+    from django.contrib.auth import get_user_model
+
+    settings.THROTTLE_SIGNUP_IP_RATE = "2/hour"
+    assert [signup(f"newcomer{i}").status_code for i in range(2)] == [302, 302]
+    refused = signup("newcomer2")
+    assert refused.status_code == 429
+    assert "Too many sign-ups" in refused.content.decode() and int(refused["Retry-After"]) >= 1
+    assert not get_user_model().objects.filter(username="newcomer2").exists()
+    # Another address, and the machine itself, are not affected.
+    assert signup("newcomer3", ip=OTHER_IP).status_code == 302
+    assert signup("newcomer4", ip="127.0.0.1").status_code == 302
+
+
+def test_reports_are_limited_per_user(alice_client, bob, video, settings):
+    from comments.models import Report
+
+    settings.THROTTLE_REPORT_RATE = "2/min"
+    ids = [post(client_for(bob), video, f"reported {i}").json()["id"] for i in range(3)]
+
+    def report(client, comment_id, ip=IP):
+        return client.post(f"/api/v1/comments/{comment_id}/report/", {"reason": "rude"}, format="json", REMOTE_ADDR=ip)
+
+    assert [report(alice_client, i).status_code for i in ids[:2]] == [201, 201]
+    assert_throttled(report(alice_client, ids[2]))
+    assert_throttled(report(alice_client, ids[2], ip=OTHER_IP))  # per user, wherever from
+    assert Report.objects.count() == 2
+    assert report(client_for(make_user("carol")), ids[2]).status_code == 201  # others still may
 
 
 # -- streams per IP, on real gateways --------------------------------------------------------------
@@ -376,3 +438,128 @@ def test_uvicorn_refuses_a_huge_body_before_reading_it(gateways, video):
     chunks = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(200))  # 13 MB offered
     answer = raw_request(gateway, head, chunks)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+# -- waiting long-polls per user and per IP, on a real gateway ------------------------------------
+
+
+def waiting_on(gateway, video) -> int:
+    """Connections (streams and waiting long-polls) this gateway's hub holds for the video."""
+    return httpx.get(gateway.url("/gateway/stats"), timeout=5).json()["videos"].get(str(video.pk), 0)
+
+
+class Polls:
+    """Long-polls running in threads; each one's response once it ends."""
+
+    def __init__(self, url: str, headers: dict, wait: int):
+        self.url, self.headers, self.wait = url, headers, wait
+        self.threads: list[threading.Thread] = []
+        self.responses: list[httpx.Response] = []
+
+    def start(self, n: int) -> Polls:
+        for _ in range(n):
+            thread = threading.Thread(target=self._poll, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def _poll(self):
+        self.responses.append(httpx.get(f"{self.url}&wait={self.wait}", headers=self.headers, timeout=60))
+
+    def waiting(self) -> int:
+        return sum(t.is_alive() for t in self.threads)
+
+    def join(self) -> list[httpx.Response]:
+        for thread in self.threads:
+            thread.join(60)
+        return self.responses
+
+
+def assert_too_many_polls(r):
+    assert r.status_code == 429, (r.status_code, r.text[:200])
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["code"] == "too_many_long_polls"
+    assert int(r.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.processes
+def test_it_caps_waiting_long_polls_per_user(gateways, video, alice, bob):
+    gateway = gateways.start("uvicorn", MAX_LONG_POLLS_PER_USER="3")
+    alice_token, bob_token = Token.objects.create(user=alice).key, Token.objects.create(user=bob).key
+    bob_poster = httpx.Client(base_url=gateway.base, headers={"Authorization": f"Token {bob_token}"}, timeout=10)
+    anchor = bob_poster.post(f"/api/v1/videos/{video.pk}/comments/", json={"text": "anchor"}).json()
+    url = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={anchor['cursor']}")
+    as_alice = {"Authorization": f"Token {alice_token}"}
+
+    polls = Polls(url, as_alice, wait=30).start(3)
+    assert wait_for(lambda: waiting_on(gateway, video) == 3, timeout=20)
+    # One more from the same account, however many: refused at once, from loopback too.
+    refused = Polls(url, as_alice, wait=30).start(5).join()
+    assert len(refused) == 5
+    for r in refused:
+        assert_too_many_polls(r)
+    # Everything else still answers while the three wait: the same user's
+    # plain reads, other endpoints, and another user's long-poll.
+    assert httpx.get(url, headers=as_alice, timeout=10).status_code == 200
+    assert httpx.get(gateway.url("/api/v1/videos/"), headers=as_alice, timeout=10).status_code == 200
+    other = httpx.get(f"{url}&wait=1", headers={"Authorization": f"Token {bob_token}"}, timeout=10)
+    assert other.status_code == 200 and other.json()["results"] == []
+    assert polls.waiting() == 3
+
+    # A comment ends the three polls, and their slots are given back.
+    posted = bob_poster.post(f"/api/v1/videos/{video.pk}/comments/", json={"text": "wake up"}).json()
+    answers = polls.join()
+    assert [r.status_code for r in answers] == [200] * 3
+    assert all([c["id"] for c in r.json()["results"]] == [posted["id"]] for r in answers)
+    after = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={posted['cursor']}")
+    again = Polls(after, as_alice, wait=2).start(3).join()
+    assert [r.status_code for r in again] == [200] * 3
+    bob_poster.close()
+
+
+@pytest.mark.processes
+def test_waiting_long_polls_hold_no_thread(gateways, video, alice):
+    """Uncapped, forty polls wait at once -- far more than the API's thread pool
+    has threads -- and reads that need a pool thread still answer meanwhile."""
+    gateway = gateways.start("uvicorn", MAX_LONG_POLLS_PER_USER="0")
+    as_alice = {"Authorization": f"Token {Token.objects.create(user=alice).key}"}
+    anchor = httpx.post(
+        gateway.url(f"/api/v1/videos/{video.pk}/comments/"), json={"text": "anchor"}, headers=as_alice, timeout=10
+    ).json()
+    url = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={anchor['cursor']}")
+    polls = Polls(url, as_alice, wait=30).start(40)
+    assert wait_for(lambda: waiting_on(gateway, video) == 40, timeout=30)
+    for _ in range(3):
+        assert httpx.get(url, headers=as_alice, timeout=20).status_code == 200
+    assert polls.waiting() == 40
+    posted = httpx.post(
+        gateway.url(f"/api/v1/videos/{video.pk}/comments/"), json={"text": "all wake"}, headers=as_alice, timeout=10
+    ).json()
+    answers = polls.join()
+    assert len(answers) == 40
+    assert all(r.status_code == 200 and r.json()["results"][0]["id"] == posted["id"] for r in answers)
+
+
+@pytest.mark.processes
+def test_it_caps_waiting_long_polls_per_ip(gateways, video, alice):
+    gateway = gateways.start("daphne", MAX_LONG_POLLS_PER_IP="2", NUM_PROXIES="1")
+    poster = httpx.Client(
+        base_url=gateway.base, headers={"Authorization": f"Token {Token.objects.create(user=alice).key}"}, timeout=10
+    )
+    anchor = poster.post(f"/api/v1/videos/{video.pk}/comments/", json={"text": "anchor"}).json()
+    poster.close()
+    url = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after={anchor['cursor']}")
+    from_ip = {"X-Forwarded-For": IP}
+
+    polls = Polls(url, from_ip, wait=3).start(2)
+    assert wait_for(lambda: waiting_on(gateway, video) == 2, timeout=20)
+    assert_too_many_polls(httpx.get(f"{url}&wait=3", headers=from_ip, timeout=10))
+    # Another address is not affected; a poll with something to answer at once never waits, so it is not capped.
+    elsewhere = httpx.get(f"{url}&wait=1", headers={"X-Forwarded-For": OTHER_IP}, timeout=10)
+    assert elsewhere.status_code == 200
+    first = gateway.url(f"/api/v1/videos/{video.pk}/comments/?after=0-0")
+    assert httpx.get(f"{first}&wait=3", headers=from_ip, timeout=10).status_code == 200
+
+    # The waits end empty; the address may wait again.
+    assert [r.status_code for r in polls.join()] == [200, 200]
+    assert httpx.get(f"{url}&wait=1", headers=from_ip, timeout=10).status_code == 200

@@ -157,6 +157,20 @@ def test_it_answers_loopback_only_unless_public(gateways, db):
     assert "livecomment_open_connections" in r.text
 
 
+def test_gateway_stats_follows_the_same_client_rule_as_metrics(gateways, db):
+    # Daphne: it passes X-Forwarded-For through untouched, as a local proxy's request.
+    gateway = gateways.start("daphne")
+    public = gateways.start("daphne", METRICS_PUBLIC="1", GATEWAY_STATS_PUBLIC="1")
+    for path in ("/metrics", "/gateway/stats"):
+        outside = httpx.get(gateway.url(path), headers={"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}, timeout=5)
+        assert outside.status_code == 403, path
+        assert outside.json()["error"]["code"] == "forbidden"
+        assert httpx.get(gateway.url(path), headers={"X-Forwarded-For": "127.0.0.1"}, timeout=5).status_code == 200
+        assert httpx.get(gateway.url(path), timeout=5).status_code == 200
+        r = httpx.get(public.url(path), headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5)
+        assert r.status_code == 200, path
+
+
 def test_it_speaks_openmetrics_when_asked(gateways, db):
     gateway = gateways.start()
     r = httpx.get(gateway.url("/metrics"), headers={"Accept": "application/openmetrics-text"}, timeout=5)

@@ -128,6 +128,11 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
             ("an inactive user's token", comments(video), {"Authorization": f"Token {inactive_token}"}, {"text": "x"}),
             ("no credentials", comments(video), {}, {"text": "anon"}),
             ("a malformed token header", comments(video), {"Authorization": "Token"}, {"text": "x"}),
+            # Split as DRF splits it, on bytes: only ASCII whitespace separates the key.
+            ("a tab after Token", comments(video), {"Authorization": f"Token\t{token}".encode()}, {"text": "tab"}),
+            ("a no-break space", comments(video), {"Authorization": b"Token\xa0" + token.encode()}, {"text": "nbsp"}),
+            ("a next-line char", comments(video), {"Authorization": b"Token\x85" + token.encode()}, {"text": "nel"}),
+            ("a key and more", comments(video), {"Authorization": f"Token {token} {token}"}, {"text": "two"}),
         ] + [
             (f"throttled {n}", comments(video), {"Authorization": f"Token {thrower_token}"}, {"text": f"t{n}"})
             for n in range(1, THROTTLE + 2)
@@ -176,6 +181,8 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
     assert statuses["slow mode again"] == 429 and statuses[f"throttled {THROTTLE}"] == 201
     assert statuses[f"throttled {THROTTLE + 1}"] == 429
     assert statuses["a wrong token"] == statuses["no credentials"] == 401
+    assert statuses["a tab after Token"] == 201
+    assert statuses["a no-break space"] == statuses["a next-line char"] == statuses["a key and more"] == 401
     assert statuses["banned"] == statuses["timed out"] == statuses["comments off"] == 403
     assert statuses["no such video"] == 404 and statuses["an ended video"] == 409
     assert statuses["an unknown field"] == statuses["an internal flag"] == statuses["no text"] == 400

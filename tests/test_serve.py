@@ -64,3 +64,26 @@ def test_it_runs_two_workers_on_one_port(transactional_db, tmp_path, video, alic
     # the JSON request lines already say it.
     assert not re.search(r"^\S+:\d+ - - \[", output, re.MULTILINE), output[-2000:]
     assert os.path.exists(ROOT / "manage.py")
+
+
+def test_it_refuses_to_start_with_debug_off_and_no_collected_static_files(tmp_path):
+    """DEBUG=0 names static files from collectstatic's manifest: without it
+    every page would answer 500. `serve` and a worker loading the ASGI app
+    both stop at once and say what to run."""
+    env = Gateways(tmp_path).env(DEBUG="0", STATIC_ROOT=str(tmp_path / "static"))
+    serve = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert serve.returncode != 0
+    assert "collectstatic" in serve.stderr and "Static files are not collected" in serve.stderr, serve.stderr[-2000:]
+    assert "is running" not in serve.stdout
+    worker = subprocess.run(
+        [sys.executable, "-c", "import livecomment.asgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert worker.returncode != 0
+    assert "collectstatic" in worker.stderr, worker.stderr[-2000:]

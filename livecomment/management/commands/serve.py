@@ -19,9 +19,11 @@ import sys
 import time
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from livecomment import embedded_redis
+from livecomment.checks import require_start_up_checks
 
 
 class Command(BaseCommand):
@@ -36,6 +38,10 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, workers, server, **options):
         if workers < 1:
             raise CommandError("--workers must be at least 1")
+        try:
+            require_start_up_checks()  # before anything starts: the workers would refuse too
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         self.children: list[subprocess.Popen] = []
         self.stopping = False
         signal.signal(signal.SIGTERM, self._on_signal)
