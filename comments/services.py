@@ -1005,6 +1005,7 @@ def report_comment(comment: Comment, reporter, reason: str = "") -> Report:
         raise ServiceError("invalid_reason", "reason must be a string.")
     if comment.status != Comment.Status.VISIBLE and not can_moderate(reporter, comment.video):
         raise ServiceError("not_found", f"No comment {comment.pk}.", 404)
+    _raise_if_banned(active_ban(comment.video, reporter))  # banned viewers are read-only: no stream events either
     try:
         with transaction.atomic():
             report = Report.objects.create(comment=comment, reporter=reporter, reason=_reason(reason.strip()))

@@ -312,10 +312,6 @@ def untouched_by_admin(world, role, status, body):
     assert Comment.objects.get(pk=world.ids["comment"]).status == "visible"
 
 
-BANNED_REPORTS = (
-    "services.report_comment does not check bans: a viewer banned on the video still reports (201, and a "
-    "report.created event on the stream); DESIGN.md's security model makes a banned viewer read-only"
-)
 NO_ORIGIN = (
     "a WebSocket handshake without Origin (native clients) is refused with 403 by AllowedHostsOriginValidator; "
     "DESIGN.md serves a client without Origin with token auth (issue 12 item 3, in flight)"
@@ -362,7 +358,6 @@ MATRIX: dict[str, list[Row]] = {
             signed_in(201, banned=403),
             body={"reason": "spam"},
             check=reported_when_allowed,
-            xfail={"banned": BANNED_REPORTS},
         )
     ],
     # -- moderation
