@@ -45,6 +45,7 @@ def _generous_throttles(settings):
     # Tests of throttling lower these again on purpose.
     settings.THROTTLE_POST_RATE = "100000/min"
     settings.THROTTLE_ANON_RATE = "100000/min"
+    settings.THROTTLE_REPORT_RATE = "100000/min"
 
 
 from tests.separate_redis import persistent_separate_redis, separate_redis  # noqa: E402  (fixtures)
