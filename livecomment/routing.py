@@ -25,10 +25,26 @@ def build_application(django_asgi_app):
     # Bodies over MAX_REQUEST_BODY_BYTES: 413 before they are read (Django reads first).
     routes = {"http": BodyLimitMiddleware(URLRouter(http_routes + [re_path(r"", django_app)]))}
     if websocket_routes:
-        from channels.security.websocket import AllowedHostsOriginValidator
-
         # No AuthMiddlewareStack: the consumers authenticate themselves
         # (dispatcher/auth.py), and its session wrapper would stand between the
         # hub and the server's raw `send`, hiding a slow socket from it.
-        routes["websocket"] = AllowedHostsOriginValidator(URLRouter(websocket_routes))
+        routes["websocket"] = BrowserOriginValidator(URLRouter(websocket_routes))
     return ProtocolTypeRouter(routes)
+
+
+class BrowserOriginValidator:
+    """WebSocket handshakes: an `Origin` (every browser sends one) must be one of
+    ALLOWED_HOSTS, else 403 -- a foreign page cannot ride a viewer's cookies.
+    No `Origin` at all is a native client (OkHttp, URLSession, `websockets`,
+    `ws`): let in, and dispatcher/auth.py ignores its cookies (token only)."""
+
+    def __init__(self, application):
+        from channels.security.websocket import AllowedHostsOriginValidator
+
+        self.application = application
+        self.browser_check = AllowedHostsOriginValidator(application)
+
+    async def __call__(self, scope, receive, send):
+        if any(name == b"origin" for name, _ in scope.get("headers", [])):
+            return await self.browser_check(scope, receive, send)
+        return await self.application(scope, receive, send)
