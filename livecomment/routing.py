@@ -3,21 +3,24 @@
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 
-def build_application(django_asgi_app):
+def asgi_routes() -> tuple[list, list]:
+    """The routes taken before Django: (HTTP, WebSocket)."""
     from django.urls import re_path
 
-    http_routes = []
-    websocket_routes = []
     from dispatcher.routing import http_routes as rt_http
     from dispatcher.routing import websocket_routes as rt_ws
-
-    http_routes, websocket_routes = list(rt_http), list(rt_ws)
     from livecomment.metrics import MetricsConsumer
 
     # /metrics on the event loop, before Django: no thread hop, and it reads this loop's hub.
-    http_routes.insert(0, re_path(r"^metrics$", MetricsConsumer.as_asgi()))
+    return [re_path(r"^metrics$", MetricsConsumer.as_asgi()), *rt_http], list(rt_ws)
+
+
+def build_application(django_asgi_app):
+    from django.urls import re_path
+
+    http_routes, websocket_routes = asgi_routes()
     from comments.post_endpoint import PostEndpoint
-    from livecomment.limits import BodyLimitMiddleware
+    from livecomment.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 
     # Comment POSTs from token clients: a group commit in front of Django (which
     # answers every request the endpoint does not take).
@@ -29,7 +32,8 @@ def build_application(django_asgi_app):
         # (dispatcher/auth.py), and its session wrapper would stand between the
         # hub and the server's raw `send`, hiding a slow socket from it.
         routes["websocket"] = BrowserOriginValidator(URLRouter(websocket_routes))
-    return ProtocolTypeRouter(routes)
+    # Headers over MAX_REQUEST_HEADER_BYTES: 431 (uvicorn's parser takes any size).
+    return HeaderLimitMiddleware(ProtocolTypeRouter(routes))
 
 
 class BrowserOriginValidator:
