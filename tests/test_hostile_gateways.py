@@ -111,6 +111,13 @@ def test_it_answers_absurd_ids_on_the_stream_and_the_socket_with_404(gateways, v
             status, body = raw(gateway, get(path))
             assert status == 404, (path[:80], status, body[:200])
             assert json.loads(body)["error"]["code"] == "not_found"
+    # Absurd values in the stream's own parameters.
+    stream = concrete(id_routes[0], default=str(video.pk))
+    huge = "9" * 5000
+    for query, expected in [(f"last_event_id={huge}-0", 400), (f"token={huge}", 401), ("last_event_id=-1-0", 400)]:
+        status, body = raw(gateway, get(f"{stream}?{query}".encode()))
+        assert status == expected, (query[:40], status, body[:200])
+        assert json.loads(body)["error"]["code"]
     for route in [r for r in WS_ROUTES if PARAM.search(r)]:
         for value in ["9" * 5000, str(2**63), "-1", "1e3", "%FF"]:
             frame, code = handshake(gateway, concrete(route, default=quote(value, safe="%")))

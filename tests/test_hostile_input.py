@@ -220,9 +220,23 @@ def test_it_survives_invalid_utf8(route, clients, world):
                 assert_no_5xx(response, path)
 
 
-def test_it_takes_api_paths_with_or_without_the_trailing_slash(alice, video):
+@pytest.mark.parametrize("route", ROUTES)
+def test_it_refuses_absurd_query_values(route, clients, world):
+    path = concrete(route, world)
+    huge = "9" * 5000
+    for value in [huge, f"{huge}-0", "-1", "1e3", "\x00", "%00"]:
+        query = "&".join(
+            f"{name}={value}" for name in ["after", "before", "limit", "wait", "last_event_id", "token", "next", "page"]
+        )
+        for client in clients:
+            assert_no_5xx(client.get(f"{path}?{query}"), path)
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_it_takes_api_paths_with_or_without_the_trailing_slash(alice, video, settings, debug):
     from tests.base import client_for
 
+    settings.DEBUG = debug
     client = client_for(alice)
     response = client.post(f"/api/v1/videos/{video.pk}/comments", {"text": "no slash"}, format="json")
     assert response.status_code == 201, response.content
@@ -236,3 +250,19 @@ def test_it_answers_unmatched_api_paths_with_json(settings, debug):
     for path in ["/api/", "/api/v1/nothing", "/api/v1/nothing/", "/api/v2/videos/", "/api/v1/videos/1/nothing"]:
         for method in METHODS:
             assert_refused(request(client, method, path), path, statuses=[404])
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_it_answers_a_500_under_api_with_json(settings, monkeypatch, debug):
+    # A bug in a view (not hostile input; a 500 is right): still the error shape, DEBUG or not.
+    from videos.api import VideoListView
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    settings.DEBUG = debug
+    monkeypatch.setattr(VideoListView, "get", broken)
+    response = Client(raise_request_exception=False).get("/api/v1/videos/")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "server_error"
