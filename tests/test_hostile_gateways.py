@@ -214,3 +214,27 @@ def test_it_answers_hostile_websocket_frames_and_keeps_the_socket(gateways, vide
         while (reply := json.loads(ws.recv(timeout=10))).get("ref") != "ok":
             pass
         assert reply["event"] == "ack"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_it_routes_api_paths_without_the_slash_and_answers_json_under_debug(gateways, video, alice, server):
+    # The gateways run with DEBUG=1: Django's own 404 page would be HTML.
+    gateway = gateways.start(server)
+    key = Token.objects.create(user=alice).key.encode()
+    for path in [f"/api/v1/videos/{video.pk}/comments".encode(), f"/api/v1/videos/{video.pk}/comments/".encode()]:
+        body = b'{"text": "to ' + path + b'"}'
+        head = b"\r\n".join(
+            [
+                b"POST " + path + b" HTTP/1.1",
+                b"Host: 127.0.0.1",
+                b"Authorization: Token " + key,
+                b"Content-Type: application/json",
+                b"Connection: close",
+                b"Content-Length: " + str(len(body)).encode(),
+            ]
+        )
+        status, answer = raw(gateway, head + b"\r\n\r\n" + body)
+        assert status == 201, (path, status, answer[:200])
+    for path in [b"/api/v1/nothing", b"/api/v1/videos/1/nothing/", b"/api/"]:
+        status, answer = raw(gateway, get(path))
+        assert status == 404 and json.loads(answer)["error"]["code"] == "not_found", (path, status, answer[:200])
