@@ -17,10 +17,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from rest_framework.authtoken.models import Token
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.base import alice, video  # noqa: F401  (fixtures)
+from tests.base import alice, video  # fixtures
 
 SERVERS = ["uvicorn", "daphne"]
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -95,7 +95,7 @@ def test_it_closes_a_native_client_with_a_bad_token_4401(gateways, video, server
     with native(gateway.ws_url(f"/ws/videos/{video.pk}/?token=nope")) as ws:
         frame = json.loads(ws.recv(timeout=10))
         assert frame["event"] == "error" and frame["error"]["code"] == "authentication_failed"
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
         assert ws.close_code == 4401
 
