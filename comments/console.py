@@ -23,7 +23,6 @@ HTML.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 from django.conf import settings
@@ -41,6 +40,7 @@ from comments.api import comment_json
 from comments.events import timestamp
 from comments.models import Comment, Report
 from dispatcher.hub import viewer_count
+from livecomment import converters, parsers  # noqa: F401  (converters registers <id:>)
 from livecomment.errors import ServiceError, error_body
 from livecomment.parsers import strict_body
 from videos.models import Video
@@ -159,8 +159,8 @@ def resolve_reports(request, video_id: int):
             raise ServiceError("not_found", f"No video {video_id}.", 404)
         services._require_moderator(request.user, video)
         try:
-            body = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+            body = parsers.loads(request.body or b"{}")
+        except ValueError:  # malformed, not UTF-8, or nested too deeply
             raise ServiceError("invalid_json", "The body must be JSON.") from None
         body = strict_body(body, RESOLVE_FIELDS)
         comment_id = body.get("comment")
@@ -183,6 +183,6 @@ def resolve_reports(request, video_id: int):
 
 
 urlpatterns = [
-    path("videos/<int:video_id>/", moderation_console, name="moderation-console"),
-    path("videos/<int:video_id>/reports/resolve/", resolve_reports, name="moderation-resolve-reports"),
+    path("videos/<id:video_id>/", moderation_console, name="moderation-console"),
+    path("videos/<id:video_id>/reports/resolve/", resolve_reports, name="moderation-resolve-reports"),
 ]

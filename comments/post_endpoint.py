@@ -20,7 +20,6 @@ HTTP request where HTTPS is required. POST_GROUP_COMMIT=0 turns this off.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -32,7 +31,7 @@ from rest_framework.renderers import JSONRenderer
 from comments import group_commit
 from comments.api import comment_json
 from comments.services import PostResult
-from livecomment import metrics
+from livecomment import metrics, parsers
 from livecomment.authentication import could_be_token
 from livecomment.errors import ServiceError, error_body
 from livecomment.logging_config import REQUEST_ID, clean_request_id
@@ -163,14 +162,10 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def _strict(constant):
-    raise ValueError(f"{constant} is not JSON")  # as DRF's strict parser
-
-
 def _parse(body: bytes, headers: dict[str, str], scope) -> group_commit.PostRequest | None:
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_strict)
-    except (ValueError, RecursionError):
+        data = parsers.loads(body.decode("utf-8"))
+    except ValueError:
         return None  # Django's parser says what is wrong
     if not isinstance(data, dict) or "text" not in data or len(data) != 1:
         return None  # Django's view answers (another field: 400 unknown_fields)

@@ -1,4 +1,5 @@
-"""Who is on the other end of a stream: token (?token= or Authorization) or session cookie.
+"""Who is on the other end of a stream: token (?token= or Authorization) or session cookie
+(the cookie only from a browser: a WebSocket with an `Origin`, or an SSE request).
 
 The real-time routes do not use Channels' AuthMiddlewareStack, whose session
 wrapper would stand between the hub and the server's raw `send` (the hub
@@ -64,7 +65,11 @@ class BadToken(Exception):
 
 
 def authenticate_scope(scope):
-    """The user of a real-time request (sync; run it in a thread)."""
+    """The user of a real-time request (sync; run it in a thread).
+
+    A WebSocket without `Origin` is not a browser (livecomment/routing.py lets
+    it in without the Origin check): its cookies are ignored and only a token
+    signs it in, so a session cookie is only ever used behind that check."""
     close_old_connections()
     headers = headers_of(scope)
     token = query_of(scope).get("token")
@@ -76,6 +81,8 @@ def authenticate_scope(scope):
         if user is None:
             raise BadToken()
         return user
+    if scope.get("type") == "websocket" and "origin" not in headers:
+        return AnonymousUser()
     cookie = SimpleCookie()
     try:
         cookie.load(headers.get("cookie", ""))

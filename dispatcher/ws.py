@@ -24,7 +24,7 @@ from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
 from dispatcher.hub import get_hub
-from livecomment import limits, metrics
+from livecomment import limits, metrics, parsers
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.logging_config import request_id_from_scope
 from livecomment.parsers import strict_body
@@ -144,8 +144,8 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
                 raise ServiceError("invalid_message", f"Send JSON text frames of at most {MAX_MESSAGE_BYTES} bytes.")
             try:
-                message = json.loads(text_data)
-            except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deeply (closed the socket)
+                message = parsers.loads(text_data)
+            except ValueError:  # malformed or nested too deeply
                 raise ServiceError("invalid_json", "The frame is not valid JSON.") from None
             if not isinstance(message, dict):
                 raise ServiceError("invalid_message", 'Send an object like {"action": "post", "text": "..."}.')

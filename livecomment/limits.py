@@ -1,4 +1,4 @@
-"""Abuse limits below the REST API: client IPs, concurrent streams per IP, request body size.
+"""Abuse limits below the REST API: client IPs, concurrent streams per IP, request body and header size.
 
 * `loopback_client()` -- who may read the operators' endpoints.
 * `client_ip()` -- the address a limit counts, with `NUM_PROXIES` applied the
@@ -22,6 +22,9 @@
   nothing more is read. Daphne (Twisted) receives the whole body itself
   before calling the app; put a proxy limit (nginx `client_max_body_size`)
   in front of Daphne.
+* `HeaderLimitMiddleware` -- request line and headers over
+  `MAX_REQUEST_HEADER_BYTES`: 431 (a WebSocket handshake: 403), HTTP and
+  WebSocket alike.
 
 Loopback addresses (`RATE_LIMIT_EXEMPT_IPS`) are exempt from the per-IP
 limits: they are the machine itself -- a local proxy whose `NUM_PROXIES`
@@ -268,3 +271,37 @@ class BodyLimitMiddleware:
         start, body = _too_large_response(limit)
         await send(start)
         await send(body)
+
+
+class HeaderLimitMiddleware:
+    """Refuse a request or WebSocket handshake whose request line and headers
+    come to more than MAX_REQUEST_HEADER_BYTES: 431 with a JSON error, or a
+    refused handshake (403). uvicorn's httptools parser takes headers of any
+    size; Daphne (Twisted) drops a connection past ~16 KiB on its own."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            limit = settings.MAX_REQUEST_HEADER_BYTES
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+        return await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope, receive, send, limit: int) -> None:
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        from livecomment.errors import error_body
+
+        message = f"The request headers are too large (at most {limit} bytes)."
+        body = json.dumps(error_body("headers_too_large", message, max_bytes=limit)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 431, "headers": [*headers, (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

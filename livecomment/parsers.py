@@ -1,18 +1,71 @@
-"""Request body parsers of the REST API (settings.REST_FRAMEWORK)."""
+"""JSON bodies and frames: one decoder with a nesting limit, and the REST API's parser.
+
+Python's decoder recurses once per level: "[[[[..." a few thousand deep is a
+RecursionError, and a value a few hundred deep can still overflow whatever
+walks it later (a serializer, an error message). So every JSON a client sends
+-- REST bodies, the console's, the WebSocket's frames, the posting fast path --
+is decoded by `loads`, which refuses more than MAX_JSON_DEPTH levels.
+"""
+
+from __future__ import annotations
+
+import json
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
+MAX_JSON_DEPTH = 32
+
+
+class JSONTooDeep(ValueError):
+    pass
+
+
+def _strict(constant):
+    raise ValueError(f"{constant} is not JSON")  # NaN, Infinity: as DRF's strict parser
+
+
+def check_depth(value, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise JSONTooDeep when containers nest more than `limit` levels (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise JSONTooDeep(f"JSON nested more than {limit} levels deep.")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def loads(data: str | bytes):
+    """`json.loads`, strict about NaN/Infinity, refusing JSON nested too deeply.
+    Every failure is a ValueError (JSONTooDeep for the depth)."""
+    try:
+        value = json.loads(data, parse_constant=_strict)
+    except RecursionError:
+        raise JSONTooDeep(f"JSON nested more than {MAX_JSON_DEPTH} levels deep.") from None
+    check_depth(value)
+    return value
+
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser; a body nested too deeply for Python's decoder
-    ("[[[[..." ) is a 400 like any other malformed JSON, not a 500."""
+    """DRF's JSON parser with the nesting limit: too deep is a 400 like any
+    other malformed JSON, not a 500."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            value = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply.") from None
+            raise ParseError(f"JSON parse error - nested more than {MAX_JSON_DEPTH} levels deep.") from None
+        try:
+            check_depth(value)
+        except JSONTooDeep as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
+        return value
 
 
 # Names of unknown fields quoted back in the error: a few, each shortened.

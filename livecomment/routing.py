@@ -3,21 +3,24 @@
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 
-def build_application(django_asgi_app):
+def asgi_routes() -> tuple[list, list]:
+    """The routes taken before Django: (HTTP, WebSocket)."""
     from django.urls import re_path
 
-    http_routes = []
-    websocket_routes = []
     from dispatcher.routing import http_routes as rt_http
     from dispatcher.routing import websocket_routes as rt_ws
-
-    http_routes, websocket_routes = list(rt_http), list(rt_ws)
     from livecomment.metrics import MetricsConsumer
 
     # /metrics on the event loop, before Django: no thread hop, and it reads this loop's hub.
-    http_routes.insert(0, re_path(r"^metrics$", MetricsConsumer.as_asgi()))
+    return [re_path(r"^metrics$", MetricsConsumer.as_asgi()), *rt_http], list(rt_ws)
+
+
+def build_application(django_asgi_app):
+    from django.urls import re_path
+
+    http_routes, websocket_routes = asgi_routes()
     from comments.post_endpoint import PostEndpoint
-    from livecomment.limits import BodyLimitMiddleware
+    from livecomment.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 
     # Comment POSTs from token clients: a group commit in front of Django (which
     # answers every request the endpoint does not take).
@@ -25,10 +28,27 @@ def build_application(django_asgi_app):
     # Bodies over MAX_REQUEST_BODY_BYTES: 413 before they are read (Django reads first).
     routes = {"http": BodyLimitMiddleware(URLRouter(http_routes + [re_path(r"", django_app)]))}
     if websocket_routes:
-        from channels.security.websocket import AllowedHostsOriginValidator
-
         # No AuthMiddlewareStack: the consumers authenticate themselves
         # (dispatcher/auth.py), and its session wrapper would stand between the
         # hub and the server's raw `send`, hiding a slow socket from it.
-        routes["websocket"] = AllowedHostsOriginValidator(URLRouter(websocket_routes))
-    return ProtocolTypeRouter(routes)
+        routes["websocket"] = BrowserOriginValidator(URLRouter(websocket_routes))
+    # Headers over MAX_REQUEST_HEADER_BYTES: 431 (uvicorn's parser takes any size).
+    return HeaderLimitMiddleware(ProtocolTypeRouter(routes))
+
+
+class BrowserOriginValidator:
+    """WebSocket handshakes: an `Origin` (every browser sends one) must be one of
+    ALLOWED_HOSTS, else 403 -- a foreign page cannot ride a viewer's cookies.
+    No `Origin` at all is a native client (OkHttp, URLSession, `websockets`,
+    `ws`): let in, and dispatcher/auth.py ignores its cookies (token only)."""
+
+    def __init__(self, application):
+        from channels.security.websocket import AllowedHostsOriginValidator
+
+        self.application = application
+        self.browser_check = AllowedHostsOriginValidator(application)
+
+    async def __call__(self, scope, receive, send):
+        if any(name == b"origin" for name, _ in scope.get("headers", [])):
+            return await self.browser_check(scope, receive, send)
+        return await self.application(scope, receive, send)

@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: request id, one log line and latency metrics per request (sees the final status).
     "livecomment.middleware.RequestMiddleware",
+    # Under /api/: the route with or without its trailing slash, errors as JSON.
+    "livecomment.api_paths.ApiPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -330,6 +332,9 @@ for _name in (
 # (livecomment/limits.py, ASGI); Django's own check uses the same number.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Request line + headers over this: 431 (livecomment/limits.py); nginx's default
+# large_client_header_buffers (4 x 8k) caps them first when it is in front.
+MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 32 * 1024, minimum=4096)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -365,6 +370,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "livecomment.schema.strict_request_bodies",
     ],
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
 }
 
 # --- Security (production values when DEBUG=0) --------------------------------

@@ -14,6 +14,7 @@ from comments.moderation_api import (
     ReportResolveView,
     ReportView,
 )
+from livecomment import converters  # noqa: F401  (registers <id:>)
 from livecomment.auth_api import TokenView
 from livecomment.health import healthz, livez, readyz
 from videos.api import VideoDetailView, VideoListView
@@ -21,17 +22,17 @@ from videos.api import VideoDetailView, VideoListView
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("videos/", VideoListView.as_view(), name="api-videos"),
-    path("videos/<int:video_id>/", VideoDetailView.as_view(), name="api-video"),
-    path("videos/<int:video_id>/comments/", comments_endpoint, name="api-comments"),
-    path("comments/<int:comment_id>/", CommentDetailView.as_view(), name="api-comment"),
-    path("comments/<int:comment_id>/moderate/", ModerateView.as_view(), name="api-comment-moderate"),
-    path("comments/<int:comment_id>/report/", ReportView.as_view(), name="api-comment-report"),
-    path("videos/<int:video_id>/bans/", BanListView.as_view(), name="api-bans"),
-    path("videos/<int:video_id>/bans/<int:user_id>/", BanDetailView.as_view(), name="api-ban"),
-    path("videos/<int:video_id>/moderation-log/", ModerationLogView.as_view(), name="api-moderation-log"),
-    path("videos/<int:video_id>/held/", HeldQueueView.as_view(), name="api-held"),
-    path("videos/<int:video_id>/reports/", ReportListView.as_view(), name="api-reports"),
-    path("reports/<int:report_id>/resolve/", ReportResolveView.as_view(), name="api-report-resolve"),
+    path("videos/<id:video_id>/", VideoDetailView.as_view(), name="api-video"),
+    path("videos/<id:video_id>/comments/", comments_endpoint, name="api-comments"),
+    path("comments/<id:comment_id>/", CommentDetailView.as_view(), name="api-comment"),
+    path("comments/<id:comment_id>/moderate/", ModerateView.as_view(), name="api-comment-moderate"),
+    path("comments/<id:comment_id>/report/", ReportView.as_view(), name="api-comment-report"),
+    path("videos/<id:video_id>/bans/", BanListView.as_view(), name="api-bans"),
+    path("videos/<id:video_id>/bans/<id:user_id>/", BanDetailView.as_view(), name="api-ban"),
+    path("videos/<id:video_id>/moderation-log/", ModerationLogView.as_view(), name="api-moderation-log"),
+    path("videos/<id:video_id>/held/", HeldQueueView.as_view(), name="api-held"),
+    path("videos/<id:video_id>/reports/", ReportListView.as_view(), name="api-reports"),
+    path("reports/<id:report_id>/resolve/", ReportResolveView.as_view(), name="api-report-resolve"),
 ]
 
 urlpatterns = [

@@ -214,7 +214,7 @@ async def ws_handshake(origin: str | None, host: str = "localhost"):
         ("https://evil.example", False),
         ("http://localhost.evil.example", False),
         ("null", False),
-        (None, False),  # no Origin at all: a browser always sends one
+        (None, True),  # no Origin: not a browser (a native app), let in with token auth only
     ],
 )
 def test_websockets_from_foreign_origins_are_refused(transactional_db, origin, allowed):

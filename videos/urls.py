@@ -1,8 +1,9 @@
 from django.urls import path
 
+import livecomment.converters  # noqa: F401  (registers <id:>)
 from videos import views
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("videos/<int:video_id>/", views.video_page, name="video"),
+    path("videos/<id:video_id>/", views.video_page, name="video"),
 ]
