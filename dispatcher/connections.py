@@ -239,6 +239,17 @@ class Connection:
         """The client's socket is closed (seen before its disconnect message is read)."""
         return self.probe is not None and self.probe.closed()
 
+    async def send_final(self) -> None:
+        """Send what `finish()` queued while the connection was catching up
+        (a drain's last message: the client resumes elsewhere at once)."""
+        buffer, self.buffer = self.buffer, None
+        self.buffered_bytes = 0
+        for message in buffer or ():
+            try:
+                await self._send(message)
+            except Exception:  # noqa: BLE001 - the client is gone
+                return
+
     async def drained(self, below: int) -> bool:
         """Wait until the transport holds at most `below` bytes (catch-up's flow
         control: the next page is read only once the client took this one).

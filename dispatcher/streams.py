@@ -147,6 +147,8 @@ async def catch_up(
             connection.last_id = page.events[-1].id
             written += len(page.events)
         if connection.closed or connection.gone():
+            if not connection.close_reason:  # ended by a drain (SIGTERM): its last message
+                await connection.send_final()
             return written
         position = cursors.to_position(page.last_id)
         # Caught up; or the stream ended short of what the hub had delivered

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import signal
 import socket
 import threading
 import time
@@ -289,34 +290,46 @@ def test_it_finishes_a_catch_up_on_a_busy_video(gateways, video, alice, staff, s
     )
 
 
-def read_some_sse(url: str, last_event_id: str, count: int) -> list[dict]:
-    """Read the first `count` events of a resume through a small receive
-    buffer, then drop the connection (mid catch-up)."""
-    host, _, rest = url.removeprefix("http://").partition("/")
-    hostname, _, port = host.partition(":")
-    conn = http.client.HTTPConnection(hostname, int(port), timeout=30)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(30)
-    sock.connect((hostname, int(port)))
-    conn.sock = sock
-    conn.request("GET", "/" + rest, headers={"Accept": "text/event-stream", "Last-Event-ID": last_event_id})
-    response = conn.getresponse()
-    assert response.status == 200
-    events: list[dict] = []
-    event: dict = {}
-    while len(events) < count:
-        line = response.readline().decode().rstrip("\n")
-        if not line:
-            if "data" in event:
-                events.append(event)
-            event = {}
-        elif line.startswith(("id:", "event:", "data:")):
-            name, _, value = line.partition(": ")
-            event[name.rstrip(":")] = json.loads(value) if name == "data" else value
-    sock.shutdown(socket.SHUT_RDWR)
-    conn.close()
-    return events
+class SlowSSE:
+    """A resume read through a small receive buffer, as far as the test asks."""
+
+    def __init__(self, url: str, last_event_id: str):
+        host, _, rest = url.removeprefix("http://").partition("/")
+        hostname, _, port = host.partition(":")
+        self.conn = http.client.HTTPConnection(hostname, int(port), timeout=30)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(30)
+        self.sock.connect((hostname, int(port)))
+        self.conn.sock = self.sock
+        self.conn.request("GET", "/" + rest, headers={"Accept": "text/event-stream", "Last-Event-ID": last_event_id})
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200
+        self.retry: int | None = None
+
+    def read(self, count: int | None = None) -> list[dict]:
+        """The next `count` events (all until the end of the response if None)."""
+        events: list[dict] = []
+        event: dict = {}
+        while count is None or len(events) < count:
+            raw = self.response.readline()
+            if not raw:
+                break
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in event:
+                    events.append(event)
+                event = {}
+            elif line.startswith("retry: "):
+                self.retry = int(line.partition(": ")[2])
+            elif line.startswith(("id:", "event:", "data:")):
+                name, _, value = line.partition(": ")
+                event[name.rstrip(":")] = json.loads(value) if name == "data" else value
+        return events
+
+    def cut(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -324,7 +337,9 @@ def test_it_resumes_a_catch_up_cut_midway_from_the_last_id_received(gateways, vi
     settings.STREAM_MAXLEN = 200
     gateway = gateways.start(server=server, REALTIME_CATCHUP_PAGE=100, REALTIME_SOCKET_SNDBUF=16384)
     anchor, removed = far_behind(video, alice, staff, 3000)
-    first = read_some_sse(stream_url(gateway, video), anchor.cursor, 700)
+    cut_client = SlowSSE(stream_url(gateway, video), anchor.cursor)
+    first = cut_client.read(700)
+    cut_client.cut()
     got = [(e["event"], e["data"]["id"]) for e in first]
     assert got == expected_after(video, anchor, removed)[:700]
     cut = Comment.objects.get(pk=got[-1][1])
@@ -374,3 +389,21 @@ def catch_up_figures(server: str, clients: int, run: CatchUp) -> dict:
         "lost": 0,
         "duplicated": 0,
     }
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_it_ends_a_catch_up_cleanly_on_sigterm(gateways, video, alice, staff, settings, server):
+    settings.STREAM_MAXLEN = 200
+    gateway = gateways.start(server=server, REALTIME_CATCHUP_PAGE=100, REALTIME_SOCKET_SNDBUF=16384)
+    anchor, removed = far_behind(video, alice, staff, 3000)
+    client = SlowSSE(stream_url(gateway, video), anchor.cursor)
+    first = client.read(300)  # then it stops reading: the catch-up waits for it to take the page
+    time.sleep(0.5)
+    gateway.process.send_signal(signal.SIGTERM)
+    rest = client.read()  # what was written before the drain, then its `retry:` and the end
+    assert client.retry == 500
+    got = [(e["event"], e["data"]["id"]) for e in first + rest]
+    expected = expected_after(video, anchor, removed)
+    assert 300 <= len(got) < len(expected)  # ended mid catch-up
+    assert got == expected[: len(got)]
+    gateway.process.wait(15)
