@@ -120,6 +120,7 @@ def resume_page(
     first_id = first[0][0] if first else None
     from_db: list[StreamEvent] = []
     last_id = after
+    more = len(entries) == limit
     if first_id is None or cursors.compare(first_id, after) > 0:
         if not use_database:
             from livecomment.errors import Unavailable
@@ -129,10 +130,11 @@ def resume_page(
         if older.more:
             return older
         from_db, last_id = older.events, older.last_id
+        if first_id is not None:  # the database covered everything below the stream's start
+            last_id = max(last_id, cursors.from_position(cursors.to_position(first_id) - 1), key=cursors.to_position)
         # What the stream held below its start now is in the database page.
         entries = [e for e in entries if first_id is not None and cursors.compare(e[0], first_id) >= 0]
     stream_events = [hotstore.parse_entry(i, f) for i, f in entries]
-    more = len(entries) == limit
     if stream_events:
         last_id = stream_events[-1].id
     elif not from_db:

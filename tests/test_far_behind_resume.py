@@ -407,3 +407,36 @@ def test_it_ends_a_catch_up_cleanly_on_sigterm(gateways, video, alice, staff, se
     assert 300 <= len(got) < len(expected)  # ended mid catch-up
     assert got == expected[: len(got)]
     gateway.process.wait(15)
+
+
+def test_it_pages_a_resume_exactly_whatever_the_page_size(transactional_db, video, alice, staff, settings, redis):
+    from dispatcher import backlog
+
+    settings.STREAM_MAXLEN = 10
+    older = seed(video, alice, 3)
+    anchor = seed(video, alice, 1)[0]
+    newer = seed(video, alice, 20)
+    services.moderate_comment(older[0], staff, "remove")
+    services.moderate_comment(older[1], staff, "remove")
+    services.moderate_comment(older[1], staff, "restore")  # announced again, at its new position
+    services.moderate_comment(newer[3], staff, "remove")
+    seed(video, alice, 30)  # the stream now starts far after the anchor
+    whole = backlog.resume_page(video.pk, anchor.cursor, 10**6)
+    assert not whole.more
+    kinds = [(e.type, e.comment_id or json.loads(e.data)["id"]) for e in whole.events]
+    assert ("comment.removed", older[0].pk) in kinds and ("comment", older[1].pk) in kinds
+    assert all(pk != newer[3].pk for _, pk in kinds)
+    assert [e.id for e in whole.events] == sorted(
+        (e.id for e in whole.events), key=lambda i: tuple(map(int, i.split("-")))
+    )
+    for size in (1, 2, 3, 7, 50):
+        pages: list = []
+        after = anchor.cursor
+        while True:
+            page = backlog.resume_page(video.pk, after, size, since=anchor.cursor)
+            assert len(page.events) <= 2 * size
+            pages.extend(page.events)
+            if not page.more and page.last_id == after:
+                break
+            after = page.last_id
+        assert pages == whole.events, size
