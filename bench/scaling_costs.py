@@ -321,7 +321,7 @@ def redis_part(repeat: int) -> dict:
                         proc.join(5)
                 add("publish_bytes_per_subscriber", len(resp))
 
-                # Resume backlog: the four commands dispatcher.backlog.resume sends (10 missed events)
+                # Resume backlog: the commands dispatcher.backlog.resume_page sends at most (10 missed events)
                 ids = [e[0] for e in r.xrevrange(key, "+", "-", count=11)]
                 after = ids[-1]
                 hidden = "video:{42}:hidden"

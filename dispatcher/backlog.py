@@ -1,13 +1,15 @@
 """What a connection is sent before it goes live: its backlog.
 
-Read *after* the connection is registered with the hub (invariant 4), so every
-event is either in the backlog or arrives live; the connection drops live
-events at or before `Backlog.last_id`.
+Read *after* the connection is registered with the hub (invariant 4), one
+page at a time (dispatcher/streams.py `catch_up` pages on until it reaches
+what the hub has delivered, then goes live dropping live events at or before
+the last page's `last_id`).
 
 * New viewer (no Last-Event-ID): the last REALTIME_BACKLOG visible comments.
 * Resume (Last-Event-ID / last_event_id / after=): exactly the events after
-  that position -- from the stream while it holds them, from the database
-  for the part it no longer holds (trimmed, or lost in a Redis restart).
+  that position, REALTIME_CATCHUP_PAGE at a time (`resume_page`) -- from the
+  stream while it holds them, from the database for the part it no longer
+  holds (trimmed, or lost in a Redis restart; `database_page`).
   Removed and held comments are never in a backlog (invariant 2).
 
 Plain synchronous code (Redis + ORM); consumers run it in a worker thread.
@@ -19,8 +21,6 @@ import json
 from dataclasses import dataclass
 from typing import cast
 
-from django.db.models import Q
-
 from comments import cursors, events, hotstore
 from comments.hotstore import StreamEvent
 from comments.models import Comment
@@ -29,8 +29,11 @@ from livecomment import redis_client
 
 @dataclass
 class Backlog:
+    """One page of what a connection is sent before it goes live."""
+
     events: list[StreamEvent]
-    last_id: str  # what the connection has "seen"; live events up to here are dropped
+    last_id: str  # how far the page reaches; live events up to here are dropped
+    more: bool = False  # a full page: the next one follows at once
 
     @property
     def last_position(self) -> int:
@@ -59,53 +62,88 @@ def _status_event(comment: Comment, moderator: bool) -> StreamEvent | None:
     return StreamEvent(position, "comment.removed", text)
 
 
-def _from_database(video_id: int, after: str, before: str | None, moderator: bool) -> list[StreamEvent]:
+def database_page(
+    video_id: int, after: str, before: str | None, limit: int, moderator: bool, since: str | None = None
+) -> Backlog:
+    """At most `limit` events the database holds strictly between `after` and
+    `before` (None: no upper bound), in stream order, read by keyset on
+    `position` and `status_position`.
+
+    `since` is where the reader's view of the video starts (its resume point;
+    default `after`): comments at or before it get the latest status change
+    made after `after` (removed, or restored: `_status_event`); later ones are
+    sent as they are now (a removed one not at all). `more` is True when rows
+    may remain; then `last_id` is the position the next page starts after.
+    """
     low = cursors.to_position(after)
-    in_range = Q(position__gt=low)
-    status_in_range = Q(status_position__gt=low, position__lte=low)
+    origin = low if since is None else cursors.to_position(since)
+    comments = Comment.objects.in_stream().filter(video_id=video_id, position__gt=low)
+    changes = Comment.objects.in_stream().filter(video_id=video_id, status_position__gt=low, position__lte=origin)
     if before is not None:
         high = cursors.to_position(before)
-        in_range &= Q(position__lt=high)
-        status_in_range &= Q(status_position__lt=high)
+        comments = comments.filter(position__lt=high)
+        changes = changes.filter(status_position__lt=high)
+    new_rows = list(comments.select_related("author").order_by("position")[:limit])
+    changed_rows = list(changes.select_related("author").order_by("status_position")[:limit])
+    keyed = [(cast(int, c.position), False, c) for c in new_rows]
+    keyed += [(cast(int, c.status_position), True, c) for c in changed_rows]
+    keyed.sort(key=lambda k: k[0])
+    # Either list full, or the two together past the page: rows may remain.
+    more = len(new_rows) == limit or len(changed_rows) == limit or len(keyed) > limit
+    del keyed[limit:]
     found: list[StreamEvent] = []
-    rows = Comment.objects.in_stream().filter(video_id=video_id).filter(in_range | status_in_range)
-    for comment in rows.select_related("author"):
-        if comment.position > low:
-            event = _comment_event(comment, moderator)
-        else:
-            event = _status_event(comment, moderator)
+    for _, changed, comment in keyed:
+        event = _status_event(comment, moderator) if changed else _comment_event(comment, moderator)
         if event is not None:
             found.append(event)
-    found.sort(key=lambda e: cursors.to_position(e.id))
-    return found
+    last_id = cursors.from_position(keyed[-1][0]) if keyed else after
+    return Backlog(found, last_id, more)
 
 
-def resume(video_id: int, after: str, moderator: bool = False, use_database: bool = True) -> Backlog:
-    """Exactly the events after `after`, in stream order."""
+def resume_page(
+    video_id: int, after: str, limit: int, moderator: bool = False, use_database: bool = True, since: str | None = None
+) -> Backlog:
+    """The next page of a resume: at most about `limit` events after `after`,
+    in stream order -- from the stream while it holds them, from the database
+    for the part it no longer holds (trimmed, or lost in a Redis restart).
+
+    `last_id` is how far the page reaches (the next page starts after it);
+    `more` says the page was full, so another one follows at once. `since` is
+    the client's original resume point (see `database_page`).
+    """
     client = redis_client.for_video(video_id)
     key = hotstore.stream_key(video_id)
+    entries = cast("list[hotstore.Entry]", client.xrange(key, f"({after}", "+", count=limit))
+    # Read after the page: the stream held everything after `after` when the
+    # page was read only if it still starts at or before `after` (trimming
+    # only ever moves its start forward).
     first = cast("list[hotstore.Entry]", client.xrange(key, "-", "+", count=1))
     first_id = first[0][0] if first else None
     from_db: list[StreamEvent] = []
+    last_id = after
+    more = len(entries) == limit
     if first_id is None or cursors.compare(first_id, after) > 0:
         if not use_database:
             from livecomment.errors import Unavailable
 
             raise Unavailable("database")  # the stream alone cannot say what was missed
-        from_db = _from_database(video_id, after, first_id, moderator)
-    entries = cast("list[hotstore.Entry]", client.xrange(key, f"({after}", "+"))
+        older = database_page(video_id, after, first_id, limit, moderator, since if since is not None else after)
+        if older.more:
+            return older
+        from_db, last_id = older.events, older.last_id
+        if first_id is not None:  # the database covered everything below the stream's start
+            last_id = max(last_id, cursors.from_position(cursors.to_position(first_id) - 1), key=cursors.to_position)
+        # What the stream held below its start now is in the database page.
+        entries = [e for e in entries if first_id is not None and cursors.compare(e[0], first_id) >= 0]
     stream_events = [hotstore.parse_entry(i, f) for i, f in entries]
-    last_id = stream_events[-1].id if stream_events else after
-    if not stream_events and from_db:
-        last_id = max(last_id, from_db[-1].id, key=cursors.to_position)
-    tip = cast("list[hotstore.Entry]", client.xrevrange(key, "+", "-", count=1))
-    if tip and cursors.compare(last_id, tip[0][0]) > 0 and not from_db:
-        last_id = tip[0][0]  # a resume point from the future: do not mute what comes next
+    if stream_events:
+        last_id = stream_events[-1].id
+    elif not from_db:
+        tip = cast("list[hotstore.Entry]", client.xrevrange(key, "+", "-", count=1))
+        if tip and cursors.compare(last_id, tip[0][0]) > 0:
+            last_id = tip[0][0]  # a resume point from the future: do not mute what comes next
     visible = hotstore.filter_for_viewer(video_id, stream_events, moderator)
-    seen = {e.id for e in visible}
-    merged = [e for e in from_db if e.id not in seen] + visible
-    merged.sort(key=lambda e: cursors.to_position(e.id))
-    return Backlog(merged, last_id)
+    return Backlog(from_db + visible, last_id, more)
 
 
 def latest(video_id: int, count: int, moderator: bool = False, use_database: bool = True) -> Backlog:
@@ -154,35 +192,3 @@ def _older_from_database(video_id: int, before: str | None, count: int, moderato
     picked = list(rows.select_related("author").order_by("-position")[:count])
     picked.reverse()
     return [e for e in (_comment_event(c, moderator) for c in picked) if e is not None]
-
-
-def database_range(
-    video_id: int, after: str, before: str | None, limit: int, moderator: bool, origin: str | None = None
-) -> tuple[list[StreamEvent], str | None]:
-    """One page of the database's events in (after, before), in stream order,
-    as `_from_database` rebuilds them: at most `limit` rows are read. Returns
-    (the page's events, where the next page starts; None after the last).
-
-    `origin` is where the whole read started (default `after`): status changes
-    count only for comments at or before it; a later comment's row already
-    says its current state."""
-    low = cursors.to_position(after)
-    floor = cursors.to_position(origin) if origin is not None else low
-    new = Q(position__gt=low)
-    changed = Q(status_position__gt=low, position__lte=floor)
-    if before is not None:
-        high = cursors.to_position(before)
-        new &= Q(position__lt=high)
-        changed &= Q(status_position__lt=high)
-    rows = Comment.objects.in_stream().filter(video_id=video_id).select_related("author")
-    picked = [(c.position, c, False) for c in rows.filter(new).order_by("position")[:limit]]
-    picked += [(c.status_position, c, True) for c in rows.filter(changed).order_by("status_position")[:limit]]
-    picked.sort(key=lambda row: row[0])
-    page = picked[:limit]
-    found: list[StreamEvent] = []
-    for _, comment, is_status in page:
-        event = _status_event(comment, moderator) if is_status else _comment_event(comment, moderator)
-        if event is not None:
-            found.append(event)
-    more = len(page) == limit
-    return found, (cursors.from_position(page[-1][0]) if more else None)

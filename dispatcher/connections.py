@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A catching-up client that takes none of a page for this long is cut off (it resumes).
+CATCHUP_STALL_SECONDS = 30.0
+
 
 class _Resume:
     """Await a coroutine that was started by hand and suspended on `future`."""
@@ -106,6 +109,14 @@ class TransportProbe:
             except OSError:
                 pass
 
+    def closed(self) -> bool:
+        t = self.transport
+        if t is None:
+            return False
+        if not self.twisted:
+            return t.is_closing()
+        return not getattr(t, "connected", True) or bool(getattr(t, "disconnecting", False))
+
     def abort(self) -> None:
         t = self.transport
         if t is None:
@@ -140,7 +151,6 @@ class Connection:
         "probe",
         "on_close",
         "close_reason",
-        "early",
         "fast",
         "__weakref__",
     )
@@ -159,7 +169,7 @@ class Connection:
         self.viewer = viewer  # counts in the `viewers` total
         self.skip_to = 0  # live events at or before this position are already sent
         self.last_id = ""
-        self.started = False  # False while the backlog is being read and sent
+        self.started = False  # False while catching up (dispatcher/streams.py catch_up): live frames are dropped
         self.closed = False
         self.buffer: deque | None = None  # made when the connection first falls behind
         self.buffered_bytes = 0
@@ -169,7 +179,6 @@ class Connection:
             self.probe.limit_send_buffer(settings.REALTIME_SOCKET_SNDBUF)
         self.on_close = on_close
         self.close_reason = ""
-        self.early: list[Frame | Burst] | None = []  # live frames that arrive while the backlog is read
         # True while the hub may write a frame's pre-framed bytes to the
         # transport itself (SSEConnection under uvicorn: live, keeping up).
         self.fast = False
@@ -205,12 +214,7 @@ class Connection:
         if frame.audience and not self.moderator:
             return
         if not self.started:
-            early = self.early
-            assert early is not None  # a list until start(), which sets `started`
-            early.append(frame)
-            if len(early) > settings.REALTIME_BUFFER_EVENTS:
-                self.close("overflow")
-            return
+            return  # catching up: the pages hold it (streams.catch_up reads on until they reach the hub)
         position = frame.position
         if position:
             if position <= self.skip_to:
@@ -229,10 +233,43 @@ class Connection:
             return
         self.skip_to = max(self.skip_to, after_position)
         self.started = True
-        early, self.early = self.early or [], None
-        for frame in early:
-            self.deliver(frame)
         self._update_fast()
+
+    def gone(self) -> bool:
+        """The client's socket is closed (seen before its disconnect message is read)."""
+        return self.probe is not None and self.probe.closed()
+
+    async def send_final(self) -> None:
+        """Send what `finish()` queued while the connection was catching up
+        (a drain's last message: the client resumes elsewhere at once)."""
+        buffer, self.buffer = self.buffer, None
+        self.buffered_bytes = 0
+        for message in buffer or ():
+            try:
+                await self._send(message)
+            except Exception:  # noqa: BLE001 - the client is gone
+                return
+
+    async def drained(self, below: int) -> bool:
+        """Wait until the transport holds at most `below` bytes (catch-up's flow
+        control: the next page is read only once the client took this one).
+        False when the client went, or took nothing for CATCHUP_STALL_SECONDS
+        (then the connection is closed; the client resumes)."""
+        probe = self.probe
+        if probe is None:
+            return not self.closed
+        loop = asyncio.get_running_loop()
+        size = probe.buffered()
+        deadline = loop.time() + CATCHUP_STALL_SECONDS
+        while size > below and not self.closed and not probe.closed():
+            await asyncio.sleep(0.005)
+            now, before, size = loop.time(), size, probe.buffered()
+            if size < before:
+                deadline = now + CATCHUP_STALL_SECONDS
+            elif now > deadline:
+                probe.abort()
+                self.close("stalled while catching up")
+        return not self.closed and not probe.closed()
 
     def stop(self) -> None:
         """The stream is over (the client went): accept nothing more."""

@@ -407,9 +407,8 @@ class Hub:
         repaired = 0
         self.stats["database_repairs"] += 1
         while True:
-            events, next_after = await run_sync(
-                backlog.database_range, sub.video_id, after, first_id, REPAIR_PAGE, True, origin
-            )
+            page = await run_sync(backlog.database_page, sub.video_id, after, first_id, REPAIR_PAGE, True, origin)
+            events, next_after = page.events, (page.last_id if page.more else None)
             if first_id is None:
                 first_id = await self._first_id(sub.video_id)
                 if first_id is not None:

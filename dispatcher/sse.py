@@ -12,8 +12,9 @@ is freed then; the server keeps its own).
 
 1. authorise and register (`dispatcher/streams.py`), 4xx/503 as JSON before
    anything is streamed;
-2. write the backlog, then hand the connection to the hub, which writes
-   every live frame straight to the server's `send` (or transport);
+2. write the backlog page by page (`streams.catch_up`), then hand the
+   connection to the hub, which writes every live frame straight to the
+   server's `send` (or transport);
 3. wait for `http.disconnect`, which arrives the moment the client goes
    (channels#1302: a handler that loops to stream never would see it).
 """
@@ -37,6 +38,14 @@ from livecomment.logging_config import request_id_from_scope
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
+
+# A catch-up page is read once the socket holds at most this much of the one before.
+CATCHUP_DRAINED_BYTES = 64 * 1024
+
+
+class CatchUpFailed(Exception):
+    """Reading a catch-up page failed after the answer started (it was ended)."""
+
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -80,6 +89,8 @@ async def serve(scope, receive, send) -> None:
             # worker threads of the open leave in it (asgiref copies their
             # context variables back, Django's connection storage) goes with it.
             connection, resumed, backlog_len = await asyncio.ensure_future(_open(scope, send, request_id))
+        except CatchUpFailed:
+            return
         except ServiceError as exc:
             await _refuse(scope, send, request_id, slot, exc)
             return
@@ -126,7 +137,7 @@ async def serve(scope, receive, send) -> None:
 
 
 async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]:
-    """Authorise, register with the hub, write the backlog, go live."""
+    """Authorise, register with the hub, write the backlog page by page, go live."""
     video_id = int(scope["url_route"]["kwargs"]["video_id"])
     request = await streams.prepare(scope, video_id)
     hub = get_hub()
@@ -135,27 +146,49 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
     connection = SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub)
     sub = await hub.subscribe(video_id, connection)
     try:
-        backlog = await streams.read_backlog(request)
+        target = sub.last_position
+        first = await streams.read_backlog(request)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())],
+            }
+        )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": SSE_PADDING + b"retry: %d\n\n" % settings.REALTIME_RETRY_MS,
+                "more_body": True,
+            }
+        )
     except BaseException:
         connection.stop()
         hub.unsubscribe(connection)
         raise
-    parts = [SSE_PADDING, b"retry: %d\n\n" % settings.REALTIME_RETRY_MS]
-    parts.extend(Frame.from_stream(event).sse for event in backlog.events)
-    if sub.viewers_frame is not None:
-        parts.append(sub.viewers_frame.sse)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*SSE_HEADERS, (b"x-request-id", request_id.encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
-    if backlog.events:
-        connection.last_id = backlog.events[-1].id
-    connection.start(backlog.last_position)
-    return connection, request.last_event_id is not None, len(backlog.events)
+
+    async def write(events) -> None:
+        body = b"".join([Frame.from_stream(event).sse for event in events])
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await connection.drained(CATCHUP_DRAINED_BYTES)
+
+    try:
+        written = await streams.catch_up(request, connection, sub, first, target, write)
+    except (ServiceError, *UNAVAILABLE_ERRORS) as exc:
+        # The answer has started: end it; the client resumes from the last id it got.
+        log.warning("catch-up of video %s failed: %s", video_id, exc)
+        connection.stop()
+        hub.unsubscribe(connection)
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:  # noqa: BLE001 - the client is gone already
+            pass
+        raise CatchUpFailed from exc
+    except BaseException:
+        connection.stop()
+        hub.unsubscribe(connection)
+        raise
+    return connection, request.last_event_id is not None, written
 
 
 async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> None:

@@ -4,13 +4,16 @@
 2. register the connection with the hub (joins the video's group if first);
 3. read the backlog (resume point or recent history) -- after 2, so nothing
    falls between backlog and live (invariant 4);
-4. the consumer writes the backlog, then `connection.start()` goes live and
-   drops live events the backlog already held.
+4. `catch_up` writes it page by page (REALTIME_CATCHUP_PAGE events at a
+   time, each written and taken by the client before the next is read)
+   until the pages reach what the hub has delivered, then
+   `connection.start()` goes live and drops live events the pages held.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
     from django.contrib.auth.models import AnonymousUser
 
+    from comments.hotstore import StreamEvent
+    from dispatcher.connections import Connection
+    from dispatcher.hub import VideoSubscription
     from livecomment.limits import StreamSlot
 
 log = logging.getLogger(__name__)
@@ -87,19 +93,73 @@ async def prepare(scope, video_id: int) -> StreamRequest:
 def _read_backlog(request: StreamRequest) -> backlog.Backlog:
     use_database = not request.degraded
     if request.last_event_id is not None:
-        return backlog.resume(request.video.pk, request.last_event_id, request.moderator, use_database)
+        return backlog.resume_page(
+            request.video.pk, request.last_event_id, settings.REALTIME_CATCHUP_PAGE, request.moderator, use_database
+        )
     return backlog.latest(request.video.pk, settings.REALTIME_BACKLOG, request.moderator, use_database)
 
 
-async def read_backlog(request: StreamRequest) -> backlog.Backlog:
+def _read_page(request: StreamRequest, after: str, since: str) -> backlog.Backlog:
+    return backlog.resume_page(
+        request.video.pk, after, settings.REALTIME_CATCHUP_PAGE, request.moderator, not request.degraded, since
+    )
+
+
+async def _run_read(func, *args) -> backlog.Backlog:
     from django.db import DatabaseError
 
     try:
-        return await run_sync(_read_backlog, request)
+        return await run_sync(func, *args)
     except UNAVAILABLE_ERRORS as exc:
         raise Unavailable("redis") from exc
     except DatabaseError as exc:
         raise Unavailable("database") from exc
+
+
+async def read_backlog(request: StreamRequest) -> backlog.Backlog:
+    """The first page: the newest comments, or the first page after the resume point."""
+    return await _run_read(_read_backlog, request)
+
+
+async def catch_up(
+    request: StreamRequest,
+    connection: Connection,
+    sub: VideoSubscription,
+    page: backlog.Backlog,
+    target: int,
+    write: Callable[[list[StreamEvent]], Awaitable[None]],
+) -> int:
+    """Write `page` and the pages after it, then go live; returns how many events were written.
+
+    `target` is the hub's last delivered position for the video when `page`
+    was read. While catching up the connection keeps no live frames: pages
+    are read (in a worker thread) and written (`write` returns once the
+    client took them) until they reach what the hub has delivered, and the
+    connection goes live with no await between that check and `start()`, so
+    every event is in a page or arrives live, once (invariant 4) -- however
+    far behind the client is, and however busy the video.
+    """
+    since = request.last_event_id or page.last_id
+    written = 0
+    while True:
+        if page.events:
+            await write(page.events)
+            connection.last_id = page.events[-1].id
+            written += len(page.events)
+        if connection.closed or connection.gone():
+            if not connection.close_reason:  # ended by a drain (SIGTERM): its last message
+                await connection.send_final()
+            return written
+        position = cursors.to_position(page.last_id)
+        # Caught up; or the stream ended short of what the hub had delivered
+        # before this page was read (the stream lost it): nothing more to read.
+        if position >= sub.last_position or (not page.more and position < target):
+            connection.start(position)
+            if sub.viewers_frame is not None:
+                connection.deliver(sub.viewers_frame)
+            return written
+        target = sub.last_position
+        page = await _run_read(_read_page, request, page.last_id, since)
 
 
 def closed_by_hub(connection, reason: str) -> None:

@@ -1,7 +1,8 @@
 """ws://…/ws/videos/<id>/ -- the WebSocket fallback (docs/realtime.md).
 
 Same events as the SSE stream, as JSON text frames {"event", "id", "data"};
-`?last_event_id=` resumes. A signed-in client may also post:
+`?last_event_id=` resumes (accepted first, then the catch-up is sent page
+by page, `streams.catch_up`). A signed-in client may also post:
 {"action": "post", "text": "...", "idempotency_key": "...", "ref": "..."},
 answered with {"event": "ack", "ref", "data": <comment>} or
 {"event": "error", "ref", "error": {"code", "message"}} -- the REST API's
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024
 
+# A catch-up page is read once the socket holds at most this much of the one before.
+CATCHUP_DRAINED_BYTES = 64 * 1024
+
 # Close codes in the application range: the reason is in the code.
 # The keys of a "post" message; any other is refused (unknown_fields).
 POST_FIELDS = ("action", "text", "idempotency_key", "ref")
@@ -63,21 +67,24 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             )
             sub = await hub.subscribe(video_id, connection)
             self.connection = connection
-            backlog = await streams.read_backlog(self.request)
         except ServiceError as exc:
             await self._refuse(exc)
             return
         except UNAVAILABLE_ERRORS:
             await self._refuse(Unavailable("redis"))
             return
+        # Accept first: a long catch-up is paged after the handshake, not inside it.
         await self.accept(headers=[(b"x-request-id", self.request_id.encode())])
-        for event in backlog.events:
-            await self.send(text_data=Frame.from_stream(event).ws)
-        if sub.viewers_frame is not None:
-            await self.send(text_data=sub.viewers_frame.ws)
-        if backlog.events:
-            connection.last_id = backlog.events[-1].id
-        connection.start(backlog.last_position)
+        try:
+            target = sub.last_position
+            first = await streams.read_backlog(self.request)
+            written = await streams.catch_up(self.request, connection, sub, first, target, self._write_page)
+        except ServiceError as exc:
+            await self._refuse(exc, accepted=True)
+            return
+        except UNAVAILABLE_ERRORS:
+            await self._refuse(Unavailable("redis"), accepted=True)
+            return
         self.opened_at = time.monotonic()
         log.info(
             "stream open",
@@ -87,11 +94,20 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
                 "video": video_id,
                 "request_id": self.request_id,
                 "resume": self.request.last_event_id is not None,
-                "backlog": len(backlog.events),
+                "backlog": written,
             },
         )
 
-    async def _refuse(self, error: ServiceError) -> None:
+    async def _write_page(self, events) -> None:
+        connection = self.connection
+        for event in events:
+            if connection is None or connection.closed:
+                return
+            await self.base_send({"type": "websocket.send", "text": Frame.from_stream(event).ws})
+        if connection is not None:
+            await connection.drained(CATCHUP_DRAINED_BYTES)
+
+    async def _refuse(self, error: ServiceError, accepted: bool = False) -> None:
         if self.stream_slot is not None:
             self.stream_slot.release()
         log.info(
@@ -109,7 +125,8 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             get_hub().unsubscribe(self.connection)
             self.connection = None
         # Accept, say why, close: a browser cannot read an HTTP 403's body.
-        await self.accept()
+        if not accepted:
+            await self.accept()
         await self.send(text_data=json.dumps({"event": "error", **error.as_dict()}))
         await self.close(code=CLOSE_CODES.get(error.status, 4000))
 

@@ -265,6 +265,8 @@ DUPLICATE_TEXT_WINDOW_SECONDS = env_int("DUPLICATE_TEXT_WINDOW_SECONDS", 30, min
 REALTIME_HEARTBEAT_SECONDS = env_float("REALTIME_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
 REALTIME_BACKLOG = env_int("REALTIME_BACKLOG", 50, minimum=0)
 REALTIME_RETRY_MS = env_int("REALTIME_RETRY_MS", 2000, minimum=0)
+# A resume is read and written this many events at a time (bounded memory per catch-up).
+REALTIME_CATCHUP_PAGE = env_int("REALTIME_CATCHUP_PAGE", 500, minimum=1)
 # A client that falls behind gets this much buffer, then is closed (it resumes).
 REALTIME_BUFFER_EVENTS = env_int("REALTIME_BUFFER_EVENTS", 1000, minimum=1)
 REALTIME_BUFFER_BYTES = env_int("REALTIME_BUFFER_BYTES", 1024 * 1024, minimum=1024)

@@ -121,7 +121,7 @@ def test_it_repairs_from_the_database_with_moderator_only_events_and_removals_ho
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("limit", [1, 2, 3, 500])
-def test_it_pages_the_database_range_exactly_like_one_read(video, alice, bob, limit):
+def test_it_pages_the_database_exactly_like_one_read(video, alice, bob, limit):
     """Pages of any size add up to the events one unbounded read rebuilds,
     status changes of comments before the start included, none twice."""
     from dispatcher import backlog
@@ -139,8 +139,29 @@ def test_it_pages_the_database_range_exactly_like_one_read(video, alice, bob, li
     for moderator in (False, True):
         paged, after = [], start
         while after is not None:
-            events, after = backlog.database_range(video.pk, after, end, limit, moderator, origin=start)
-            paged += events
-        whole = backlog._from_database(video.pk, start, end, moderator)
+            page = backlog.database_page(video.pk, after, end, limit, moderator, since=start)
+            paged += page.events
+            after = page.last_id if page.more else None
+        whole = backlog.database_page(video.pk, start, end, 10_000, moderator).events
         assert [(e.id, e.type, e.data) for e in paged] == [(e.id, e.type, e.data) for e in whole]
         assert len({e.id for e in paged}) == len(paged) > 0
+
+
+@pytest.mark.django_db
+def test_it_keeps_reading_when_new_comments_and_status_changes_together_overflow_a_page(video, alice, bob):
+    """Neither kind fills the page alone (2 + 2 rows, pages of 3): the page is
+    still full, and the fourth event comes with the next one."""
+    from dispatcher import backlog
+
+    video.moderators.add(bob)
+    before = [services.post_comment(video, alice, f"before {i}").comment for i in range(2)]
+    start = before[-1].cursor
+    posted = [services.post_comment(video, alice, f"after {i}").comment for i in range(2)]
+    for comment in before:
+        services.remove_comment(comment, bob)
+    first = backlog.database_page(video.pk, start, None, 3, False)
+    assert first.more and len(first.events) == 3
+    rest = backlog.database_page(video.pk, first.last_id, None, 3, False, since=start)
+    ids = [e.id for e in first.events + rest.events]
+    assert len(ids) == len(set(ids)) == 4
+    assert {e.comment_id for e in first.events + rest.events if e.type == "comment"} == {c.pk for c in posted}
