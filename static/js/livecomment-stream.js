@@ -358,17 +358,20 @@ export class LiveCommentStream {
       }
       this._deliver(frame.event, frame.id || null, frame.data);
     };
-    ws.onclose = (event) => {
+    const lost = (code) => {
       if (this._socket !== ws) return;
-      this._socket = null;
+      this._dropSocket();
       clearTimeout(this._silenceTimer);
-      this._failPendingPosts();
-      if (FINAL_CLOSE_CODES.has(event.code)) {
+      if (FINAL_CLOSE_CODES.has(code)) {
         this._setState("offline", (refusal && refusal.message) || "offline");
         return;
       }
       this._setState("reconnecting");
       this._scheduleReconnect();
     };
+    ws.onclose = (event) => lost(event.code);
+    // Browsers follow an error with a close; some WebSocket implementations
+    // (Node 20's) fire only the error when the connection cannot be made.
+    ws.onerror = () => lost(1006);
   }
 }
