@@ -1,31 +1,26 @@
 /*
  * livecomment: the live comment panel of /videos/<id>/ (docs/realtime.md, section 4).
  *
- * Plain JS, no build step. One stream per tab:
- *   - EventSource to /api/v1/videos/<id>/stream first (backlog of recent
- *     comments, then live events); the browser resumes it with Last-Event-ID;
- *   - the WebSocket /ws/videos/<id>/?last_event_id=... when SSE cannot
- *     connect, or stays silent past the heartbeat window (a buffering proxy),
- *     or when the page is opened with ?transport=ws.
- * Comments are deduplicated by id, placed in cursor (stream) order, removed on
- * comment.removed; user text only ever goes through textContent.
+ * An ES module, no build step. One stream per tab, from livecomment-stream.js:
+ * EventSource first, the WebSocket when SSE cannot connect or stays silent
+ * past the heartbeat window (a buffering proxy), or when the page is opened
+ * with ?transport=ws. Comments are deduplicated by id, placed in cursor
+ * (stream) order, removed on comment.removed; user text only ever goes
+ * through textContent.
  */
-(function () {
-  "use strict";
+import { ApiError, compareCursors as comparePos, createApi, el as make, urlFor } from "./livecomment-api.js";
+import { openStream } from "./livecomment-stream.js";
 
+(function () {
   var configNode = document.getElementById("lc-config");
   var chat = document.getElementById("chat");
   if (!configNode || !chat) return;
   var cfg = JSON.parse(configNode.textContent);
   var params = new URLSearchParams(window.location.search);
 
-  // The heartbeat window comes from settings.REALTIME_HEARTBEAT_SECONDS via
-  // data-heartbeat-seconds. SSE that delivers nothing within it (plus a grace
-  // for the first viewers count) is treated as buffered; a WebSocket that
-  // receives no frame (pings included) for two windows is treated as dead.
-  var heartbeatMs = Math.max(50, parseFloat(chat.dataset.heartbeatSeconds || cfg.heartbeatSeconds || 15) * 1000);
-  var SSE_SILENCE_MS = heartbeatMs + 3000;
-  var WS_SILENCE_MS = 2 * heartbeatMs + 3000;
+  // The heartbeat window (settings.REALTIME_HEARTBEAT_SECONDS) tells the
+  // stream client how long silence may last before it changes transport.
+  var heartbeatSeconds = parseFloat(chat.dataset.heartbeatSeconds || cfg.heartbeatSeconds || 15);
   var MAX_NODES = cfg.maxNodes || 500;
   var forced = params.get("transport"); // "ws" | "sse" | null
   var me = cfg.user;
@@ -47,18 +42,6 @@
     count: document.getElementById("compose-count"),
   };
 
-  // ---------------------------------------------------------------- cursors
-  // A cursor/position is "<ms>-<seq>" (a Redis stream ID); compare numerically.
-  function parsePos(pos) {
-    var dash = String(pos).indexOf("-");
-    if (dash < 0) return [Number(pos) || 0, 0];
-    return [Number(pos.slice(0, dash)) || 0, Number(pos.slice(dash + 1)) || 0];
-  }
-  function comparePos(a, b) {
-    var x = parsePos(a), y = parsePos(b);
-    return x[0] - y[0] || x[1] - y[1];
-  }
-
   // ------------------------------------------------------------ the list
   var nodes = new Map(); // comment id -> <li>
   var stick = true; // auto-scroll while the user is at the bottom
@@ -75,13 +58,6 @@
     var d = new Date(iso);
     if (isNaN(d.getTime())) return "";
     return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-  }
-
-  function make(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
   }
 
   function isModerator(author) {
@@ -301,10 +277,7 @@
   }
 
   // ---------------------------------------------------------- events
-  var lastEventId = null; // position of the last stream event seen
-
-  function handleEvent(type, id, data) {
-    if (id && (!lastEventId || comparePos(id, lastEventId) > 0)) lastEventId = id;
+  function handleEvent(type, data) {
     switch (type) {
       case "comment":
         var li = addComment(data);
@@ -327,261 +300,23 @@
     }
   }
 
-  // --------------------------------------------------------- transports
-  var EVENT_TYPES = ["comment", "comment.removed", "viewers", "video.state", "video.settings"];
-  var mode = forced === "ws" || !window.EventSource ? "ws" : "sse";
-  var source = null; // EventSource
-  var socket = null; // WebSocket
-  var sseProven = false; // this tab's SSE has delivered at least one event
-  var silenceTimer = null;
-  var retryTimer = null;
-  var attempts = 0;
-  var stopped = false;
-
-  function clearTimers() {
-    clearTimeout(silenceTimer);
-    clearTimeout(retryTimer);
-    silenceTimer = retryTimer = null;
-  }
-
-  function resumeQuery() {
-    return lastEventId ? "?last_event_id=" + encodeURIComponent(lastEventId) : "";
-  }
-
-  function backoff() {
-    var delay = Math.min(5000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
-    attempts += 1;
-    return delay;
-  }
-
-  function scheduleReconnect(delay) {
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, delay === undefined ? backoff() : delay);
-  }
-
-  function connect() {
-    clearTimers();
-    if (stopped) return;
-    if (mode === "sse") connectSSE();
-    else connectWS();
-  }
-
-  function fallBackToWebSocket(why) {
-    if (forced === "sse") return false;
-    if (window.console) console.info("livecomment: SSE " + why + "; using the WebSocket");
-    closeSSE();
-    mode = "ws";
-    chat.dataset.transport = "ws";
-    attempts = 0;
-    connect();
-    return true;
-  }
-
-  function closeSSE() {
-    if (source) {
-      source.close();
-      source = null;
-    }
-  }
-
-  function connectSSE() {
-    chat.dataset.transport = "sse";
-    closeSSE();
-    var es = new EventSource(cfg.streamUrl + resumeQuery());
-    source = es;
-    var heard = false;
-    function heardSomething() {
-      if (!heard) {
-        heard = true;
-        sseProven = true;
-        attempts = 0;
-        clearTimeout(silenceTimer);
-        setStatus("live");
-      }
-    }
-    silenceTimer = setTimeout(function () {
-      if (!heard && source === es) {
-        if (!fallBackToWebSocket("stayed silent")) {
-          closeSSE();
-          setStatus("reconnecting");
-          scheduleReconnect();
-        }
-      }
-    }, SSE_SILENCE_MS);
-    es.onopen = function () {
-      // The response started; the silence watchdog still checks that events
-      // actually come through (a buffering proxy sends headers, then nothing).
-      if (source === es) setStatus("live");
-    };
-    EVENT_TYPES.forEach(function (type) {
-      es.addEventListener(type, function (event) {
-        if (source !== es) return;
-        heardSomething();
-        var data = null;
-        try {
-          data = JSON.parse(event.data);
-        } catch (err) {
-          return;
-        }
-        handleEvent(type, event.lastEventId || null, data);
-      });
-    });
-    es.onerror = function () {
-      if (source !== es) return;
-      if (!sseProven) {
-        // Never delivered anything here: it cannot connect. Try the WebSocket.
-        if (fallBackToWebSocket("could not connect")) return;
-      }
-      setStatus("reconnecting");
-      if (es.readyState === EventSource.CLOSED) {
-        // An HTTP error (e.g. 503 while the server starts): the browser gave
-        // up; reconnect ourselves, resuming from the last id.
-        closeSSE();
-        scheduleReconnect();
-      }
-      // Otherwise the browser retries by itself with Last-Event-ID.
-    };
-  }
-
-  function wsUrl() {
-    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    return scheme + "//" + window.location.host + cfg.wsPath + resumeQuery();
-  }
-
-  function armWsWatchdog(ws) {
-    clearTimeout(silenceTimer);
-    silenceTimer = setTimeout(function () {
-      if (socket !== ws) return;
-      // No frame, not even a ping, for two heartbeat windows: a dead link.
-      dropSocket();
-      setStatus("reconnecting");
-      scheduleReconnect(0);
-    }, WS_SILENCE_MS);
-  }
-
-  function dropSocket() {
-    if (!socket) return;
-    var ws = socket;
-    socket = null;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    try {
-      ws.close();
-    } catch (err) {
-      /* already closed */
-    }
-    failPendingPosts();
-  }
-
-  function connectWS() {
-    chat.dataset.transport = "ws";
-    dropSocket();
-    var ws;
-    try {
-      ws = new WebSocket(wsUrl());
-    } catch (err) {
-      setStatus("offline", "cannot connect");
-      return;
-    }
-    socket = ws;
-    var refusal = null;
-    armWsWatchdog(ws);
-    ws.onopen = function () {
-      if (socket !== ws) return;
-      attempts = 0;
-      setStatus("live");
-    };
-    ws.onmessage = function (message) {
-      if (socket !== ws) return;
-      armWsWatchdog(ws);
-      var frame;
-      try {
-        frame = JSON.parse(message.data);
-      } catch (err) {
-        return;
-      }
-      if (!frame || frame.event === "ping") return;
-      if (frame.event === "ack" || (frame.event === "error" && frame.ref)) {
-        settlePost(frame);
-        return;
-      }
-      if (frame.event === "error") {
-        refusal = frame.error || {};
-        return;
-      }
-      handleEvent(frame.event, frame.id || null, frame.data);
-    };
-    ws.onclose = function (event) {
-      if (socket !== ws) return;
-      socket = null;
-      clearTimeout(silenceTimer);
-      failPendingPosts();
-      if (event.code === 4404 || event.code === 4400 || event.code === 4401 || event.code === 4403) {
-        setStatus("offline", (refusal && refusal.message) || "offline");
-        return;
-      }
-      setStatus("reconnecting");
-      scheduleReconnect();
-    };
-  }
-
-  // Back online or back to the tab: reconnect now rather than at the next retry.
+  // Back online: reconnect now rather than at the next retry.
   window.addEventListener("online", function () {
-    if (el.status.dataset.state !== "live") {
-      attempts = 0;
-      connect();
-    }
+    if (el.status.dataset.state !== "live") stream.reconnect();
   });
 
   // Leaving the page (or into the back/forward cache): close the stream; on
   // return from the cache, resume from the last id.
   window.addEventListener("pagehide", function () {
-    stopped = true;
-    clearTimers();
-    closeSSE();
-    dropSocket();
+    stream.close();
   });
   window.addEventListener("pageshow", function (event) {
-    if (event.persisted && stopped) {
-      stopped = false;
-      attempts = 0;
-      setStatus("reconnecting");
-      connect();
-    }
+    if (event.persisted) stream.reconnect();
   });
 
   // ------------------------------------------------------------- actions
-  function csrfToken() {
-    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    if (input) return input.value;
-    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
-
-  function api(method, url, body, extraHeaders) {
-    var headers = { Accept: "application/json", "X-CSRFToken": csrfToken() };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    Object.keys(extraHeaders || {}).forEach(function (k) { headers[k] = extraHeaders[k]; });
-    return fetch(url, {
-      method: method,
-      headers: headers,
-      credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        var json = null;
-        try {
-          json = text ? JSON.parse(text) : null;
-        } catch (err) {
-          json = null;
-        }
-        return { status: response.status, ok: response.ok, json: json, headers: response.headers };
-      });
-    });
-  }
-
-  function urlFor(template, id) {
-    return template.replace("{id}", encodeURIComponent(id));
-  }
+  var api = createApi();
+  var NETWORK_ERROR = "Could not reach the server; try again.";
 
   function flash(li, text, kind) {
     var note = li.querySelector(".note");
@@ -593,9 +328,8 @@
     note.dataset.kind = kind || "info";
   }
 
-  function errorMessage(result, fallback) {
-    var err = result.json && result.json.error;
-    return (err && err.message) || fallback;
+  function errorMessage(error, fallback) {
+    return (error instanceof ApiError && error.detail.message) || fallback;
   }
 
   var REPORT_REASONS = [["spam", "Spam"], ["abuse", "Harassment or hate"], ["other", "Something else"]];
@@ -637,44 +371,44 @@
         button.disabled = true;
       }
     }
-    api("POST", urlFor(cfg.reportUrl, id), { reason: reason }).then(function (result) {
-      if (result.ok) {
-        reported();
-        flash(li, "Reported. Thanks \u2014 a moderator will take a look.", "ok");
-      } else if (result.status === 404 || result.status === 405) {
-        flash(li, "Reporting is not available yet. Thanks for trying!", "info");
-      } else if (result.status === 409) {
+    api.post(urlFor(cfg.reportUrl, id), { reason: reason }).then(function () {
+      reported();
+      flash(li, "Reported. Thanks \u2014 a moderator will take a look.", "ok");
+    }, function (error) {
+      var status = error.status;
+      if (!status) flash(li, NETWORK_ERROR, "error");
+      else if (status === 404 || status === 405) flash(li, "Reporting is not available yet. Thanks for trying!", "info");
+      else if (status === 409) {
         reported();
         flash(li, "You already reported this comment.", "info");
       }
-      else if (result.status === 401 || result.status === 403) flash(li, errorMessage(result, "Sign in to report comments."), "error");
-      else flash(li, errorMessage(result, "Could not send the report; try again."), "error");
-    }, function () {
-      flash(li, "Could not reach the server; try again.", "error");
+      else if (status === 401 || status === 403) flash(li, errorMessage(error, "Sign in to report comments."), "error");
+      else flash(li, errorMessage(error, "Could not send the report; try again."), "error");
     });
   }
 
   function deleteOwn(li) {
     var id = Number(li.dataset.id);
     li.classList.add("pending");
-    api("DELETE", urlFor(cfg.commentUrl, id)).then(function (result) {
+    api.delete(urlFor(cfg.commentUrl, id)).then(function () {
       li.classList.remove("pending");
-      if (result.ok || result.status === 404) removeComment(id);
-      else flash(li, errorMessage(result, "Could not delete the comment."), "error");
-    }, function () {
+      removeComment(id);
+    }, function (error) {
       li.classList.remove("pending");
-      flash(li, "Could not reach the server; try again.", "error");
+      if (error.status === 404) removeComment(id);
+      else if (!error.status) flash(li, NETWORK_ERROR, "error");
+      else flash(li, errorMessage(error, "Could not delete the comment."), "error");
     });
   }
 
   function moderateRemove(li) {
     var id = Number(li.dataset.id);
-    api("POST", urlFor(cfg.commentUrl, id) + "moderate/", { action: "remove", reason: "" }).then(function (result) {
-      if (result.ok) removeComment(id);
-      else if (result.status === 404 || result.status === 405) flash(li, "Moderation from the chat is not available yet; use the admin.", "info");
-      else flash(li, errorMessage(result, "Could not remove the comment."), "error");
-    }, function () {
-      flash(li, "Could not reach the server; try again.", "error");
+    api.post(urlFor(cfg.commentUrl, id) + "moderate/", { action: "remove", reason: "" }).then(function () {
+      removeComment(id);
+    }, function (error) {
+      if (!error.status) flash(li, NETWORK_ERROR, "error");
+      else if (error.status === 404 || error.status === 405) flash(li, "Moderation from the chat is not available yet; use the admin.", "info");
+      else flash(li, errorMessage(error, "Could not remove the comment."), "error");
     });
   }
 
@@ -697,18 +431,6 @@
   });
 
   // ------------------------------------------------------------- posting
-  var pendingPosts = new Map(); // ref -> callbacks (posting over the WebSocket)
-  function settlePost(frame) {
-    var pending = pendingPosts.get(frame.ref);
-    if (!pending) return;
-    pendingPosts.delete(frame.ref);
-    pending(frame);
-  }
-  function failPendingPosts() {
-    pendingPosts.forEach(function (callback) { callback(null); });
-    pendingPosts.clear();
-  }
-
   function randomKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
     var bytes = new Uint8Array(16);
@@ -768,47 +490,29 @@
     el.text.style.height = Math.min(el.text.scrollHeight, 120) + "px";
   }
 
-  function postResult(status, body, headers) {
-    var err = body && body.error;
-    if (status >= 200 && status < 300 && body && body.id !== undefined) return { ok: true, comment: body };
-    if (!err) return { ok: false, code: "http_" + status, message: "The server answered " + status + "; try again." };
-    var retry = err.retry_after;
-    if (retry === undefined && headers) retry = Number(headers.get("Retry-After")) || undefined;
-    return { ok: false, code: err.code, message: err.message, retryAfter: retry, status: status };
-  }
-
   function postViaRest(text, key) {
-    return api("POST", cfg.commentsUrl, { text: text }, { "Idempotency-Key": key }).then(function (result) {
-      if (result.status === 401 || result.status === 403) {
-        var r = postResult(result.status, result.json, result.headers);
-        if (r.code === "not_authenticated" || r.code === "authentication_failed") r.message = "Your session has ended; sign in again to chat.";
-        return r;
+    return api.post(cfg.commentsUrl, { text: text }, { "Idempotency-Key": key }).then(function (body) {
+      if (body && body.id !== undefined) return { ok: true, comment: body };
+      return { ok: false, code: "http_200", message: "The server answered 200; try again." };
+    }, function (error) {
+      if (!error.status) throw error; // not reached: submit() says so
+      if (!error.detail.code && !error.detail.message) {
+        return { ok: false, code: error.code, message: "The server answered " + error.status + "; try again." };
       }
-      return postResult(result.status, result.json, result.headers);
+      var r = { ok: false, code: error.code, message: error.detail.message, retryAfter: error.retryAfter, status: error.status };
+      if ((error.status === 401 || error.status === 403) && (r.code === "not_authenticated" || r.code === "authentication_failed")) {
+        r.message = "Your session has ended; sign in again to chat.";
+      }
+      return r;
     });
   }
 
+  // Over the open WebSocket; null when there is none (or it closed first).
   function postViaSocket(text, key) {
-    return new Promise(function (resolve) {
-      var ref = "r" + key;
-      var timer = setTimeout(function () {
-        pendingPosts.delete(ref);
-        resolve(null);
-      }, 8000);
-      pendingPosts.set(ref, function (frame) {
-        clearTimeout(timer);
-        if (!frame) return resolve(null);
-        if (frame.event === "ack") resolve({ ok: true, comment: frame.data });
-        else resolve(postResult(400, { error: frame.error || {} }));
-      });
-      try {
-        socket.send(JSON.stringify({ action: "post", text: text, idempotency_key: key, ref: ref }));
-      } catch (err) {
-        // The socket is closing: the REST API takes it, with the same key.
-        clearTimeout(timer);
-        pendingPosts.delete(ref);
-        resolve(null);
-      }
+    return stream.post({ text: text, idempotencyKey: key }).then(function (result) {
+      if (!result || result.ok) return result;
+      var err = result.error;
+      return { ok: false, code: err.code, message: err.message, retryAfter: err.retry_after, status: 400 };
     });
   }
 
@@ -835,8 +539,7 @@
     showError("");
     // Over the open WebSocket when that is the transport; else (or if the
     // socket drops meanwhile) the REST API with the same Idempotency-Key.
-    var attempt = socket && socket.readyState === WebSocket.OPEN ? postViaSocket(text, key) : Promise.resolve(null);
-    attempt
+    postViaSocket(text, key)
       .then(function (result) { return result || postViaRest(text, key); })
       .then(function (result) {
         sending = false;
@@ -903,14 +606,23 @@
   }
 
   // ---------------------------------------------------------------- start
-  chat.dataset.transport = mode;
-  setStatus("connecting");
-  connect();
+  var stream = openStream({
+    streamPath: cfg.streamUrl,
+    wsPath: cfg.wsPath,
+    transport: forced,
+    heartbeatSeconds: heartbeatSeconds,
+    events: ["comment", "comment.removed", "viewers", "video.state", "video.settings"],
+    onEvent: handleEvent,
+    onState: setStatus,
+    onTransport: function (transport) {
+      chat.dataset.transport = transport;
+    },
+  });
 
   // For tests and debugging: read-only view of the client's state.
   window.livecomment = {
-    get transport() { return mode; },
-    get lastEventId() { return lastEventId; },
+    get transport() { return stream.transport; },
+    get lastEventId() { return stream.lastEventId; },
     get commentCount() { return nodes.size; },
     get stickToBottom() { return stick; },
   };

@@ -1,16 +1,18 @@
 /* livecomment: the live moderation console (templates/moderation/console.html).
  *
- * One SSE stream (the viewers' stream; as a moderator this session also gets
- * `comment.held` and `report.created`), the moderator REST API for every
- * action, and the page's JSON config for what must show at once (open
- * reports, the held queue, the video's switches). No framework, no build.
+ * One stream (the viewers' stream, from livecomment-stream.js; as a moderator
+ * this session also gets `comment.held` and `report.created`), the moderator
+ * REST API for every action, and the page's JSON config for what must show
+ * at once (open reports, the held queue, the video's switches). An ES module;
+ * no framework, no build.
  *
  * Every piece of user text goes into the DOM through textContent: nothing a
  * user typed is ever parsed as HTML.
  */
-(() => {
-  "use strict";
+import { compareCursors, createApi, csrfToken, el, urlFor as url } from "./livecomment-api.js";
+import { openStream } from "./livecomment-stream.js";
 
+(() => {
   const cfg = JSON.parse(document.getElementById("mod-config").textContent);
   const $ = (id) => document.getElementById(id);
   const MAX_ROWS = 500;
@@ -19,28 +21,7 @@
 
   // ---- small helpers ---------------------------------------------------------------
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function url(template, id) {
-    return template.replace("{id}", encodeURIComponent(id));
-  }
-
-  function pos(cursor) {
-    // "1764000000000-3" -> [ms, seq], compared numerically (as Redis does).
-    const [ms, seq] = String(cursor || "0-0").split("-");
-    return [Number(ms) || 0, Number(seq) || 0];
-  }
-
-  function before(a, b) {
-    const [am, as] = pos(a);
-    const [bm, bs] = pos(b);
-    return am < bm || (am === bm && as < bs);
-  }
+  const before = (a, b) => compareCursors(a, b) < 0;
 
   const pad = (n) => String(n).padStart(2, "0");
   function clock(iso) {
@@ -85,39 +66,15 @@
     return h;
   }
 
-  function csrf() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : cfg.csrfToken;
-  }
+  const client = createApi({ csrfToken: () => csrfToken(cfg.csrfToken) });
 
   async function api(method, path, body) {
-    const headers = { Accept: "application/json", "X-CSRFToken": csrf() };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    let response;
     try {
-      response = await fetch(path, {
-        method, headers, credentials: "same-origin",
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (exc) {
-      const error = new Error("Network error: the server could not be reached.");
-      error.code = "network";
+      return await client.request(method, path, body);
+    } catch (error) {
+      if (error.status === 401) error.message = "Your session has ended: sign in again.";
       throw error;
     }
-    let data = null;
-    if (response.status !== 204) {
-      try { data = await response.json(); } catch (exc) { data = null; }
-    }
-    if (!response.ok) {
-      const detail = (data && data.error) || {};
-      let message = detail.message || `Request failed (HTTP ${response.status}).`;
-      if (response.status === 401) message = "Your session has ended: sign in again.";
-      const error = new Error(message);
-      error.code = detail.code || `http_${response.status}`;
-      error.status = response.status;
-      throw error;
-    }
-    return data;
   }
 
   // ---- toasts ------------------------------------------------------------------------
@@ -149,7 +106,6 @@
   const reports = new Map(); // comment id -> {comment, reports: Map(report id -> report)}
   const known = new Map(); // id -> latest comment data seen anywhere (for log / reports)
   const recent = []; // arrival times of live comments, for the rate
-  let lastEventId = null;
   let openedAt = 0; // when the stream (re)opened; its backlog arrives in the first moments
   // Live, not backlog: an event arriving well after the stream opened. Measured
   // on arrival rather than by a timer (background tabs throttle timers).
@@ -770,36 +726,26 @@
     },
   };
 
-  let source = null;
-  let retryTimer = null;
+  const CONN_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…" };
 
-  function connect() {
-    clearTimeout(retryTimer);
-    if (source) source.close();
-    const streamUrl = cfg.streamUrl + (lastEventId ? `?last_event_id=${encodeURIComponent(lastEventId)}` : "");
-    source = new EventSource(streamUrl, { withCredentials: true });
-    source.addEventListener("open", () => {
-      setConn("live", "live");
-      // The backlog arrives right after "open"; what comes later is live.
-      openedAt = performance.now();
+  function startStream() {
+    let state = null;
+    openStream({
+      streamPath: cfg.streamUrl,
+      wsPath: `/ws/videos/${cfg.videoId}/`,
+      heartbeatSeconds: cfg.heartbeatSeconds,
+      withCredentials: true,
+      onState(next, message) {
+        // The backlog arrives right after the stream (re)opens; what comes later is live.
+        if (next === "live" && state !== "live") openedAt = performance.now();
+        state = next;
+        setConn(next, message || CONN_TEXT[next] || next);
+      },
+      onEvent(type, data) {
+        const handle = HANDLERS[type];
+        if (handle && data) handle(data);
+      },
     });
-    source.addEventListener("error", () => {
-      if (source.readyState === EventSource.CLOSED) {
-        // Refused (an error answer, not a dropped stream): retry ourselves, from where we were.
-        setConn("reconnecting", "reconnecting…");
-        retryTimer = setTimeout(connect, 3000);
-      } else {
-        setConn("reconnecting", "reconnecting…");
-      }
-    });
-    for (const [type, handle] of Object.entries(HANDLERS)) {
-      source.addEventListener(type, (event) => {
-        if (event.lastEventId) lastEventId = event.lastEventId;
-        let data;
-        try { data = JSON.parse(event.data); } catch (exc) { return; }
-        handle(data);
-      });
-    }
   }
 
   // ---- start -------------------------------------------------------------------------
@@ -814,7 +760,7 @@
   }
   for (const report of cfg.reports || []) addReport(report);
   updateCounts();
-  connect();
+  startStream();
   refreshLog();
   refreshBans();
   setInterval(refreshBans, BANS_REFRESH_MS);
