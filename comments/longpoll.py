@@ -113,11 +113,12 @@ async def comments_endpoint(request, video_id: int):
     hub = get_hub()
     waiter = Waiter(video_id)
     try:
-        await hub.subscribe(video_id, waiter)
-    except UNAVAILABLE_ERRORS:
-        slot.release()
-        return response  # cannot wait without Redis: answer what we have
-    try:
+        # Inside the try: a client that leaves while this waits is cancelled
+        # here, and its slot and hub entry must still be given back.
+        try:
+            await hub.subscribe(video_id, waiter)
+        except UNAVAILABLE_ERRORS:
+            return response  # cannot wait without Redis: answer what we have
         deadline = time.monotonic() + wait
         while True:
             response = await _call_view(request, video_id)

@@ -1,0 +1,60 @@
+"""Clients that misbehave on purpose, against real gateways: what they hold
+must be given back however they leave, and what they send must not reach
+further than their role.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+from rest_framework.authtoken.models import Token
+
+from tests.base import alice, video
+from videos.models import Video
+
+__all__ = ["alice", "video"]
+
+
+def cut(sock: socket.socket) -> None:
+    """Leave at once: a reset, no orderly close (a phone losing its network)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
+def start_poll(gateway, path: str, token: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n\r\n".encode())
+    return sock
+
+
+@pytest.mark.processes
+def test_it_gives_a_long_polls_slot_back_when_the_client_leaves_while_it_joins(gateways, alice):
+    """A long-poll cut off while its gateway joins the video's group (the first
+    waiter of a video: a channel-layer round trip, and a database look when the
+    stream is empty) must give its per-user slot back, or a few cut polls lock
+    the account out of long-polling on that gateway for good."""
+    gateway = gateways.start("uvicorn", MAX_LONG_POLLS_PER_USER="2")
+    token = Token.objects.create(user=alice).key
+    # No comments, so no stream: every poll is the video's first waiter.
+    quiet = Video.objects.create(title="Nobody posts", state=Video.State.LIVE)
+    path = f"/api/v1/videos/{quiet.pk}/comments/?after=9999999999999-0&wait=20"
+    client = httpx.Client(base_url=gateway.base, headers={"Authorization": f"Token {token}"}, timeout=30)
+
+    def refused() -> bool:
+        r = client.get(path.replace("wait=20", "wait=1"))
+        assert r.status_code in (200, 429), (r.status_code, r.text[:200])
+        return r.status_code == 429
+
+    # Cut polls at every moment of their first few tens of milliseconds.
+    for attempt in range(120):
+        cut_after = (attempt % 40) / 1000
+        sock = start_poll(gateway, path, token)
+        time.sleep(cut_after)
+        cut(sock)
+        if attempt % 40 == 39:
+            time.sleep(0.3)  # let the gateway see the last cut
+            assert not refused(), f"slots leaked after {attempt + 1} cut long-polls"
+    client.close()
