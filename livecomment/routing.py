@@ -49,6 +49,11 @@ class BrowserOriginValidator:
         self.browser_check = AllowedHostsOriginValidator(application)
 
     async def __call__(self, scope, receive, send):
+        headers = scope.get("headers", [])
+        if any(name != name.lower() for name, _ in headers):
+            # ASGI names are lower case, but the sign-in reads them in any case:
+            # check the same Origin it would see.
+            scope = {**scope, "headers": [(name.lower(), value) for name, value in headers]}
         if any(name == b"origin" for name, _ in scope.get("headers", [])):
             return await self.browser_check(scope, receive, send)
         return await self.application(scope, receive, send)

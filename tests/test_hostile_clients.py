@@ -5,6 +5,7 @@ further than their role.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -58,3 +59,30 @@ def test_it_gives_a_long_polls_slot_back_when_the_client_leaves_while_it_joins(g
             time.sleep(0.3)  # let the gateway see the last cut
             assert not refused(), f"slots leaked after {attempt + 1} cut long-polls"
     client.close()
+
+
+# -- WebSocket handshakes whose header names are not lower case ----------------------------------
+
+
+async def handshake(headers: list[tuple[bytes, bytes]]) -> bool:
+    from channels.testing import WebsocketCommunicator
+    from django.core.asgi import get_asgi_application
+
+    from livecomment.routing import build_application
+
+    communicator = WebsocketCommunicator(
+        build_application(get_asgi_application()), "/ws/videos/999999/", headers=[(b"host", b"localhost"), *headers]
+    )
+    connected, _ = await communicator.connect(timeout=10)
+    await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.parametrize("name", [b"Origin", b"ORIGIN"])
+def test_it_refuses_a_foreign_origin_whatever_the_case_of_its_header_name(transactional_db, name):
+    """The stream's sign-in (dispatcher/auth.py) reads header names in any case
+    and rides the session cookie when an Origin is there; the handshake's
+    Origin check must see that same header, or a server that hands names on
+    as sent would let a foreign page in with the viewer's cookies."""
+    assert asyncio.run(handshake([(name, b"http://evil.example")])) is False
+    assert asyncio.run(handshake([(name, b"http://localhost")])) is True
