@@ -86,3 +86,36 @@ def test_it_refuses_a_foreign_origin_whatever_the_case_of_its_header_name(transa
     as sent would let a foreign page in with the viewer's cookies."""
     assert asyncio.run(handshake([(name, b"http://evil.example")])) is False
     assert asyncio.run(handshake([(name, b"http://localhost")])) is True
+
+
+# -- a join cut short ---------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Hub.subscribe hands the first joiner's CancelledError to every connection that waited on its join",
+)
+async def test_it_lets_a_connection_join_when_the_one_joining_before_it_leaves(video):
+    """The first connection of a video joins its group for everyone; when that
+    one is cancelled midway (a long-poll whose client left), a connection
+    that arrived meanwhile must still get in, not be failed as if it had been
+    cancelled itself (an SSE viewer's open then fails, a WebSocket closes)."""
+    from dispatcher.connections import Waiter
+    from dispatcher.hub import get_hub
+
+    hub = get_hub()
+    await hub.ensure_started()
+    first, second = Waiter(video.pk), Waiter(video.pk)
+    joining = asyncio.ensure_future(hub.subscribe(video.pk, first))
+    await asyncio.sleep(0)  # now in the group join: a round trip to Redis
+    assert not hub.videos[video.pk].joined.done()
+    following = asyncio.ensure_future(hub.subscribe(video.pk, second))
+    await asyncio.sleep(0)
+    joining.cancel()
+    try:
+        sub = await asyncio.wait_for(following, 10)
+        assert second in sub.connections and hub.videos[video.pk] is sub
+    finally:
+        hub.unsubscribe(first)
+        hub.unsubscribe(second)
+        await hub.stop()
