@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments import cursors, queries, services
+from comments.events import comment_json
 from comments.models import Comment
 from comments.serializers import (
     CommentPageSerializer,
@@ -73,13 +74,6 @@ def parse_int(value: str | None, name: str, default: int, low: int, high: int) -
     if not low <= number <= high:
         raise ServiceError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}.")
     return number
-
-
-def comment_json(comment: Comment) -> dict:
-    data = dict(services.events.comment_data(comment))
-    data["cursor"] = comment.cursor
-    data["status"] = comment.status
-    return data
 
 
 class CommentListView(APIView):

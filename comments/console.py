@@ -157,7 +157,7 @@ def resolve_reports(request, video_id: int):
         video = Video.objects.filter(pk=video_id).first()
         if video is None:
             raise ServiceError("not_found", f"No video {video_id}.", 404)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         try:
             body = parsers.loads(request.body or b"{}")
         except ValueError:  # malformed, not UTF-8, or nested too deeply

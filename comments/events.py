@@ -53,3 +53,11 @@ def comment_data(comment) -> CommentData:
         "created": timestamp(comment.created),
         "global_id": comment.global_id,
     }
+
+
+def comment_json(comment) -> dict:
+    """A comment as the REST API and the console show it: its event data with cursor and status."""
+    data = dict(comment_data(comment))
+    data["cursor"] = comment.cursor
+    data["status"] = comment.status
+    return data

@@ -161,7 +161,7 @@ class BanListView(APIView):
     )
     def get(self, request, video_id: int):
         video = get_video(video_id)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         from django.db.models import Q
         from django.utils import timezone
 
@@ -176,7 +176,7 @@ class BanListView(APIView):
     def post(self, request, video_id: int):
         body = body_of(request, BanRequest)
         video = get_video(video_id)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         if "user" not in body:
             raise ServiceError("missing_user", 'The body needs a "user" (id or username).')
         duration = body.get("duration_seconds")
@@ -201,7 +201,7 @@ class BanDetailView(APIView):
     @extend_schema(operation_id="bans_destroy", responses={204: None, **ERRORS})
     def delete(self, request, video_id: int, user_id: int):
         video = get_video(video_id)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         user = find_user(user_id)
         if not services.lift_ban(video, user, request.user):
             raise ServiceError("not_found", "That user has no active ban here.", 404)
@@ -245,7 +245,7 @@ class ModerationLogView(APIView):
     )
     def get(self, request, video_id: int):
         video = get_video(video_id)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         rows = (
             ModerationAction.objects.filter(video=video)
             .select_related("actor", "target_user")
@@ -263,7 +263,7 @@ class HeldQueueView(APIView):
     )
     def get(self, request, video_id: int):
         video = get_video(video_id)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         held = Comment.objects.in_stream().filter(video=video, status=Comment.Status.HELD).select_related("author")
         return Response({"results": [comment_json(c) for c in held.order_by("position")[:200]]})
 
@@ -329,7 +329,7 @@ class ReportListView(APIView):
         if resolved not in ("0", "1"):
             raise ServiceError("invalid_resolved", "resolved must be 0 or 1.")
         video = get_video(video_id)
-        services._require_moderator(request.user, video)
+        services.require_moderator(request.user, video)
         reports = _reports().filter(comment__video=video, resolved=resolved == "1").order_by("-created", "-id")[:200]
         return Response({"results": [report_json(r) for r in reports]})
 

@@ -2,7 +2,7 @@
 
 Each region (settings.REGION) has its own database, Redis and gateways. What a
 region accepts -- comments, removals/restores/approvals, bans and lifts,
-video state and settings -- its write path (comments/services.py) also notes
+video state and settings -- its write path (comments/services/) also notes
 on a region stream, `region:events` (comments/hotstore.py: append_region),
 inside the same database transaction. There is one region stream per Redis
 host of the hot store (the video's own host; site-wide changes on the first),
@@ -10,11 +10,11 @@ so losing a host stops only its videos; each is an "origin stream" named
 "<region>/<host index>", e.g. "east/0".
 
     region east                                   region west
-    services.py ── region:events ── Relay ──>  relay:{east/0}:inbox     (west's Redis)
+    services   ── region:events ── Relay ──>  relay:{east/0}:inbox     (west's Redis)
                    (each host)     (in east)   relay:{east/0}:position
                                                    │ ingest loop (in west)
                                                    ▼
-                                  services.ingest_remote_event(): west's database,
+                                  ingest.ingest_remote_event(): west's database,
                                   west's video stream, dispatcher.publish in west
 
 * The relay runs in the origin region (it reads the origin's database to
@@ -52,12 +52,13 @@ from django.db import DatabaseError, close_old_connections
 from redis.cluster import key_slot
 from redis.exceptions import RedisClusterException
 
-from comments import cursors, services
+from comments import cursors
 from comments.hotstore import REGION_STREAM
 from comments.models import Comment, ModerationAction
 from livecomment import redis_client
 from livecomment.errors import Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS, ClusterUnavailable, SyncCluster
+from regions import ingest
 
 log = logging.getLogger("livecomment.regions")
 
@@ -490,7 +491,7 @@ class Relay:
                     data = json.loads(fields.get("d") or "{}")
                 except ValueError:
                     data = {}
-                outcome = services.ingest_remote_event(
+                outcome = ingest.ingest_remote_event(
                     region_of(stream),
                     entry_id,
                     fields.get("t", ""),

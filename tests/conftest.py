@@ -12,13 +12,13 @@ def clean_redis():
 
     redis_client.sync_client().flushdb()
     cache.clear()
-    services._pending_undos.clear()
-    services.FAIL_POINTS.clear()
-    services._moderators_cache.clear()
-    services._terms_cache.clear()
+    services.store._pending_undos.clear()
+    services.store.FAIL_POINTS.clear()
+    services.rules._moderators_cache.clear()
+    services.rules._terms_cache.clear()
     yield
-    services._pending_undos.clear()
-    services.FAIL_POINTS.clear()
+    services.store._pending_undos.clear()
+    services.store.FAIL_POINTS.clear()
 
 
 @pytest.fixture

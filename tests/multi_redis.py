@@ -26,9 +26,9 @@ def check_resume_and_repair(gateway, videos, alice, monkeypatch) -> None:
         resumed = SSEClient(gateway.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=anchor.cursor).wait_open()
         assert resumed.wait_for_comments(5)
         assert resumed.comment_ids() == missed
-        monkeypatch.setattr(services, "publish", lossy)
+        monkeypatch.setattr(services.store, "publish", lossy)
         live = [services.post_comment(video, alice, f"live {video.pk} {i}").comment.pk for i in range(6)]
-        monkeypatch.setattr(services, "publish", real_publish)
+        monkeypatch.setattr(services.store, "publish", real_publish)
         assert resumed.wait_for_comments(11, timeout=15)
         assert resumed.comment_ids() == missed + live
         resumed.close()

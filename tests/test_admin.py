@@ -104,7 +104,7 @@ def test_its_bulk_actions_go_through_the_write_path(db, video, alice, bob, redis
     root = superuser()
     client = admin_client(root)
     BlockedTerm.objects.create(term="hold-me", action="hold")
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     a = services.post_comment(video, alice, "one").comment
     b = services.post_comment(video, bob, "two").comment
     held = services.post_comment(video, alice, "hold-me").comment

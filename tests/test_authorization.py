@@ -52,7 +52,7 @@ def world(db, video, alice, bob, staff):
 def comment_in(video, author, status: str, text: str = "a comment") -> Comment:
     if status == "held":
         BlockedTerm.objects.get_or_create(term="heldword", action="hold", video=video)
-        services._terms_cache.clear()
+        services.rules._terms_cache.clear()
         comment = services.post_comment(video, author, f"heldword {text}").comment
     else:
         comment = services.post_comment(video, author, text).comment
@@ -256,7 +256,7 @@ def test_moderator_only_events_reach_only_this_videos_moderators(gateways, world
 
     visible = services.post_comment(video, alice, "plain comment").comment
     BlockedTerm.objects.create(term="secretword", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     held = services.post_comment(video, alice, "secretword in a held comment").comment
     services.report_comment(visible, bob, "the report's reason")
     marker = services.post_comment(video, bob, "everyone sees this").comment

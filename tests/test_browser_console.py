@@ -49,7 +49,7 @@ def gateway(shared_gateway, transactional_db):
 def live_video(transactional_db):
     video = Video.objects.create(title="Launch day live", state=Video.State.LIVE, stream_url="/static/demo/demo.mp4")
     BlockedTerm.objects.create(term="spoiler", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     return video
 
 

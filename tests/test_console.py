@@ -143,7 +143,7 @@ def test_the_console_shows_the_switches_as_they_are(video, staff):
 
 def test_held_comments_and_open_reports_are_in_the_page(video, alice, bob, staff):
     BlockedTerm.objects.create(term="spoiler", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     held = services.post_comment(video, alice, "big spoiler ahead").comment
     assert held.status == Comment.Status.HELD
     shown = services.post_comment(video, alice, "you are all wrong").comment
@@ -163,7 +163,7 @@ def test_held_comments_and_open_reports_are_in_the_page(video, alice, bob, staff
 
 def test_other_videos_held_and_reports_stay_out(video, other_video, alice, bob, staff):
     BlockedTerm.objects.create(term="spoiler", action="hold")  # site-wide
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     services.post_comment(other_video, alice, "spoiler elsewhere")
     services.report_comment(services.post_comment(other_video, alice, "meh").comment, bob, "x")
     config = config_of(client_as(staff).get(page_url(video.pk)))
@@ -176,7 +176,7 @@ def test_user_text_in_the_page_is_never_markup(staff):
     evil_user = make_user("<img src=x onerror=alert(1)>")
     reporter = make_user("</script><script>alert(2)</script>")
     BlockedTerm.objects.create(term="spoiler", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     held = services.post_comment(video, evil_user, "spoiler </script><svg onload=alert(3)>").comment
     shown = services.post_comment(video, evil_user, "<b>bold</b> & co").comment
     services.report_comment(shown, reporter, "</script><img src=y onerror=alert(4)>")
@@ -208,7 +208,7 @@ def test_user_text_in_the_page_is_never_markup(staff):
 
 def test_page_queries_do_not_grow_with_held_comments_and_reports(video, alice, staff):
     BlockedTerm.objects.create(term="spoiler", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     client = client_as(staff)
 
     def count() -> int:

@@ -169,7 +169,7 @@ def build_world() -> SimpleNamespace:
     author = users["author"]
     visible = services.post_comment(video, author, "a visible comment").comment
     BlockedTerm.objects.create(term="heldword", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     held = services.post_comment(video, author, "heldword: a held comment").comment
     removed = services.post_comment(video, author, "a removed comment").comment
     services.remove_comment(removed, author)

@@ -60,7 +60,7 @@ def evil(db, staff):
     )
     comments = [services.post_comment(video, user, f"{text} #{i}").comment for i, text in enumerate(PAYLOADS.values())]
     BlockedTerm.objects.create(term="heldterm", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     held = services.post_comment(video, user, PAYLOADS["xss3"] + " heldterm").comment
     reporter = make_user("reporter")
     report = services.report_comment(comments[0], reporter, PAYLOADS["xss4"] + " reason")

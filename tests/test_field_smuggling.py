@@ -22,6 +22,7 @@ from rest_framework.authtoken.models import Token
 
 from comments import hotstore, services
 from comments.models import Ban, Comment, ModerationAction, Report
+from comments.services import remote
 from regions.models import RemoteUser
 from tests.base import *
 from tests.base import client_for, make_user
@@ -53,7 +54,7 @@ ENDPOINTS = [
         "patch",
         "/api/v1/videos/{video}/",
         {"slow_mode_seconds": 5, "comments_enabled": True, "state": "ended"},
-        [services.update_video, services._apply_video_change],
+        [services.update_video, services.video_settings._apply_video_change],
         moderators_only=True,
     ),
     Endpoint(
@@ -61,7 +62,7 @@ ENDPOINTS = [
         "post",
         "/api/v1/comments/{comment}/moderate/",
         {"action": "remove", "reason": "rude"},
-        [services.moderate_comment, services.remove_comment, services._change_status],
+        [services.moderate_comment, services.remove_comment, services.moderation._change_status],
         moderators_only=True,
     ),
     Endpoint(
@@ -76,7 +77,7 @@ ENDPOINTS = [
         "post",
         "/api/v1/videos/{video}/bans/",
         {"user": "bob", "duration_seconds": 60, "reason": "calm", "remove_comments": True},
-        [services.ban_user, services.remove_comment, services._change_status],
+        [services.ban_user, services.remove_comment, services.moderation._change_status],
         moderators_only=True,
     ),
     Endpoint(
@@ -211,12 +212,17 @@ def test_it_keeps_a_fresh_account_from_changing_a_video(world):
 
 
 def test_no_public_service_function_takes_an_internal_flag():
-    """Internal flags (region ingest, "made elsewhere") live in private functions only."""
-    for name, function in inspect.getmembers(services, inspect.isfunction):
-        if name.startswith("_") or function.__module__ != services.__name__ or name == "ingest_remote_event":
-            continue
-        flags = {p for p in parameter_names(function) if p.startswith("_") or p in ("origin", "skip_checks")}
-        assert not flags, (name, flags)
+    """Internal flags (region ingest, "made elsewhere") live in private functions
+    and in the ingest-only entry points (comments.services.remote), never re-exported."""
+    modules = [services, *(m for m in vars(services).values() if inspect.ismodule(m) and m is not remote)]
+    assert {m.__name__.rpartition(".")[2] for m in modules[1:]} >= {"rules", "posting", "store", "moderation"}
+    for module in modules:
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("_") or not function.__module__.startswith(services.__name__ + "."):
+                continue
+            assert function.__module__ != remote.__name__, name
+            flags = {p for p in parameter_names(function) if p.startswith("_") or p in ("origin", "skip_checks")}
+            assert not flags, (name, flags)
 
 
 def test_every_route_that_takes_a_body_is_in_the_table():

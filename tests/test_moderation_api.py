@@ -47,7 +47,7 @@ ALLOWED_MODERATE = {"video_moderator", "staff"}
 def test_it_lets_only_moderators_of_the_video_moderate(world, video, alice, role, action):
     if action == "approve":
         BlockedTerm.objects.create(term="held-word", action="hold", video=video)
-        services._terms_cache.clear()
+        services.rules._terms_cache.clear()
         comment = fresh_comment(video, alice, "held-word here")
         assert comment.status == Comment.Status.HELD
     elif action == "restore":
@@ -178,7 +178,7 @@ def test_it_lets_a_time_out_expire(video, alice, staff, monkeypatch):
 
 def test_it_holds_comments_with_hold_terms_and_shows_them_to_moderators_only(video, alice, bob, staff):
     BlockedTerm.objects.create(term="SpOiLeR", action="hold")
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     r = client_for(alice).post(f"/api/v1/videos/{video.pk}/comments/", {"text": "big spoiler ahead"}, format="json")
     assert r.status_code == 201
     assert r.json()["status"] == "held"  # the author's own comment returns its status
@@ -197,7 +197,7 @@ def test_it_holds_comments_with_hold_terms_and_shows_them_to_moderators_only(vid
 
 def test_it_rejects_comments_with_reject_terms(video, alice):
     BlockedTerm.objects.create(term=r"buy\s+now", regex=True, action="reject", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     r = client_for(alice).post(f"/api/v1/videos/{video.pk}/comments/", {"text": "BUY   NOW cheap"}, format="json")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "blocked_term"
@@ -206,7 +206,7 @@ def test_it_rejects_comments_with_reject_terms(video, alice):
 
 def test_it_exempts_moderators_from_terms_and_slow_mode(video, staff):
     BlockedTerm.objects.create(term="spoiler", action="reject")
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     video.slow_mode_seconds = 60
     video.save()
     client = client_for(staff)
@@ -292,7 +292,7 @@ def test_it_rejects_bad_moderation_input(video, alice, staff):
 
 def test_it_audits_every_action(video, alice, bob, staff):
     BlockedTerm.objects.create(term="hold-me", action="hold")
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     held = services.post_comment(video, alice, "hold-me please").comment
     comment = services.post_comment(video, alice, "fine").comment
     services.moderate_comment(held, staff, "approve", "ok")

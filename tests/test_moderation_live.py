@@ -24,7 +24,7 @@ def test_it_sends_each_action_live(gateways, video, alice, bob, staff):
     gateway = gateways.start()
     viewer, viewer_ws, moderator = open_streams(gateway, video, staff)
     BlockedTerm.objects.create(term="spoiler", action="hold", video=video)
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
 
     held = services.post_comment(video, alice, "a spoiler!").comment
     assert moderator.wait_until(lambda c: c.of_type("comment.held"), 5)
@@ -68,7 +68,7 @@ def test_it_sends_each_action_live(gateways, video, alice, bob, staff):
 
 def test_it_keeps_held_comments_out_of_viewer_backlogs(gateways, video, alice, staff):
     BlockedTerm.objects.create(term="spoiler", action="hold")
-    services._terms_cache.clear()
+    services.rules._terms_cache.clear()
     visible = services.post_comment(video, alice, "fine").comment
     held = services.post_comment(video, alice, "spoiler!").comment
     gateway = gateways.start()

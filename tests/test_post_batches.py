@@ -21,9 +21,9 @@ from videos.models import Video
 
 @pytest.fixture(autouse=True)
 def no_fail_points():
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     yield
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
 
 
 def drafts_of(users, prefix="hello"):
@@ -95,7 +95,7 @@ def test_it_fails_the_whole_batch_and_leaves_nothing_when_the_database_fails(vid
     def fail():
         raise DatabaseError("disk I/O error (injected)")
 
-    services.FAIL_POINTS["before_commit"] = fail
+    services.store.FAIL_POINTS["before_commit"] = fail
     drafts = [services.Draft(alice, "one", "key-a"), services.Draft(bob, "two"), services.Draft(alice, "")]
     outcomes = services.post_comments(video, drafts)
     assert [o.code for o in outcomes] == ["database_unavailable", "database_unavailable", "empty_text"]
@@ -103,7 +103,7 @@ def test_it_fails_the_whole_batch_and_leaves_nothing_when_the_database_fails(vid
     assert stream_ids(redis, video) == []
 
     # Nothing was kept for them: the same posts go through once the database is back.
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     outcomes = services.post_comments(video, drafts[:2])
     assert [o.created for o in outcomes] == [True, True]
     assert stream_ids(redis, video) == [o.comment.cursor for o in outcomes]
@@ -112,7 +112,7 @@ def test_it_fails_the_whole_batch_and_leaves_nothing_when_the_database_fails(vid
 @pytest.mark.parametrize("when", ["database", "redis"])
 def test_it_leaves_nothing_when_a_store_fails_outside_a_transaction(transactional_db, when, monkeypatch):
     # Outside a test's transaction: on PostgreSQL the write takes its ids first
-    # and INSERTs after the append (services._append_then_insert); elsewhere
+    # and INSERTs after the append (services.store._append_then_insert); elsewhere
     # INSERT, append, UPDATE in a transaction. Either way a failure leaves nothing.
     from livecomment import redis_client
 
@@ -123,7 +123,7 @@ def test_it_leaves_nothing_when_a_store_fails_outside_a_transaction(transactiona
         def fail():
             raise DatabaseError("disk I/O error (injected)")
 
-        services.FAIL_POINTS["before_commit"] = fail
+        services.store.FAIL_POINTS["before_commit"] = fail
     else:
 
         def redis_gone(*args, **kwargs):
@@ -137,7 +137,7 @@ def test_it_leaves_nothing_when_a_store_fails_outside_a_transaction(transactiona
     client = redis_client.for_video(video.pk)
     assert client.xrange(hotstore.stream_key(video.pk)) == []
 
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     monkeypatch.undo()
     outcomes = services.post_comments(video, drafts)
     assert [o.created for o in outcomes] == [True, True]

@@ -30,6 +30,8 @@ from django.db import DatabaseError
 from comments import hotstore, services
 from comments.models import Comment
 from livecomment.embedded_redis import EmbeddedRedis
+from livecomment.errors import Unavailable
+from regions import ingest
 from regions.relay import Relay, inbox_key, position_key
 from tests.base import *
 from tests.realtime_clients import SSEClient
@@ -440,10 +442,10 @@ def test_it_notes_what_this_region_accepts_and_nothing_that_failed(transactional
     def fail():
         raise DatabaseError("disk full")
 
-    services.FAIL_POINTS["before_commit"] = fail
-    with pytest.raises(services.Unavailable):
+    services.store.FAIL_POINTS["before_commit"] = fail
+    with pytest.raises(Unavailable):
         services.post_comment(video, alice, "never committed")
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     services.update_video(video, staff, slow_mode_seconds=5)
     entries = region_entries(redis)
     assert [e["t"] for e in entries] == ["comment", "status", "video"]  # the failed post left nothing
@@ -486,23 +488,23 @@ def test_ingest_applies_each_remote_change_once(transactional_db, video, redis):
         "global_id": "far:7",
         "status": "visible",
     }
-    assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "applied"
-    assert services.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "duplicate"
-    assert services.ingest_remote_event("far", "101-0", "comment", video.pk, data) == "duplicate"  # same comment
+    assert ingest.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "applied"
+    assert ingest.ingest_remote_event("far", "100-0", "comment", video.pk, data) == "duplicate"
+    assert ingest.ingest_remote_event("far", "101-0", "comment", video.pk, data) == "duplicate"  # same comment
     comment = Comment.objects.get(origin_region="far")
     assert (comment.origin_id, comment.global_id, comment.author.username) == (7, "far:7", "zed:far")
     assert comment.created.isoformat() == "2026-11-24T22:00:00+00:00"
     assert not comment.author.has_usable_password()
     assert region_entries(redis) == []  # no echo: nothing for the relay of this region
     removal = {"comment": "far:7", "status": "removed", "action": "remove", "reason": ""}
-    assert services.ingest_remote_event("far", "102-0", "status", video.pk, removal) == "applied"
+    assert ingest.ingest_remote_event("far", "102-0", "status", video.pk, removal) == "applied"
     assert Comment.objects.get(pk=comment.pk).status == "removed"
-    assert services.ingest_remote_event("far", "103-0", "comment", 999, data).startswith("skipped")  # no such video
-    assert services.ingest_remote_event("far", "104-0", "status", video.pk, {"comment": "far:8"}).startswith("skipped")
-    assert services.ingest_remote_event("far", "105-0", "video", video.pk, {"changes": {"state": "bogus"}}).startswith(
+    assert ingest.ingest_remote_event("far", "103-0", "comment", 999, data).startswith("skipped")  # no such video
+    assert ingest.ingest_remote_event("far", "104-0", "status", video.pk, {"comment": "far:8"}).startswith("skipped")
+    assert ingest.ingest_remote_event("far", "105-0", "video", video.pk, {"changes": {"state": "bogus"}}).startswith(
         "skipped"
     )
-    assert services.ingest_remote_event("local", "106-0", "comment", video.pk, data).startswith("skipped")  # own
+    assert ingest.ingest_remote_event("local", "106-0", "comment", video.pk, data).startswith("skipped")  # own
     assert region_entries(redis) == []
 
 
@@ -541,7 +543,7 @@ def test_each_redis_host_has_its_own_region_stream(transactional_db, alice, redi
             assert [json_text(f) for _i, f in redis.xrange(inbox_key(f"local/{host}"))] == [f"on host {host}"]
         second.stop()
         services.post_comment(by_host[0], alice, "host 0 still takes comments")
-        with pytest.raises(services.Unavailable):
+        with pytest.raises(Unavailable):
             services.post_comment(by_host[1], alice, "host 1 is away")
         relay.run_once()
         assert [json_text(f) for _i, f in redis.xrange(inbox_key("local/0"))][-1] == "host 0 still takes comments"
@@ -570,9 +572,7 @@ def test_ingest_never_posts_as_a_local_account_of_the_same_name(transactional_db
 
     # Someone signed up "staff" in region far and posts there.
     assert (
-        services.ingest_remote_event(
-            "far", "1-0", "comment", video.pk, far_comment(video, 1, {"id": 3, "name": "staff"})
-        )
+        ingest.ingest_remote_event("far", "1-0", "comment", video.pk, far_comment(video, 1, {"id": 3, "name": "staff"}))
         == "applied"
     )
     author = Comment.objects.get(origin_id=1).author
@@ -581,14 +581,14 @@ def test_ingest_never_posts_as_a_local_account_of_the_same_name(transactional_db
     assert RemoteUser.objects.get(user=author).origin_user_id == 3
     # Same far user renamed: same account here. Another far user with that name: another one.
     renamed = far_comment(video, 2, {"id": 3, "name": "sneaky"})
-    assert services.ingest_remote_event("far", "2-0", "comment", video.pk, renamed) == "applied"
+    assert ingest.ingest_remote_event("far", "2-0", "comment", video.pk, renamed) == "applied"
     assert Comment.objects.get(origin_id=2).author == author
     other = far_comment(video, 3, {"id": 4, "name": "staff"})
-    assert services.ingest_remote_event("far", "3-0", "comment", video.pk, other) == "applied"
+    assert ingest.ingest_remote_event("far", "3-0", "comment", video.pk, other) == "applied"
     assert Comment.objects.get(origin_id=3).author.username == "staff:far:4"
     # A comment's author is a user of the region it comes from, whatever the entry claims.
     claims_ours = far_comment(video, 5, {"id": staff.pk, "name": "staff", "region": "local"})
-    assert services.ingest_remote_event("far", "4-0", "comment", video.pk, claims_ours) == "applied"
+    assert ingest.ingest_remote_event("far", "4-0", "comment", video.pk, claims_ours) == "applied"
     assert Comment.objects.get(origin_id=5).author.pk != staff.pk
     assert not Comment.objects.filter(author=staff).exists()
 
@@ -606,12 +606,12 @@ def test_signing_up_cannot_take_a_placeholders_name(client, db):
 def test_ingest_bans_by_global_identity_never_by_name(transactional_db, alice, staff, video, redis):
     from comments.models import Ban
 
-    assert services.ingest_remote_event(
-        "far", "1-0", "ban", video.pk, {"user": "alice", "reason": "by name"}
-    ).startswith("skipped")
+    assert ingest.ingest_remote_event("far", "1-0", "ban", video.pk, {"user": "alice", "reason": "by name"}).startswith(
+        "skipped"
+    )
     far_alice = {"region": "far", "id": 9, "name": "alice"}
     assert (
-        services.ingest_remote_event("far", "2-0", "ban", video.pk, {"user": far_alice, "reason": "x" * 10_000})
+        ingest.ingest_remote_event("far", "2-0", "ban", video.pk, {"user": far_alice, "reason": "x" * 10_000})
         == "applied"
     )
     ban = Ban.objects.get()
@@ -620,18 +620,18 @@ def test_ingest_bans_by_global_identity_never_by_name(transactional_db, alice, s
     assert services.active_ban(video, alice) is None
     # A region banning one of ours (through its placeholder for them) names them by our id.
     ours = {"region": "local", "id": alice.pk, "name": "alice:far"}
-    assert services.ingest_remote_event("far", "3-0", "ban", video.pk, {"user": ours}) == "applied"
+    assert ingest.ingest_remote_event("far", "3-0", "ban", video.pk, {"user": ours}) == "applied"
     assert services.active_ban(video, alice) is not None
     # Staff are banned only where they are staff.
     staff_here = {"region": "local", "id": staff.pk, "name": "staff"}
-    assert services.ingest_remote_event("far", "4-0", "ban", video.pk, {"user": staff_here}).startswith("skipped")
+    assert ingest.ingest_remote_event("far", "4-0", "ban", video.pk, {"user": staff_here}).startswith("skipped")
     assert services.active_ban(video, staff) is None
-    assert services.ingest_remote_event("far", "5-0", "unban", video.pk, {"user": far_alice}) == "applied"
+    assert ingest.ingest_remote_event("far", "5-0", "unban", video.pk, {"user": far_alice}) == "applied"
     assert services.active_ban(video, ban.user) is None and services.active_ban(video, alice) is not None
 
 
 def test_a_ban_goes_to_other_regions_with_who_it_is_everywhere(transactional_db, alice, staff, video, redis):
-    services.ingest_remote_event("far", "1-0", "comment", video.pk, far_comment(video, 1, {"id": 3, "name": "zed"}))
+    ingest.ingest_remote_event("far", "1-0", "comment", video.pk, far_comment(video, 1, {"id": 3, "name": "zed"}))
     placeholder = Comment.objects.get(origin_id=1).author
     services.ban_user(video, alice, staff, 60, "calm down")
     services.ban_user(video, placeholder, staff, None, "r" * 600)

@@ -10,6 +10,7 @@ import pytest
 
 from comments import services
 from comments.models import ModerationAction
+from regions import ingest
 from tests.base import *
 from tests.base import client_for
 from tests.test_admin import admin_client, superuser
@@ -84,9 +85,9 @@ def test_the_admin_refuses_the_same_moves(db, redis):
 
 def test_ingest_applies_what_the_origin_region_accepted(transactional_db, redis):
     video = Video.objects.create(title="v", state="scheduled")
-    assert services.ingest_remote_event("far", "1-0", "video", video.pk, {"changes": {"state": "live"}}) == "applied"
+    assert ingest.ingest_remote_event("far", "1-0", "video", video.pk, {"changes": {"state": "live"}}) == "applied"
     video.refresh_from_db()
     assert video.state == "live" and video.started_at is not None and video.ended_at is None
-    assert services.ingest_remote_event("far", "2-0", "video", video.pk, {"changes": {"state": "ended"}}) == "applied"
+    assert ingest.ingest_remote_event("far", "2-0", "video", video.pk, {"changes": {"state": "ended"}}) == "applied"
     video.refresh_from_db()
     assert video.state == "ended" and video.ended_at is not None

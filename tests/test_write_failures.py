@@ -17,9 +17,9 @@ from tests.base import client_for
 
 @pytest.fixture(autouse=True)
 def no_fail_points():
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     yield
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
 
 
 def post(client, video, text, **headers):
@@ -52,13 +52,13 @@ def assert_nothing_visible(video, client, redis_client=None):
 
 def test_it_answers_503_and_shows_nothing_when_the_database_write_fails(transactional_db, alice, video, redis):
     client = client_for(alice)
-    services.FAIL_POINTS["before_commit"] = raise_database_error
+    services.store.FAIL_POINTS["before_commit"] = raise_database_error
     r = post(client, video, "lost in the database", HTTP_IDEMPOTENCY_KEY="key-1")
     assert_unavailable(r, "database")
     assert_nothing_visible(video, client, redis)
 
     # The reservation was given back: the retry is a new, accepted comment.
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     r = post(client, video, "lost in the database", HTTP_IDEMPOTENCY_KEY="key-1")
     assert r.status_code == 201, r.content
     comment = Comment.objects.get()
@@ -72,9 +72,9 @@ def test_it_releases_slow_mode_when_the_database_write_fails(transactional_db, a
     video.slow_mode_seconds = 60
     video.save()
     client = client_for(alice)
-    services.FAIL_POINTS["before_commit"] = raise_database_error
+    services.store.FAIL_POINTS["before_commit"] = raise_database_error
     assert_unavailable(post(client, video, "first try"), "database")
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     assert post(client, video, "second try").status_code == 201
 
 
@@ -165,7 +165,7 @@ def test_it_accepts_the_retry_when_redis_comes_back_with_its_keys(
     client = client_for(alice)
     assert_unavailable(post(client, video, "blip", HTTP_IDEMPOTENCY_KEY="key-4"), "redis")
     server.start()
-    services._pending_undos.clear()  # as if the failing process had died
+    services.store._pending_undos.clear()  # as if the failing process had died
     assert_nothing_visible(video, client, separate_redis_client(server))
 
     # Right away the key is still "in progress": the first request might be.
@@ -175,7 +175,7 @@ def test_it_accepts_the_retry_when_redis_comes_back_with_its_keys(
 
     # Once no write could still be running, the retry takes the key over.
     assert_in_flight(server, video, alice, "key-4")
-    let_time_pass(server, services.IN_FLIGHT_MAX_SECONDS + 1)
+    let_time_pass(server, services.posting.IN_FLIGHT_MAX_SECONDS + 1)
     r = post(client, video, "blip", HTTP_IDEMPOTENCY_KEY="key-4")
     assert r.status_code == 201, r.content
     again = post(client, video, "blip", HTTP_IDEMPOTENCY_KEY="key-4")
@@ -187,14 +187,14 @@ def test_it_never_takes_over_a_key_whose_comment_exists(db, alice, video, persis
     """Redis went away after the commit, before the key could name the
     comment: the retry (its response was lost, say) gets the original."""
     server = persistent_separate_redis
-    services.FAIL_POINTS["before_commit"] = server.stop
+    services.store.FAIL_POINTS["before_commit"] = server.stop
     client = client_for(alice)
     first = post(client, video, "committed", HTTP_IDEMPOTENCY_KEY="key-6")
     assert first.status_code == 201, first.content
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     server.start()
     assert_in_flight(server, video, alice, "key-6")
-    let_time_pass(server, services.IN_FLIGHT_MAX_SECONDS + 1)
+    let_time_pass(server, services.posting.IN_FLIGHT_MAX_SECONDS + 1)
     again = post(client, video, "committed", HTTP_IDEMPOTENCY_KEY="key-6")
     assert again.status_code == 200, again.content
     assert again.json()["id"] == first.json()["id"]
@@ -216,7 +216,7 @@ def test_it_accepts_the_same_text_again_when_redis_comes_back_with_its_keys(
 def test_it_keeps_an_acknowledged_comment_when_redis_stops_after_the_append(db, alice, video, separate_redis):
     """Redis going away after the stream append does not undo the comment:
     it is in both stores, and the database serves it while Redis is down."""
-    services.FAIL_POINTS["before_commit"] = separate_redis.stop
+    services.store.FAIL_POINTS["before_commit"] = separate_redis.stop
     client = client_for(alice)
     r = post(client, video, "made it", HTTP_IDEMPOTENCY_KEY="key-5")
     assert r.status_code == 201, r.content
@@ -234,11 +234,11 @@ def test_it_shows_nothing_when_the_database_fails_and_redis_is_gone_before_the_u
         server.stop()
         raise_database_error()
 
-    services.FAIL_POINTS["before_commit"] = both_fail
+    services.store.FAIL_POINTS["before_commit"] = both_fail
     client = client_for(alice)
     assert_unavailable(post(client, video, "double fault"), "database")
     server.start()
-    services.FAIL_POINTS.clear()
+    services.store.FAIL_POINTS.clear()
     stream = separate_redis_client(server)
     # The next write of this process first finishes the undo it owes.
     bob_client = client_for(bob)

@@ -1,0 +1,41 @@
+"""Entry points for region ingest alone (regions/ingest.py).
+
+A change another region accepted is applied here as it was there: marked
+with its origin, not checked again against local rules, and not put back on
+this region's own region stream. No view, consumer or admin action calls
+these; they are not re-exported by the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from comments.models import Ban, Comment
+from comments.services.moderation import _change_status, _create_ban, _lift_bans
+from comments.services.rules import _reason
+from comments.services.store import _Row, _store_and_append_many
+from comments.services.video_settings import _apply_video_change
+from videos.models import Video
+
+
+def store_remote_comment(
+    video: Video, author, text: str, *, held: bool, origin: str, origin_id: int, created
+) -> Comment:
+    row = _Row(author, text, "", held, origin_region=origin, origin_id=origin_id, created=created)
+    return _store_and_append_many(video, [row])[0]
+
+
+def apply_remote_status(comment: Comment, status: str, action: str, reason, origin: str) -> Comment:
+    return _change_status(comment, status, None, action, _reason(reason), origin=origin)
+
+
+def apply_remote_ban(video: Video | None, user, expires_at, reason, origin: str) -> Ban:
+    return _create_ban(video, user, None, expires_at, reason, origin=origin)
+
+
+def apply_remote_unban(video: Video | None, user, reason, origin: str) -> int:
+    return _lift_bans(video, user, None, reason, origin=origin)
+
+
+def apply_remote_video_change(video: Video, changes: dict[str, Any], origin: str) -> Video:
+    return _apply_video_change(video, None, changes, origin=origin)
