@@ -3,7 +3,7 @@ the Redis Cluster suite (tests/test_redis_cluster.py) both run."""
 
 from __future__ import annotations
 
-from comments import services
+from comments import events, services
 from dispatcher import publisher
 from tests.realtime_clients import SSEClient
 
@@ -26,9 +26,9 @@ def check_resume_and_repair(gateway, videos, alice, monkeypatch) -> None:
         resumed = SSEClient(gateway.url(f"/api/v1/videos/{video.pk}/stream"), last_event_id=anchor.cursor).wait_open()
         assert resumed.wait_for_comments(5)
         assert resumed.comment_ids() == missed
-        monkeypatch.setattr(services.store, "publish", lossy)
+        monkeypatch.setattr(events, "publish", lossy)
         live = [services.post_comment(video, alice, f"live {video.pk} {i}").comment.pk for i in range(6)]
-        monkeypatch.setattr(services.store, "publish", real_publish)
+        monkeypatch.setattr(events, "publish", real_publish)
         assert resumed.wait_for_comments(11, timeout=15)
         assert resumed.comment_ids() == missed + live
         resumed.close()

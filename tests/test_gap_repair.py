@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from comments import services
+from comments import events, services
 from dispatcher import publisher
 from tests.base import alice, video
 from tests.endpoint_store import layer_settings
@@ -32,7 +32,7 @@ def test_it_repairs_dropped_messages_from_the_stream(gateways, video, alice, mon
             return  # the channel layer "lost" it
         real_publish(video_id, event)
 
-    monkeypatch.setattr(services.store, "publish", lossy_publish)
+    monkeypatch.setattr(events, "publish", lossy_publish)
     posted = [services.post_comment(video, alice, f"maybe lost {i}").comment for i in range(20)]
     assert client.wait_for_comments(20, timeout=15), len(client.comments())
     time.sleep(0.3)
@@ -46,7 +46,7 @@ def test_it_repairs_a_lost_last_message_with_the_tip_check(gateways, video, alic
     gateway = gateways.start(REALTIME_TIP_CHECK_SECONDS="0.3")
     client = SSEClient(stream_url(gateway, video)).wait_open()
     client.wait_until(lambda c: c.retry is not None, 5)
-    monkeypatch.setattr(services.store, "publish", lambda video_id, event: None)  # every message lost
+    monkeypatch.setattr(events, "publish", lambda video_id, event: None)  # every message lost
     posted = services.post_comment(video, alice, "nobody published me").comment
     assert client.wait_for_comments(1, timeout=5)
     assert client.comment_ids() == [posted.pk]
@@ -88,7 +88,7 @@ def test_it_delivers_each_event_once_when_the_same_message_arrives_twice(gateway
         real_publish(video_id, event)
         real_publish(video_id, event)
 
-    monkeypatch.setattr(services.store, "publish", twice)
+    monkeypatch.setattr(events, "publish", twice)
     posted = [services.post_comment(video, alice, f"echo {i}").comment for i in range(5)]
     assert client.wait_for_comments(5)
     time.sleep(0.5)
@@ -111,7 +111,7 @@ def test_it_keeps_stream_order_when_publishes_arrive_out_of_order(gateways, vide
         while held:
             real_publish(*held.pop())
 
-    monkeypatch.setattr(services.store, "publish", reorder)
+    monkeypatch.setattr(events, "publish", reorder)
     posted = [services.post_comment(video, alice, f"order {i}").comment for i in range(3)]
     assert client.wait_for_comments(3)
     time.sleep(0.5)

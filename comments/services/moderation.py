@@ -24,7 +24,6 @@ from comments.services.rules import (
     require_moderator,
 )
 from comments.services.store import _undo
-from dispatcher import publish
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
@@ -97,7 +96,7 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                         video_id, event_type, data, comment_id=locked.pk, original_cursor=locked.cursor or ""
                     )
                 else:
-                    data = {"id": locked.pk}
+                    data = events.removed_data(locked)
                     event_type = "comment.removed"
                     # Viewers never saw a held comment: only moderators hear of it going.
                     audience = hotstore.MOD_AUDIENCE if old_status == Comment.Status.HELD else ""
@@ -132,13 +131,7 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                 previous_status=old_status,
                 **_from_region(origin),
             )
-            payload = dict(data, cursor=locked.cursor)
-            transaction.on_commit(
-                lambda: publish(
-                    video_id,
-                    {"type": event_type, "id": appended, "prev": prev, "data": payload, "audience": audience},
-                )
-            )
+            events.announce(video_id, events.event(event_type, (prev, appended), data, audience, of_comment=locked))
     except DatabaseError as exc:
         # The database keeps the old status; put the hidden flag back in step.
         _undo(hotstore.set_hidden, video_id, comment.pk, comment.status != Comment.Status.VISIBLE)
@@ -316,28 +309,13 @@ def report_comment(comment: Comment, reporter, reason: str = "") -> Report:
             report = Report.objects.create(comment=comment, reporter=reporter, reason=_reason(reason.strip()))
     except IntegrityError:
         raise ServiceError("already_reported", "You have already reported this comment.", 409) from None
-    data = {
-        "id": report.pk,
-        "comment": comment.pk,
-        "comment_cursor": comment.cursor,
-        "reporter": {"id": reporter.pk, "name": reporter.get_username()},
-        "reason": report.reason,
-    }
+    data = events.report_data(report)
     try:
         prev, appended = hotstore.append(comment.video_id, "report.created", data, audience=hotstore.MOD_AUDIENCE)
     except UNAVAILABLE_ERRORS:
         log.warning("report %s stored but not announced: Redis unavailable", report.pk)
         return report
-    publish(
-        comment.video_id,
-        {
-            "type": "report.created",
-            "id": appended,
-            "prev": prev,
-            "data": dict(data, cursor=appended),
-            "audience": hotstore.MOD_AUDIENCE,
-        },
-    )
+    events.announce(comment.video_id, events.event("report.created", (prev, appended), data, hotstore.MOD_AUDIENCE))
     return report
 
 

@@ -37,7 +37,6 @@ from django.utils import timezone
 
 from comments import events, hotstore
 from comments.models import Comment
-from dispatcher import publish
 from dispatcher.publisher import Event
 from livecomment.errors import Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
@@ -95,7 +94,7 @@ def _insert_append_update(video: Video, comments: list[Comment]) -> None:
         _set_cursors(comments)
         _fail_point("before_commit")
         published = _published(new_events, positions)
-        transaction.on_commit(lambda: publish(video.pk, *published))
+        events.announce(video.pk, *published)
 
 
 def _append_then_insert(video: Video, comments: list[Comment], connection) -> None:
@@ -111,7 +110,7 @@ def _append_then_insert(video: Video, comments: list[Comment], connection) -> No
         new_events, positions = appended.add(*_append(video, comments))
         _fail_point("before_commit")
         _insert(comments, numbered=True)
-    publish(video.pk, *_published(new_events, positions))
+    events.announce(video.pk, *_published(new_events, positions))
 
 
 class _TakenBackOnFailure:
@@ -176,14 +175,8 @@ def _append(video: Video, comments: list[Comment]):
 
 def _published(new_events: list[hotstore.NewEvent], positions: list[tuple[str, str]]) -> list[Event]:
     return [
-        {
-            "type": event.type,
-            "id": new,
-            "prev": prev,
-            "data": dict(event.data, cursor=new),
-            "audience": event.audience,
-        }
-        for event, (prev, new) in zip(new_events, positions, strict=True)
+        events.event(new_event.type, position, new_event.data, new_event.audience)
+        for new_event, position in zip(new_events, positions, strict=True)
     ]
 
 

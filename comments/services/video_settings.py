@@ -8,10 +8,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from comments import hotstore
+from comments import events, hotstore
 from comments.services.moderation import _audit, _from_region, _to_regions
 from comments.services.rules import require_moderator
-from dispatcher import publish
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
@@ -98,27 +97,17 @@ def _apply_video_change(video: Video, by, changes: dict[str, Any], origin: str =
             _to_regions("video", locked, {"changes": {field: getattr(locked, field) for field in changed}}, audit)
         announcements: list[tuple[str, dict[str, Any]]] = []
         if "state" in changed:
-            announcements.append(("video.state", {"state": locked.state}))
+            announcements.append(("video.state", events.video_state_data(locked)))
         if {"slow_mode_seconds", "comments_enabled"} & set(changed):
-            announcements.append(
-                (
-                    "video.settings",
-                    {"slow_mode_seconds": locked.slow_mode_seconds, "comments_enabled": locked.comments_enabled},
-                )
-            )
+            announcements.append(("video.settings", events.video_settings_data(locked)))
         appended_events = []
         try:
             for event_type, data in announcements:
-                prev, appended = hotstore.append(video.pk, event_type, data)
-                appended_events.append((event_type, prev, appended, dict(data, cursor=appended)))
+                positions = hotstore.append(video.pk, event_type, data)
+                appended_events.append(events.event(event_type, positions, data))
         except UNAVAILABLE_ERRORS as exc:
             raise Unavailable("redis") from exc
-
-        def announce():
-            for event_type, prev, appended, payload in appended_events:
-                publish(video.pk, {"type": event_type, "id": appended, "prev": prev, "data": payload})
-
-        transaction.on_commit(announce)
+        events.announce(video.pk, *appended_events)
     video.refresh_from_db()
     return video
 
