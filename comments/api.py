@@ -24,7 +24,7 @@ from livecomment import metrics
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle, PostIPThrottle, PostThrottle
-from videos.models import Video
+from videos.lookups import get_video
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -32,28 +32,6 @@ MAX_LIMIT = 200
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
 # A stream position (comments/cursors.py), as the schema states it.
 CURSOR_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,13}-[0-9]{1,6}$", "example": "1764000000000-0"}
-
-
-# Asked on every request about a video (every comment POST): the statement
-# written once, since building `Video.objects.get(pk=...)` with the ORM cost
-# more CPU than running it.
-_VIDEO_SQL = f"SELECT * FROM {Video._meta.db_table} WHERE {Video._meta.pk.column} = %s"
-
-
-def video_not_found(video_id: int) -> ServiceError:
-    return ServiceError("not_found", f"No video {video_id}.", 404)
-
-
-def get_video(video_id: int) -> Video:
-    if not 0 < video_id < 2**63:  # no such row (and no database takes the number)
-        raise video_not_found(video_id)
-    try:
-        found = list(Video.objects.raw(_VIDEO_SQL, [video_id]))
-    except DatabaseError as exc:
-        raise Unavailable("database") from exc
-    if not found:
-        raise video_not_found(video_id)
-    return found[0]
 
 
 def parse_cursor(value: str | None, name: str) -> str | None:

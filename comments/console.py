@@ -36,8 +36,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from comments import services
-from comments.api import comment_json
-from comments.events import timestamp
+from comments.events import comment_json, timestamp
 from comments.models import Comment, Report
 from dispatcher.hub import viewer_count
 from livecomment import converters, parsers  # noqa: F401  (converters registers <id:>)

@@ -34,12 +34,12 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from comments import services
-from comments.api import video_not_found
 from comments.models import Ban, Comment
 from livecomment import metrics
 from livecomment.authentication import could_be_token
 from livecomment.errors import Unavailable
 from livecomment.throttling import api_post_throttles
+from videos.lookups import video_not_found
 from videos.models import Video
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments import services
-from comments.api import ERRORS, comment_json, get_video
-from comments.events import timestamp
+from comments.api import ERRORS
+from comments.events import comment_json, timestamp
 from comments.models import Ban, Comment, ModerationAction, Report
 from comments.serializers import OwnCommentSerializer
 from livecomment.errors import ServiceError
 from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle, ReportThrottle
+from videos.lookups import get_video
 
 
 def get_comment(comment_id: int) -> Comment:

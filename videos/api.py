@@ -5,10 +5,11 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comments.api import ERRORS, get_video
+from comments.api import ERRORS
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.parsers import strict_body
 from livecomment.throttling import AnonIPThrottle
+from videos.lookups import get_video
 from videos.models import Video
 from videos.serializers import VideoSerializer
 
