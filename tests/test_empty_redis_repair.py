@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from comments import services
+from comments import events, services
 from comments.models import Comment
 from tests.base import alice, bob, video
 from tests.realtime_clients import SSEClient
@@ -31,7 +31,7 @@ def open_viewer(gateway, video) -> SSEClient:
 def post_unpublished(monkeypatch, video, author, text: str, **kwargs) -> Comment:
     """An acknowledged comment whose channel-layer message is lost."""
     with monkeypatch.context() as patched:
-        patched.setattr(services, "publish", lambda video_id, *events: None)
+        patched.setattr(events, "publish", lambda video_id, *published: None)
         return services.post_comment(video, author, text, **kwargs).comment
 
 
@@ -104,7 +104,7 @@ def test_it_repairs_from_the_database_with_moderator_only_events_and_removals_ho
     assert held.status == Comment.Status.HELD
     removed = post_unpublished(monkeypatch, video, alice, "soon removed")
     with monkeypatch.context() as patched:
-        patched.setattr(services, "publish", lambda video_id, *events: None)
+        patched.setattr(events, "publish", lambda video_id, *published: None)
         services.remove_comment(removed, bob)
     shown = post_unpublished(monkeypatch, video, alice, "shown")
     restart_empty(separate_redis)
