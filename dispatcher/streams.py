@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from comments.hotstore import StreamEvent
     from dispatcher.connections import Connection
-    from dispatcher.hub import VideoSubscription
+    from dispatcher.subscription import VideoSubscription
     from livecomment.limits import StreamSlot
 
 log = logging.getLogger(__name__)
