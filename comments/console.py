@@ -39,7 +39,7 @@ from comments import services
 from comments.api import comment_json
 from comments.events import timestamp
 from comments.models import Comment, Report
-from dispatcher.viewers import viewer_count
+from dispatcher import viewer_count
 from livecomment import converters, parsers  # noqa: F401  (converters registers <id:>)
 from livecomment.errors import ServiceError, error_body
 from livecomment.parsers import strict_body

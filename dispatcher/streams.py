@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from comments import cursors, hotstore
-from comments.services import can_moderate
-from dispatcher import backlog
+from dispatcher import backlog, hooks
 from dispatcher.auth import BadToken, authenticate_scope, headers_of, query_of, run_sync
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
@@ -71,7 +70,7 @@ def _prepare(scope, video_id: int) -> StreamRequest:
         video = Video.objects.filter(pk=video_id).first()
         if video is None:
             raise ServiceError("not_found", f"No video {video_id}.", 404)
-        return StreamRequest(video, user, can_moderate(user, video), last_event_id)
+        return StreamRequest(video, user, hooks.may_see_held(user, video), last_event_id)
     except DatabaseError:
         # Streaming what is already in Redis keeps working without the
         # database: a video with a stream exists; its viewers read as anonymous.

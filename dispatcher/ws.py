@@ -16,11 +16,8 @@ import logging
 import time
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError
 
-from comments import services
-from comments.api import comment_json
-from dispatcher import streams
+from dispatcher import hooks, streams
 from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
@@ -30,7 +27,6 @@ from livecomment.errors import ServiceError, Unavailable
 from livecomment.logging_config import request_id_from_scope
 from livecomment.parsers import strict_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
-from livecomment.throttling import check_post_throttles
 
 log = logging.getLogger(__name__)
 
@@ -182,14 +178,8 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
     def _post(self, text, idempotency_key):
         if self.request is None:
             raise ServiceError("not_connected", "Not connected.", 400)
-        if self.request.user.is_authenticated:  # the REST API's posting limits, same counters
-            check_post_throttles(self.request.user, limits.scope_meta(self.scope))
-        try:
-            result = services.post_comment(self.request.video, self.request.user, text, idempotency_key)
-        except DatabaseError as exc:
-            raise Unavailable("database") from exc
-        metrics.comment_accepted("ws", created=result.created)
-        return comment_json(result.comment)
+        post = hooks.post_handler()
+        return post(self.request.video, self.request.user, text, idempotency_key, limits.scope_meta(self.scope))
 
     def _reply(self, reply: dict) -> None:
         text = json.dumps(reply, ensure_ascii=False)
