@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from dispatcher.hooks import register_post_handler, register_stream_access
-from dispatcher.publisher import publish
+from dispatcher.publisher import Event, publish
 
 if TYPE_CHECKING:
     from dispatcher.api import EventWait, gateway_shutting_down, gateway_snapshot
@@ -28,6 +28,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Event",
     "EventWait",
     "gateway_shutting_down",
     "gateway_snapshot",
