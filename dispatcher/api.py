@@ -55,7 +55,7 @@ def gateway_snapshot() -> GatewaySnapshot:
     if hub is None:
         return snap
     snap.channel = hub.channel_name or ""
-    snap.shutting_down = hub.draining
+    snap.shutting_down = hub.shutting_down
     snap.stats = dict(hub.stats)
     for sub in list(hub.videos.values()):
         snap.videos += 1
@@ -67,4 +67,4 @@ def gateway_snapshot() -> GatewaySnapshot:
 def gateway_shutting_down() -> bool:
     """Is this process ending its streams for shutdown (readiness says no)?"""
     hub = current_hub()
-    return bool(hub is not None and hub.draining)
+    return bool(hub is not None and hub.shutting_down)

@@ -250,7 +250,7 @@ class Connection:
             except Exception:  # noqa: BLE001 - the client is gone
                 return
 
-    async def drained(self, below: int) -> bool:
+    async def wait_for_buffer_below(self, below: int) -> bool:
         """Wait until the transport holds at most `below` bytes (catch-up's flow
         control: the next page is read only once the client took this one).
         False when the client went, or took nothing for CATCHUP_STALL_SECONDS
@@ -311,7 +311,7 @@ class Connection:
     async def _finish(self, coro, future) -> None:
         try:
             await _Resume(coro, future)
-            await self._drain_buffer()
+            await self._write_pending()
         except asyncio.CancelledError:
             coro.close()
         except Exception as exc:  # noqa: BLE001
@@ -320,7 +320,7 @@ class Connection:
             self.pending = None
             self._update_fast()
 
-    async def _drain_buffer(self) -> None:
+    async def _write_pending(self) -> None:
         while self.buffer and (not self.closed or self.close_reason == ""):
             messages = list(self.buffer)
             self.buffer.clear()
@@ -329,7 +329,7 @@ class Connection:
                 await self._send(message)
 
     def finish(self, message: dict) -> None:
-        """Send a last message (after what is queued) and stop: used to drain on shutdown."""
+        """Send a last message (after what is queued) and stop: used to end streams on shutdown."""
         if self.closed:
             return
         self.fast = False

@@ -72,7 +72,7 @@ class Hub(Lifecycle):
         self.tasks: list[asyncio.Task] = []
         self.started = False
         self._start_lock = asyncio.Lock()
-        self.draining = False
+        self.shutting_down = False
         self.redis_up = True
         self.stats: Counter = Counter()
         self.received_by_video: Counter = Counter()

@@ -52,7 +52,7 @@ class Lifecycle(GapRepair, ViewerCounts):
             self._install_drain_on_sigterm(loop)
 
     def _install_drain_on_sigterm(self, loop) -> None:
-        """On SIGTERM, drain first (every stream gets a final `retry:` and a
+        """On SIGTERM, end the streams first (every stream gets a final `retry:` and a
         clean end, so clients resume elsewhere at once), then let the
         server's own SIGTERM handling stop the process."""
         if threading.current_thread() is not threading.main_thread():
@@ -60,13 +60,13 @@ class Lifecycle(GapRepair, ViewerCounts):
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(signum, frame):
-            if self.draining:
+            if self.shutting_down:
                 return
-            self.draining = True
+            self.shutting_down = True
 
             async def drain_then_stop():
                 try:
-                    await self.drain()
+                    await self.end_streams_for_shutdown()
                 finally:
                     if callable(previous):
                         previous(signum, frame)
@@ -78,9 +78,9 @@ class Lifecycle(GapRepair, ViewerCounts):
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
-    async def drain(self, timeout: float | None = None) -> int:
+    async def end_streams_for_shutdown(self, timeout: float | None = None) -> int:
         """End every stream of this process cleanly; returns how many."""
-        self.draining = True
+        self.shutting_down = True
         timeout = settings.REALTIME_DRAIN_SECONDS if timeout is None else timeout
         self._flush()  # what was handed out this turn goes before the end
         connections = [c for sub in self.videos.values() for c in sub.connections]

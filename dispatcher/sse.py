@@ -40,7 +40,7 @@ from livecomment.redis_client import UNAVAILABLE_ERRORS
 log = logging.getLogger(__name__)
 
 # A catch-up page is read once the socket holds at most this much of the one before.
-CATCHUP_DRAINED_BYTES = 64 * 1024
+CATCHUP_BUFFER_BYTES = 64 * 1024
 
 
 class CatchUpFailed(Exception):
@@ -54,8 +54,8 @@ SSE_HEADERS = [
 ]
 
 
-class StreamConsumer:
-    """The SSE endpoint. `StreamConsumer.as_asgi()` is the ASGI application
+class SSEEndpoint:
+    """The SSE endpoint. `SSEEndpoint.as_asgi()` is the ASGI application
     (the name and call shape of a Channels consumer, for the routes)."""
 
     __slots__ = ()
@@ -141,7 +141,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
     video_id = int(scope["url_route"]["kwargs"]["video_id"])
     request = await streams.prepare(scope, video_id)
     hub = get_hub()
-    if hub.draining:
+    if hub.shutting_down:
         raise Unavailable("gateway")
     connection = SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub)
     sub = await hub.subscribe(video_id, connection)
@@ -170,7 +170,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
     async def write(events) -> None:
         body = b"".join([Frame.from_stream(event).sse for event in events])
         await send({"type": "http.response.body", "body": body, "more_body": True})
-        await connection.drained(CATCHUP_DRAINED_BYTES)
+        await connection.wait_for_buffer_below(CATCHUP_BUFFER_BYTES)
 
     try:
         written = await streams.catch_up(request, connection, sub, first, target, write)

@@ -62,7 +62,7 @@ class HubState:
     tasks: list[asyncio.Task]
     started: bool
     _start_lock: asyncio.Lock
-    draining: bool
+    shutting_down: bool
     redis_up: bool
     stats: Counter
     received_by_video: Counter

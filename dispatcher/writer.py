@@ -57,7 +57,7 @@ class BurstWriter(HubState):
             self._write_handle = asyncio.get_running_loop().call_soon(self._write_some)
 
     def _flush(self) -> None:
-        """Write everything handed out so far, now (before draining)."""
+        """Write everything handed out so far, now (before the streams end for shutdown)."""
         if self._write_handle is not None:
             self._write_handle.cancel()
         while self._active:

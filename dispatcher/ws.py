@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024
 
 # A catch-up page is read once the socket holds at most this much of the one before.
-CATCHUP_DRAINED_BYTES = 64 * 1024
+CATCHUP_BUFFER_BYTES = 64 * 1024
 
 # Close codes in the application range: the reason is in the code.
 # The keys of a "post" message; any other is refused (unknown_fields).
@@ -56,7 +56,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             self.stream_slot = limits.open_stream_slot(self.scope)  # 4429 past MAX_STREAMS_PER_IP
             self.request = await streams.prepare(self.scope, video_id)
             hub = get_hub()
-            if hub.draining:
+            if hub.shutting_down:
                 raise Unavailable("gateway")
             connection = WebSocketConnection(
                 self.base_send, video_id, moderator=self.request.moderator, on_close=self._closed_by_hub
@@ -101,7 +101,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
                 return
             await self.base_send({"type": "websocket.send", "text": Frame.from_stream(event).ws})
         if connection is not None:
-            await connection.drained(CATCHUP_DRAINED_BYTES)
+            await connection.wait_for_buffer_below(CATCHUP_BUFFER_BYTES)
 
     async def _refuse(self, error: ServiceError, accepted: bool = False) -> None:
         if self.stream_slot is not None:
