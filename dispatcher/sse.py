@@ -101,33 +101,12 @@ async def serve(scope, receive, send) -> None:
         video_id = connection.video_id
         del scope, message  # live: nothing of the request is kept
         opened_at = time.monotonic()
-        log.info(
-            "stream open",
-            extra={
-                "event": "stream.open",
-                "transport": "sse",
-                "video": video_id,
-                "request_id": request_id,
-                "resume": resumed,
-                "backlog": backlog_len,
-            },
-        )
+        streams.log_open("sse", video_id, request_id, resumed, backlog_len)
         while (await receive())["type"] != "http.disconnect":
             pass
         connection.stop()
         get_hub().unsubscribe(connection)
-        log.info(
-            "stream close",
-            extra={
-                "event": "stream.close",
-                "transport": "sse",
-                "video": video_id,
-                "request_id": request_id,
-                "reason": connection.close_reason or "client",
-                "duration_ms": round((time.monotonic() - opened_at) * 1000),
-                "last_event_id": connection.last_id,
-            },
-        )
+        streams.log_close("sse", connection, request_id, opened_at)
     finally:
         if connection is not None and not connection.closed:  # cancelled, or the server failed
             connection.stop()
@@ -139,12 +118,12 @@ async def serve(scope, receive, send) -> None:
 async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]:
     """Authorise, register with the hub, write the backlog page by page, go live."""
     video_id = int(scope["url_route"]["kwargs"]["video_id"])
-    request = await streams.prepare(scope, video_id)
+    request, connection, sub = await streams.open_stream(
+        scope,
+        video_id,
+        lambda request: SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub),
+    )
     hub = get_hub()
-    if hub.shutting_down:
-        raise Unavailable("gateway")
-    connection = SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub)
-    sub = await hub.subscribe(video_id, connection)
     try:
         target = sub.last_position
         first = await streams.read_backlog(request)
@@ -194,17 +173,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
 async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> None:
     if slot is not None:
         slot.release()
-    log.info(
-        "stream refused",
-        extra={
-            "event": "stream.refused",
-            "transport": "sse",
-            "status": error.status,
-            "code": error.code,
-            "path": scope.get("path", ""),
-            "request_id": request_id,
-        },
-    )
+    streams.log_refused("sse", scope, request_id, error)
     headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
     headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

@@ -54,14 +54,13 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
         self.request_id = request_id_from_scope(self.scope)
         try:
             self.stream_slot = limits.open_stream_slot(self.scope)  # 4429 past MAX_STREAMS_PER_IP
-            self.request = await streams.prepare(self.scope, video_id)
-            hub = get_hub()
-            if hub.shutting_down:
-                raise Unavailable("gateway")
-            connection = WebSocketConnection(
-                self.base_send, video_id, moderator=self.request.moderator, on_close=self._closed_by_hub
+            self.request, connection, sub = await streams.open_stream(
+                self.scope,
+                video_id,
+                lambda request: WebSocketConnection(
+                    self.base_send, video_id, moderator=request.moderator, on_close=self._closed_by_hub
+                ),
             )
-            sub = await hub.subscribe(video_id, connection)
             self.connection = connection
         except ServiceError as exc:
             await self._refuse(exc)
@@ -82,17 +81,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             await self._refuse(Unavailable("redis"), accepted=True)
             return
         self.opened_at = time.monotonic()
-        log.info(
-            "stream open",
-            extra={
-                "event": "stream.open",
-                "transport": "ws",
-                "video": video_id,
-                "request_id": self.request_id,
-                "resume": self.request.last_event_id is not None,
-                "backlog": written,
-            },
-        )
+        streams.log_open("ws", video_id, self.request_id, self.request.last_event_id is not None, written)
 
     async def _write_page(self, events) -> None:
         connection = self.connection
@@ -106,17 +95,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
     async def _refuse(self, error: ServiceError, accepted: bool = False) -> None:
         if self.stream_slot is not None:
             self.stream_slot.release()
-        log.info(
-            "stream refused",
-            extra={
-                "event": "stream.refused",
-                "transport": "ws",
-                "status": error.status,
-                "code": error.code,
-                "path": self.scope.get("path", ""),
-                "request_id": self.request_id,
-            },
-        )
+        streams.log_refused("ws", self.scope, self.request_id, error)
         if self.connection is not None:
             get_hub().unsubscribe(self.connection)
             self.connection = None
@@ -137,19 +116,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             connection.stop()
             get_hub().unsubscribe(connection)
         if connection is not None and self.opened_at:
-            log.info(
-                "stream close",
-                extra={
-                    "event": "stream.close",
-                    "transport": "ws",
-                    "video": connection.video_id,
-                    "request_id": self.request_id,
-                    "reason": connection.close_reason or "client",
-                    "code": code,
-                    "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
-                    "last_event_id": connection.last_id,
-                },
-            )
+            streams.log_close("ws", connection, self.request_id, self.opened_at, code=code)
 
     async def receive(self, text_data=None, bytes_data=None):
         ref = None
