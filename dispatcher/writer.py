@@ -104,14 +104,14 @@ class BurstWriter(HubState):
             for i in range(start, end):
                 connection = connections[i]
                 if connection.fast and (not first or connection.skip_to < first):
-                    # Only an SSEConnection with a uvicorn cycle is ever `fast`.
-                    cycle = connection.cycle  # type: ignore[attr-defined]
-                    if not cycle.flow.write_paused and not cycle.disconnected:
+                    # Only an SSEConnection with a fast-path writer (uvicorn) is ever `fast`.
+                    direct = connection.direct  # type: ignore[attr-defined]
+                    if direct.writable():
                         if first:
                             connection.skip_to = last
                             connection.last_id = last_id
                         try:
-                            connection.transport.write(chunk)  # type: ignore[attr-defined]
+                            direct.write(chunk)
                         except Exception as exc:  # noqa: BLE001 - the transport is closing: the client is gone
                             connection.close(f"send failed: {exc!r}")
                         continue
