@@ -19,6 +19,10 @@ See docs/realtime.md for the whole picture. In short:
   in order. The part the stream no longer holds (trimmed, or Redis came back
   empty) is read from the database first, in pages, in a worker thread. A
   periodic check of each stream's tip catches a lost last event.
+
+This module holds subscription and receive; `Hub` gets its other jobs from
+dispatcher/ordering.py (gap repair), writer.py (the burst writer),
+lifecycle.py (start, Redis watch and resync, shutdown) and viewers.py.
 """
 
 from __future__ import annotations
