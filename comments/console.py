@@ -38,7 +38,7 @@ from django.views.decorators.http import require_GET, require_POST
 from comments import services
 from comments.events import comment_json, timestamp
 from comments.models import Comment, Report
-from dispatcher.hub import viewer_count
+from dispatcher import viewer_count
 from livecomment import converters, parsers  # noqa: F401  (converters registers <id:>)
 from livecomment.errors import ServiceError, error_body
 from livecomment.parsers import strict_body

@@ -16,7 +16,6 @@ view.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from asgiref.sync import sync_to_async
@@ -27,8 +26,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from comments.api import CommentListView
-from dispatcher.connections import Waiter
-from dispatcher.hub import get_hub
+from dispatcher import EventWait
 from livecomment import limits
 from livecomment.errors import ServiceError, error_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
@@ -110,13 +108,12 @@ async def comments_endpoint(request, video_id: int):
         return _error_response(refused)
     # The looks after the first are the same request: its throttles are counted once.
     request.long_poll_recheck = True
-    hub = get_hub()
-    waiter = Waiter(video_id)
+    wait_ = EventWait(video_id)
     try:
         # Inside the try: a client that leaves while this waits is cancelled
         # here, and its slot and hub entry must still be given back.
         try:
-            await hub.subscribe(video_id, waiter)
+            await wait_.join()
         except UNAVAILABLE_ERRORS:
             return response  # cannot wait without Redis: answer what we have
         deadline = time.monotonic() + wait
@@ -125,13 +122,9 @@ async def comments_endpoint(request, video_id: int):
             remaining = deadline - time.monotonic()
             if _has_results(response) or remaining <= 0:
                 return response
-            try:
-                await asyncio.wait_for(waiter.event.wait(), remaining)
-            except TimeoutError:
-                pass
-            waiter.event.clear()
+            await wait_.wait_for_event(remaining)
     finally:
-        hub.unsubscribe(waiter)
+        wait_.leave()
         slot.release()
 
 

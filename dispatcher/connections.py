@@ -10,29 +10,24 @@ coalesced chunk when the send completes. Past the buffer's bounds the
 connection is closed and the client resumes from its last id, so one stalled
 client never holds up the others (invariant 6).
 
-Daphne never suspends a send (daphne#170: it has no write backpressure), so
-for it the transport's own buffer is read after each write and the same
-bound applies. A live SSE connection under Daphne whose Twisted buffer is
-empty gets each frame's pre-framed chunk with one `send()` on its socket
-(`SSEConnection._write_socket`): Twisted's own write path registers and
-unregisters the socket with epoll for every write.
+Daphne never suspends a send (it has no write backpressure), so for it the
+transport's own buffer is read after each write and the same bound applies.
+What either server holds, and whether a live SSE response may be written to
+its transport directly, is read in dispatcher/servers/ only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from dispatcher import servers
 from dispatcher.frames import Burst, Frame
-
-if TYPE_CHECKING:
-    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from dispatcher.servers import CycleWriter, SocketWriter, TransportProbe
 
 log = logging.getLogger(__name__)
 
@@ -63,73 +58,6 @@ class _Resume:
                 future = self.coro.send(None)
             except StopIteration as stop:
                 return stop.value
-
-
-class TransportProbe:
-    """Reads how many bytes wait in the server's socket buffer; aborts it.
-
-    Knows uvicorn (asyncio transports) and Daphne (Twisted transports); with
-    any other server it is absent and only suspension is detected.
-    """
-
-    __slots__ = ("transport", "twisted")
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.twisted = not hasattr(transport, "get_write_buffer_size")
-
-    @classmethod
-    def for_send(cls, send) -> TransportProbe | None:
-        owner = getattr(send, "__self__", None)  # uvicorn: bound method of the cycle/protocol
-        if owner is None and getattr(send, "args", None):  # daphne: partial(server.handle_reply, protocol)
-            owner = send.args[0]
-            channel = getattr(owner, "channel", None)
-            if channel is not None:
-                owner = channel
-        transport = getattr(owner, "transport", None)
-        return cls(transport) if transport is not None else None
-
-    def buffered(self) -> int:
-        t = self.transport
-        if t is None:
-            return 0
-        if not self.twisted:
-            return t.get_write_buffer_size()
-        data = getattr(t, "dataBuffer", b"")
-        return len(data) - getattr(t, "offset", 0) + getattr(t, "_tempDataLen", 0)
-
-    def limit_send_buffer(self, size: int) -> None:
-        """Cap the kernel's send buffer, so a stalled reader is noticed after
-        `size` bytes instead of after the kernel's autotuned megabytes."""
-        t = self.transport
-        sock = t.get_extra_info("socket") if hasattr(t, "get_extra_info") else getattr(t, "socket", None)
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-            except OSError:
-                pass
-
-    def closed(self) -> bool:
-        t = self.transport
-        if t is None:
-            return False
-        if not self.twisted:
-            return t.is_closing()
-        return not getattr(t, "connected", True) or bool(getattr(t, "disconnecting", False))
-
-    def abort(self) -> None:
-        t = self.transport
-        if t is None:
-            return
-        try:
-            if hasattr(t, "abortConnection"):
-                t.abortConnection()
-            elif hasattr(t, "abort"):
-                t.abort()
-            else:
-                t.loseConnection()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
 
 
 class Connection:
@@ -250,7 +178,7 @@ class Connection:
             except Exception:  # noqa: BLE001 - the client is gone
                 return
 
-    async def drained(self, below: int) -> bool:
+    async def wait_for_buffer_below(self, below: int) -> bool:
         """Wait until the transport holds at most `below` bytes (catch-up's flow
         control: the next page is read only once the client took this one).
         False when the client went, or took nothing for CATCHUP_STALL_SECONDS
@@ -299,7 +227,7 @@ class Connection:
             future = coro.send(None)
         except StopIteration:
             probe = self.probe
-            if probe is not None and probe.twisted and probe.buffered() > settings.REALTIME_BUFFER_BYTES:
+            if probe is not None and probe.never_suspends and probe.buffered() > settings.REALTIME_BUFFER_BYTES:
                 self.close("overflow")
             return
         except Exception as exc:  # noqa: BLE001 - the client is gone
@@ -311,7 +239,7 @@ class Connection:
     async def _finish(self, coro, future) -> None:
         try:
             await _Resume(coro, future)
-            await self._drain_buffer()
+            await self._write_pending()
         except asyncio.CancelledError:
             coro.close()
         except Exception as exc:  # noqa: BLE001
@@ -320,7 +248,7 @@ class Connection:
             self.pending = None
             self._update_fast()
 
-    async def _drain_buffer(self) -> None:
+    async def _write_pending(self) -> None:
         while self.buffer and (not self.closed or self.close_reason == ""):
             messages = list(self.buffer)
             self.buffer.clear()
@@ -329,7 +257,7 @@ class Connection:
                 await self._send(message)
 
     def finish(self, message: dict) -> None:
-        """Send a last message (after what is queued) and stop: used to drain on shutdown."""
+        """Send a last message (after what is queued) and stop: used to end streams on shutdown."""
         if self.closed:
             return
         self.fast = False
@@ -364,100 +292,61 @@ class Connection:
 
 class SSEConnection(Connection):
     kind = "sse"
-    __slots__ = ("cycle", "transport", "request", "sock")
-    cycle: RequestResponseCycle | None
-    transport: asyncio.Transport | None
+    __slots__ = ("direct",)
+    direct: CycleWriter | SocketWriter | None
 
     def __init__(self, send, *args, **kwargs):
         super().__init__(send, *args, **kwargs)
-        # uvicorn's HTTP cycle, when the hub may write frames to its
-        # transport itself (see `fast` and Hub._write_burst).
-        owner = getattr(send, "__self__", None)
-        self.cycle = owner if _is_uvicorn_cycle(owner) else None
-        self.transport = self.cycle.transport if self.cycle is not None else None
-        # Daphne over plain TCP: its request and the socket, for `_write_socket`.
-        self.request = self.sock = None
-        probe = self.probe
-        if self.cycle is None and probe is not None and probe.twisted and _is_twisted_tcp(probe.transport):
-            self.request = send.args[0]
-            self.sock = probe.transport.socket
+        # Under uvicorn or Daphne: a writer of pre-framed chunks to the server's transport.
+        self.direct = servers.direct_writer(send, self.probe)
 
     def _update_fast(self) -> None:
-        cycle = self.cycle
+        direct = self.direct
         self.fast = bool(
-            cycle is not None
+            direct is not None
+            and direct.fast_path
             and self.started
             and self.pending is None
             and not self.closed
-            and cycle.chunked_encoding
-            and not cycle.response_complete
+            and direct.ready()
         )
 
     def coalesces(self, burst: Burst) -> bool:
         return self.started and self.pending is None and not burst.audience and burst.first_position > self.skip_to
 
     def deliver(self, frame: Frame | Burst) -> None:
-        """The fast path of the fast path: under uvicorn, write the frame's
-        pre-framed chunk to the transport directly (what uvicorn's `send`
-        would do after re-framing it for each connection), as long as the
-        connection keeps up; anything else takes the general path.
-        Hub._write_burst inlines the same test for a whole video."""
+        """The fast path of the fast path: write the frame's pre-framed chunk
+        to the server's transport directly (under uvicorn, what its `send`
+        would do after re-framing it for each connection; under Daphne, one
+        `send()` on the socket while Twisted holds nothing back), as long as
+        the connection keeps up; anything else takes the general path.
+        Hub._write_burst inlines the uvicorn case for a whole video."""
+        direct = self.direct
         if self.fast and frame.first_position > self.skip_to and not frame.audience:
-            cycle = self.cycle
-            # `fast` is only ever True with a cycle and its transport (_update_fast).
-            if not cycle.flow.write_paused and not cycle.disconnected:  # type: ignore[union-attr]
+            # `fast` is only ever True with a fast-path writer (_update_fast).
+            if direct.writable():  # type: ignore[union-attr]
                 self.skip_to = frame.position
                 self.last_id = frame.id
-                self.transport.write(frame.sse_chunk)  # type: ignore[union-attr]
+                direct.write(frame.sse_chunk)  # type: ignore[union-attr]
                 return
         elif (
-            self.sock is not None
+            direct is not None
+            and not direct.fast_path
             and self.started
             and self.pending is None
             and not self.closed
             and frame.first_position > self.skip_to
             and not frame.audience
-            and self._write_socket(frame.sse_chunk)
+            and direct.writable()
         ):
-            self.skip_to = frame.position
-            self.last_id = frame.id
-            return
+            result = direct.write(frame.sse_chunk)
+            if result != servers.NOT_WRITTEN:
+                if result == servers.WRITTEN_OVER_BOUND:
+                    self.close("overflow")
+                self.skip_to = frame.position
+                self.last_id = frame.id
+                return
         Connection.deliver(self, frame)
-
-    def _write_socket(self, chunk: bytes) -> bool:
-        """Daphne: send the frame's pre-framed HTTP chunk on the socket itself.
-
-        Twisted's `transport.write` buffers every write and registers the
-        socket for writing, and its reactor unregisters it once flushed: two
-        epoll calls and a deferred flush per write, most of Daphne's cost
-        per delivery (the issue's profile: 42 % and 23 %). When Twisted holds
-        nothing back for this socket, one `send()` does the same and keeps the
-        order; what the kernel does not take goes to Twisted's buffer, and
-        later frames queue behind it through Twisted until it has drained.
-        Only for a live chunked HTTP/1.1 response (the chunk framing is ours
-        then); False means: take the general path."""
-        request, probe = self.request, self.probe
-        if (
-            request.finished  # type: ignore[union-attr]
-            or request._disconnected  # type: ignore[union-attr]
-            or not request.chunked  # type: ignore[union-attr]
-            or probe.buffered()  # type: ignore[union-attr]
-        ):
-            return False
-        transport = probe.transport  # type: ignore[union-attr]
-        if not transport.connected or transport.disconnecting:
-            return False
-        try:
-            sent = self.sock.send(chunk)  # type: ignore[union-attr]
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return False  # the general path lets Twisted notice the lost connection
-        if sent < len(chunk):
-            transport.write(chunk[sent:])
-            if probe.buffered() > settings.REALTIME_BUFFER_BYTES:  # type: ignore[union-attr]
-                self.close("overflow")
-        return True
 
     def final_message(self, retry_ms: int) -> dict:
         return {"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": False}
@@ -477,22 +366,6 @@ class SSEConnection(Connection):
             return messages
         more = messages[-1].get("more_body", True)
         return [{"type": "http.response.body", "body": b"".join(m["body"] for m in messages), "more_body": more}]
-
-
-def _is_twisted_tcp(transport) -> bool:
-    try:
-        from twisted.internet.tcp import Connection as TCPConnection
-    except ImportError:  # pragma: no cover - no Daphne
-        return False
-    return isinstance(transport, TCPConnection) and getattr(transport, "socket", None) is not None
-
-
-def _is_uvicorn_cycle(owner) -> bool:
-    try:
-        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as HttptoolsCycle
-    except ImportError:  # pragma: no cover - uvicorn without httptools
-        return False
-    return isinstance(owner, HttptoolsCycle)
 
 
 class WebSocketConnection(Connection):

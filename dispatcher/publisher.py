@@ -1,9 +1,9 @@
 """dispatcher.publish(): the one entry point that sends an event to viewers.
 
-Called only by the write-path services (comments/services.py), after the
+Called only by the comments app's write path, after the
 database commit. It sends one channel-layer message to group `video.<id>`,
 whose members are the gateway processes that have viewers of that video (the
-endpoint store, see dispatcher/gateway.py) -- one message per subscribed
+endpoint store, see dispatcher/hub.py) -- one message per subscribed
 gateway process, never one per viewer. It keeps no state, so any process can
 publish: a web request, a management command, a worker.
 """

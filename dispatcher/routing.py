@@ -10,7 +10,7 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import path, re_path
 
-from dispatcher.sse import StreamConsumer
+from dispatcher.sse import SSEEndpoint
 from dispatcher.stats import GatewayStatsConsumer
 from dispatcher.ws import CLOSE_CODES, VideoSocketConsumer
 from livecomment import converters  # noqa: F401  (registers <id:>)
@@ -28,8 +28,8 @@ class UnknownSocket(AsyncWebsocketConsumer):
 
 
 http_routes = [
-    path("api/v1/videos/<id:video_id>/stream", StreamConsumer.as_asgi()),
-    path("api/v1/videos/<id:video_id>/stream/", StreamConsumer.as_asgi()),
+    path("api/v1/videos/<id:video_id>/stream", SSEEndpoint.as_asgi()),
+    path("api/v1/videos/<id:video_id>/stream/", SSEEndpoint.as_asgi()),
     re_path(r"^gateway/stats$", GatewayStatsConsumer.as_asgi()),
 ]
 

@@ -40,7 +40,7 @@ from livecomment.redis_client import UNAVAILABLE_ERRORS
 log = logging.getLogger(__name__)
 
 # A catch-up page is read once the socket holds at most this much of the one before.
-CATCHUP_DRAINED_BYTES = 64 * 1024
+CATCHUP_BUFFER_BYTES = 64 * 1024
 
 
 class CatchUpFailed(Exception):
@@ -54,8 +54,8 @@ SSE_HEADERS = [
 ]
 
 
-class StreamConsumer:
-    """The SSE endpoint. `StreamConsumer.as_asgi()` is the ASGI application
+class SSEEndpoint:
+    """The SSE endpoint. `SSEEndpoint.as_asgi()` is the ASGI application
     (the name and call shape of a Channels consumer, for the routes)."""
 
     __slots__ = ()
@@ -101,33 +101,12 @@ async def serve(scope, receive, send) -> None:
         video_id = connection.video_id
         del scope, message  # live: nothing of the request is kept
         opened_at = time.monotonic()
-        log.info(
-            "stream open",
-            extra={
-                "event": "stream.open",
-                "transport": "sse",
-                "video": video_id,
-                "request_id": request_id,
-                "resume": resumed,
-                "backlog": backlog_len,
-            },
-        )
+        streams.log_open("sse", video_id, request_id, resumed, backlog_len)
         while (await receive())["type"] != "http.disconnect":
             pass
         connection.stop()
         get_hub().unsubscribe(connection)
-        log.info(
-            "stream close",
-            extra={
-                "event": "stream.close",
-                "transport": "sse",
-                "video": video_id,
-                "request_id": request_id,
-                "reason": connection.close_reason or "client",
-                "duration_ms": round((time.monotonic() - opened_at) * 1000),
-                "last_event_id": connection.last_id,
-            },
-        )
+        streams.log_close("sse", connection, request_id, opened_at)
     finally:
         if connection is not None and not connection.closed:  # cancelled, or the server failed
             connection.stop()
@@ -139,12 +118,12 @@ async def serve(scope, receive, send) -> None:
 async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]:
     """Authorise, register with the hub, write the backlog page by page, go live."""
     video_id = int(scope["url_route"]["kwargs"]["video_id"])
-    request = await streams.prepare(scope, video_id)
+    request, connection, sub = await streams.open_stream(
+        scope,
+        video_id,
+        lambda request: SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub),
+    )
     hub = get_hub()
-    if hub.draining:
-        raise Unavailable("gateway")
-    connection = SSEConnection(send, video_id, moderator=request.moderator, on_close=_closed_by_hub)
-    sub = await hub.subscribe(video_id, connection)
     try:
         target = sub.last_position
         first = await streams.read_backlog(request)
@@ -170,7 +149,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
     async def write(events) -> None:
         body = b"".join([Frame.from_stream(event).sse for event in events])
         await send({"type": "http.response.body", "body": body, "more_body": True})
-        await connection.drained(CATCHUP_DRAINED_BYTES)
+        await connection.wait_for_buffer_below(CATCHUP_BUFFER_BYTES)
 
     try:
         written = await streams.catch_up(request, connection, sub, first, target, write)
@@ -194,17 +173,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
 async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> None:
     if slot is not None:
         slot.release()
-    log.info(
-        "stream refused",
-        extra={
-            "event": "stream.refused",
-            "transport": "sse",
-            "status": error.status,
-            "code": error.code,
-            "path": scope.get("path", ""),
-            "request_id": request_id,
-        },
-    )
+    streams.log_refused("sse", scope, request_id, error)
     headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
     headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

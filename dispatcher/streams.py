@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,8 +21,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from comments import cursors, hotstore
-from comments.services import can_moderate
-from dispatcher import backlog
+from dispatcher import backlog, hooks
 from dispatcher.auth import BadToken, authenticate_scope, headers_of, query_of, run_sync
 from livecomment.errors import ServiceError, Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from comments.hotstore import StreamEvent
     from dispatcher.connections import Connection
-    from dispatcher.hub import VideoSubscription
+    from dispatcher.subscription import VideoSubscription
     from livecomment.limits import StreamSlot
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _prepare(scope, video_id: int) -> StreamRequest:
         video = Video.objects.filter(pk=video_id).first()
         if video is None:
             raise ServiceError("not_found", f"No video {video_id}.", 404)
-        return StreamRequest(video, user, can_moderate(user, video), last_event_id)
+        return StreamRequest(video, user, hooks.may_see_held(user, video), last_event_id)
     except DatabaseError:
         # Streaming what is already in Redis keeps working without the
         # database: a video with a stream exists; its viewers read as anonymous.
@@ -184,3 +184,64 @@ class ReleasesStreamSlot:
         finally:
             if self.stream_slot is not None:
                 self.stream_slot.release()
+
+
+async def open_stream(scope, video_id: int, connect: Callable[[StreamRequest], Connection]):
+    """The open both endpoints share: authorise, refuse while shutting down, register with the hub.
+
+    Returns (request, connection, subscription); the caller then reads the
+    backlog and calls `catch_up`.
+    """
+    from dispatcher.hub import get_hub
+
+    request = await prepare(scope, video_id)
+    hub = get_hub()
+    if hub.shutting_down:
+        raise Unavailable("gateway")
+    connection = connect(request)
+    sub = await hub.subscribe(video_id, connection)
+    return request, connection, sub
+
+
+def log_open(transport: str, video_id: int, request_id: str, resumed: bool, backlog_len: int) -> None:
+    log.info(
+        "stream open",
+        extra={
+            "event": "stream.open",
+            "transport": transport,
+            "video": video_id,
+            "request_id": request_id,
+            "resume": resumed,
+            "backlog": backlog_len,
+        },
+    )
+
+
+def log_refused(transport: str, scope, request_id: str, error: ServiceError) -> None:
+    log.info(
+        "stream refused",
+        extra={
+            "event": "stream.refused",
+            "transport": transport,
+            "status": error.status,
+            "code": error.code,
+            "path": scope.get("path", ""),
+            "request_id": request_id,
+        },
+    )
+
+
+def log_close(transport: str, connection: Connection, request_id: str, opened_at: float, **more) -> None:
+    log.info(
+        "stream close",
+        extra={
+            "event": "stream.close",
+            "transport": transport,
+            "video": connection.video_id,
+            "request_id": request_id,
+            "reason": connection.close_reason or "client",
+            **more,
+            "duration_ms": round((time.monotonic() - opened_at) * 1000),
+            "last_event_id": connection.last_id,
+        },
+    )

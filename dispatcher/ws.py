@@ -16,11 +16,8 @@ import logging
 import time
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError
 
-from comments import services
-from comments.api import comment_json
-from dispatcher import streams
+from dispatcher import hooks, streams
 from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
@@ -30,14 +27,13 @@ from livecomment.errors import ServiceError, Unavailable
 from livecomment.logging_config import request_id_from_scope
 from livecomment.parsers import strict_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
-from livecomment.throttling import check_post_throttles
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024
 
 # A catch-up page is read once the socket holds at most this much of the one before.
-CATCHUP_DRAINED_BYTES = 64 * 1024
+CATCHUP_BUFFER_BYTES = 64 * 1024
 
 # Close codes in the application range: the reason is in the code.
 # The keys of a "post" message; any other is refused (unknown_fields).
@@ -58,14 +54,13 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
         self.request_id = request_id_from_scope(self.scope)
         try:
             self.stream_slot = limits.open_stream_slot(self.scope)  # 4429 past MAX_STREAMS_PER_IP
-            self.request = await streams.prepare(self.scope, video_id)
-            hub = get_hub()
-            if hub.draining:
-                raise Unavailable("gateway")
-            connection = WebSocketConnection(
-                self.base_send, video_id, moderator=self.request.moderator, on_close=self._closed_by_hub
+            self.request, connection, sub = await streams.open_stream(
+                self.scope,
+                video_id,
+                lambda request: WebSocketConnection(
+                    self.base_send, video_id, moderator=request.moderator, on_close=self._closed_by_hub
+                ),
             )
-            sub = await hub.subscribe(video_id, connection)
             self.connection = connection
         except ServiceError as exc:
             await self._refuse(exc)
@@ -86,17 +81,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             await self._refuse(Unavailable("redis"), accepted=True)
             return
         self.opened_at = time.monotonic()
-        log.info(
-            "stream open",
-            extra={
-                "event": "stream.open",
-                "transport": "ws",
-                "video": video_id,
-                "request_id": self.request_id,
-                "resume": self.request.last_event_id is not None,
-                "backlog": written,
-            },
-        )
+        streams.log_open("ws", video_id, self.request_id, self.request.last_event_id is not None, written)
 
     async def _write_page(self, events) -> None:
         connection = self.connection
@@ -105,22 +90,12 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
                 return
             await self.base_send({"type": "websocket.send", "text": Frame.from_stream(event).ws})
         if connection is not None:
-            await connection.drained(CATCHUP_DRAINED_BYTES)
+            await connection.wait_for_buffer_below(CATCHUP_BUFFER_BYTES)
 
     async def _refuse(self, error: ServiceError, accepted: bool = False) -> None:
         if self.stream_slot is not None:
             self.stream_slot.release()
-        log.info(
-            "stream refused",
-            extra={
-                "event": "stream.refused",
-                "transport": "ws",
-                "status": error.status,
-                "code": error.code,
-                "path": self.scope.get("path", ""),
-                "request_id": self.request_id,
-            },
-        )
+        streams.log_refused("ws", self.scope, self.request_id, error)
         if self.connection is not None:
             get_hub().unsubscribe(self.connection)
             self.connection = None
@@ -141,19 +116,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             connection.stop()
             get_hub().unsubscribe(connection)
         if connection is not None and self.opened_at:
-            log.info(
-                "stream close",
-                extra={
-                    "event": "stream.close",
-                    "transport": "ws",
-                    "video": connection.video_id,
-                    "request_id": self.request_id,
-                    "reason": connection.close_reason or "client",
-                    "code": code,
-                    "duration_ms": round((time.monotonic() - self.opened_at) * 1000),
-                    "last_event_id": connection.last_id,
-                },
-            )
+            streams.log_close("ws", connection, self.request_id, self.opened_at, code=code)
 
     async def receive(self, text_data=None, bytes_data=None):
         ref = None
@@ -182,14 +145,8 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
     def _post(self, text, idempotency_key):
         if self.request is None:
             raise ServiceError("not_connected", "Not connected.", 400)
-        if self.request.user.is_authenticated:  # the REST API's posting limits, same counters
-            check_post_throttles(self.request.user, limits.scope_meta(self.scope))
-        try:
-            result = services.post_comment(self.request.video, self.request.user, text, idempotency_key)
-        except DatabaseError as exc:
-            raise Unavailable("database") from exc
-        metrics.comment_accepted("ws", created=result.created)
-        return comment_json(result.comment)
+        post = hooks.post_handler()
+        return post(self.request.video, self.request.user, text, idempotency_key, limits.scope_meta(self.scope))
 
     def _reply(self, reply: dict) -> None:
         text = json.dumps(reply, ensure_ascii=False)

@@ -63,10 +63,9 @@ def livez(request):
 
 
 def _draining() -> bool:
-    from dispatcher.hub import current_hub
+    from dispatcher import gateway_shutting_down
 
-    hub = current_hub()  # the hub of this event loop (None outside the server's loop)
-    return bool(hub is not None and hub.draining)
+    return gateway_shutting_down()
 
 
 async def readyz(request):

@@ -112,11 +112,10 @@ class HubCollector:
     """This process's hub and publisher counters, read when scraped."""
 
     def collect(self):
-        from dispatcher import publisher
-        from dispatcher.hub import current_hub
+        from dispatcher import gateway_snapshot
 
-        hub = current_hub()
-        stats = dict(hub.stats) if hub is not None else {}
+        gateway = gateway_snapshot()
+        stats = gateway.stats
 
         open_connections = GaugeMetricFamily(
             "livecomment_open_connections",
@@ -124,13 +123,10 @@ class HubCollector:
             labels=["transport"],
         )
         counts = dict.fromkeys(TRANSPORTS.values(), 0)
-        videos = 0
-        if hub is not None:
-            for sub in list(hub.videos.values()):
-                videos += 1
-                for connection in list(sub.connections):
-                    kind = TRANSPORTS.get(connection.kind, connection.kind)
-                    counts[kind] = counts.get(kind, 0) + 1
+        videos = gateway.videos
+        for connection_kind, count in gateway.connections_by_kind.items():
+            kind = TRANSPORTS.get(connection_kind, connection_kind)
+            counts[kind] = counts.get(kind, 0) + count
         for transport, count in sorted(counts.items()):
             open_connections.add_metric([transport], count)
         yield open_connections
@@ -139,7 +135,7 @@ class HubCollector:
             "This gateway process: its pid and channel-layer channel (tells workers apart).",
             labels=["pid", "channel"],
         )
-        info.add_metric([str(os.getpid()), (hub.channel_name if hub is not None else None) or ""], 1)
+        info.add_metric([str(os.getpid()), gateway.channel], 1)
         yield info
         yield GaugeMetricFamily(
             "livecomment_videos_watched", "Videos with at least one local connection (groups joined).", value=videos
@@ -147,7 +143,7 @@ class HubCollector:
         yield GaugeMetricFamily(
             "livecomment_gateway_draining",
             "1 while this process drains for shutdown.",
-            value=1 if hub is not None and hub.draining else 0,
+            value=1 if gateway.shutting_down else 0,
         )
 
         for key, (name, documentation) in HUB_COUNTERS.items():
@@ -162,7 +158,7 @@ class HubCollector:
         sent = CounterMetricFamily(
             "livecomment_channel_messages_sent",
             "Channel-layer group_sends by this process's publisher (one per event, whatever the viewer count).",
-            value=publisher.stats.get("group_sends", 0),
+            value=gateway.group_sends,
         )
         yield sent
 

@@ -23,7 +23,7 @@ from rest_framework.authtoken.models import Token
 
 from comments import hotstore, services
 from dispatcher import publisher
-from dispatcher.hub import viewers_key
+from dispatcher.viewers import viewers_key
 from livecomment import redis_client
 from livecomment.embedded_redis import EmbeddedRedis
 from regions.relay import Relay, inbox_key, position_key

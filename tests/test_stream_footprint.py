@@ -13,7 +13,7 @@ import weakref
 import pytest
 
 from dispatcher.hub import get_hub
-from dispatcher.sse import StreamConsumer
+from dispatcher.sse import SSEEndpoint
 from tests.base import video
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +66,7 @@ class Request:
 
 async def open_stream(video_id: int, scope=None, context=None) -> tuple[Request, asyncio.Task]:
     request = Request()
-    app = StreamConsumer.as_asgi()
+    app = SSEEndpoint.as_asgi()
     coro = app(scope if scope is not None else scope_for(video_id), request.receive, request.send)
     task = asyncio.get_running_loop().create_task(coro, context=context)
     await asyncio.wait_for(request.live.wait(), 10)

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from dispatcher.hub import viewer_count
+from dispatcher import viewer_count
 from videos.models import Video
 
 # Moderator badges: the comment payload names only the author (id, name), so
