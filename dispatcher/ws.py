@@ -18,8 +18,7 @@ import time
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from comments import services
-from comments.api import comment_json
+from comments.accept import Post, accept
 from dispatcher import streams
 from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
@@ -30,7 +29,6 @@ from livecomment.errors import ServiceError, Unavailable
 from livecomment.logging_config import request_id_from_scope
 from livecomment.parsers import strict_body
 from livecomment.redis_client import UNAVAILABLE_ERRORS
-from livecomment.throttling import check_post_throttles
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +170,13 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             strict_body(message, POST_FIELDS, "The message")
             if "text" not in message:
                 raise ServiceError("missing_text", 'The message needs a "text" field.')
-            comment = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))
-            reply = {"event": "ack", "ref": ref, "data": comment}
+            answer = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))
+            # accept() has counted it in the metrics
+            reply = (
+                {"event": "ack", "ref": ref, "data": answer.body}
+                if answer.ok
+                else {"event": "error", "ref": ref, **answer.body}
+            )
         except ServiceError as exc:
             reply = {"event": "error", "ref": ref, **exc.as_dict()}
             metrics.comment_rejected(exc.code, "ws")
@@ -182,14 +185,12 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
     def _post(self, text, idempotency_key):
         if self.request is None:
             raise ServiceError("not_connected", "Not connected.", 400)
-        if self.request.user.is_authenticated:  # the REST API's posting limits, same counters
-            check_post_throttles(self.request.user, limits.scope_meta(self.scope))
+        post = Post(self.request.user, text, idempotency_key, limits.scope_meta(self.scope))
         try:
-            result = services.post_comment(self.request.video, self.request.user, text, idempotency_key)
+            (answer,) = accept(self.request.video, [post], "ws")
         except DatabaseError as exc:
             raise Unavailable("database") from exc
-        metrics.comment_accepted("ws", created=result.created)
-        return comment_json(result.comment)
+        return answer
 
     def _reply(self, reply: dict) -> None:
         text = json.dumps(reply, ensure_ascii=False)

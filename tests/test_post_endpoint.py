@@ -1,5 +1,5 @@
 """The posting endpoint in front of Django and its group commit
-(comments/post_endpoint.py, comments/group_commit.py), on real gateway processes.
+(comments/fastpost/), on real gateway processes.
 
 Token clients' comment POSTs skip Django's request cycle and are written in
 batches; every answer must still be the one Django's view gives. Each test
