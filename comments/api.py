@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments import cursors, queries, services
+from comments.accept import Post, accept
 from comments.events import comment_json
 from comments.models import Comment
 from comments.serializers import (
@@ -122,13 +123,9 @@ class CommentListView(APIView):
         if "text" not in body:
             raise ServiceError("missing_text", 'The body needs a "text" field.')
         video = get_video(video_id)
-        result = services.post_comment(
-            video, request.user, body["text"], idempotency_key=request.headers.get("Idempotency-Key")
-        )
-        metrics.comment_accepted("api", created=result.created)
-        return Response(
-            comment_json(result.comment), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        )
+        post = Post(request.user, body["text"], request.headers.get("Idempotency-Key"))
+        (answer,) = accept(video, [post], "rest")
+        return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 def page_json(page: queries.Page, after: str | None, before: str | None) -> dict:

@@ -14,8 +14,7 @@ from typing import TypedDict
 
 from django.db import transaction
 
-from dispatcher import publish
-from dispatcher.publisher import Event
+from dispatcher import Event, publish
 
 
 class Author(TypedDict):

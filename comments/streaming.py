@@ -5,22 +5,17 @@ from __future__ import annotations
 from django.db import DatabaseError
 
 from comments import services
-from comments.api import comment_json
-from livecomment import metrics
+from comments.accept import Answer, Post, accept
 from livecomment.errors import Unavailable
-from livecomment.throttling import check_post_throttles
 
 
-def post_from_socket(video, user, text, idempotency_key, meta: dict) -> dict:
-    """A comment posted over the WebSocket: the REST API's limits and write path; returns its JSON."""
-    if user.is_authenticated:  # the REST API's posting limits, same counters
-        check_post_throttles(user, meta)
+def post_from_socket(video, user, text, idempotency_key, meta: dict) -> Answer:
+    """A comment posted over the WebSocket: the same accept() as the REST API and the fast path."""
     try:
-        result = services.post_comment(video, user, text, idempotency_key)
+        (answer,) = accept(video, [Post(user, text, idempotency_key, meta)], "ws")
     except DatabaseError as exc:
         raise Unavailable("database") from exc
-    metrics.comment_accepted("ws", created=result.created)
-    return comment_json(result.comment)
+    return answer
 
 
 def may_see_held(user, video) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-# (video, user, text, idempotency_key, request meta) -> the comment's JSON; raises ServiceError.
-PostHandler = Callable[[Any, Any, Any, Any, dict], dict]
+# (video, user, text, idempotency_key, request meta) -> an answer with .ok and .body (the comment's JSON
+# or the error object); raises ServiceError for a refusal before the write.
+PostHandler = Callable[[Any, Any, Any, Any, dict], Any]
 # (user, video) -> may this viewer see held comments (a moderator's stream)?
 StreamAccess = Callable[[Any, Any], bool]
 

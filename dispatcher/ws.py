@@ -135,8 +135,13 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             strict_body(message, POST_FIELDS, "The message")
             if "text" not in message:
                 raise ServiceError("missing_text", 'The message needs a "text" field.')
-            comment = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))
-            reply = {"event": "ack", "ref": ref, "data": comment}
+            answer = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))
+            # the handler (comments.accept) has counted it in the metrics
+            reply = (
+                {"event": "ack", "ref": ref, "data": answer.body}
+                if answer.ok
+                else {"event": "error", "ref": ref, **answer.body}
+            )
         except ServiceError as exc:
             reply = {"event": "error", "ref": ref, **exc.as_dict()}
             metrics.comment_rejected(exc.code, "ws")

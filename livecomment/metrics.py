@@ -65,7 +65,7 @@ REQUESTS = Counter(
 
 POST_BATCH_SIZE = Histogram(
     "livecomment_post_batch_size",
-    "Comment POSTs written together by the group commit (comments/group_commit.py), per batch.",
+    "Comment POSTs written together by the group commit (comments/fastpost/batcher.py), per batch.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 

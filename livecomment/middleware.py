@@ -7,7 +7,8 @@ long-poll view is not pushed through a thread by it.
 * Request id: an incoming `X-Request-ID` (if it looks like an id) or a fresh
   one; set for the request's context (every log record made meanwhile
   carries it, livecomment/logging_config.py) and returned as `X-Request-ID`.
-* Log: one INFO record on logger `livecomment.request` with method, path,
+* Log and metrics (livecomment/http_edge.py, shared with the endpoints in
+  front of Django): one INFO record on logger `livecomment.request` with method, path,
   route, status, duration_ms, request_id, client (LOG_REQUESTS=0 turns it off).
 * Metrics: `livecomment_http_request_duration_seconds{method,route}` and
   `livecomment_http_requests_total{method,route,status}` -- by route *name*,
@@ -19,18 +20,13 @@ consumers in front of Django and log for themselves.
 
 from __future__ import annotations
 
-import logging
 import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 
-from livecomment import metrics
-from livecomment.logging_config import REQUEST_ID, clean_request_id
-
-log = logging.getLogger("livecomment.request")
-
-METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+from livecomment import http_edge
+from livecomment.http_edge import REQUEST_ID, clean_request_id
 
 
 def route_of(request) -> str:
@@ -79,26 +75,13 @@ class RequestMiddleware:
 
     @staticmethod
     def _end(request, response, started: float) -> None:
-        elapsed = time.perf_counter() - started
         response["X-Request-ID"] = request.request_id
-        method = request.method if request.method in METHODS else "other"
-        route = route_of(request)
-        metrics.REQUEST_LATENCY.labels(method, route).observe(elapsed)
-        metrics.REQUESTS.labels(method, route, str(response.status_code)).inc()
-        if settings.LOG_REQUESTS and log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "event": "request",
-                    "method": request.method,
-                    "path": request.path,
-                    "route": route,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "request_id": request.request_id,
-                    "client": request.META.get("REMOTE_ADDR", ""),
-                },
-            )
+        http_edge.account(
+            request.method,
+            request.path,
+            route_of(request),
+            response.status_code,
+            started,
+            request.request_id,
+            request.META.get("REMOTE_ADDR", ""),
+        )

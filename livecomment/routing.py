@@ -19,7 +19,7 @@ def build_application(django_asgi_app):
     from django.urls import re_path
 
     http_routes, websocket_routes = asgi_routes()
-    from comments.post_endpoint import PostEndpoint
+    from comments.fastpost.endpoint import PostEndpoint
     from livecomment.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 
     # Comment POSTs from token clients: a group commit in front of Django (which

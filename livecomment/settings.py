@@ -292,7 +292,7 @@ GATEWAY_STATS_PUBLIC = env.bool("GATEWAY_STATS_PUBLIC", default=False)
 # shared sync thread) so concurrent posts overlap their Redis and DB waits.
 API_THREAD_POOL = env.bool("API_THREAD_POOL", default=True)
 # Comment POSTs with a token and a JSON body are served in front of Django and
-# written in batches (comments/post_endpoint.py, comments/group_commit.py);
+# written in batches (comments/fastpost/);
 # 0 sends them through Django like every other request.
 POST_GROUP_COMMIT = env.bool("POST_GROUP_COMMIT", default=True)
 # At most this many comments in one batch (one transaction, one stream append).

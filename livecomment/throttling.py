@@ -308,7 +308,7 @@ def api_post_throttles(posts: list[tuple[object, dict]]) -> list:
     """The REST API's throttles of signed-in users' comment POSTs, counted and
     refused exactly as DRF does (every throttle counts the request; the
     longest wait is the answer), for the group commit of the posting endpoint
-    in front of Django (comments/group_commit.py): several (user, META)
+    in front of Django (comments/fastpost/batcher.py, through comments.accept): several (user, META)
     posts, in order, in one round trip to Redis. A ServiceError (429) for
     each refused one, else None."""
     checks = [

@@ -1,5 +1,5 @@
 """The posting endpoint in front of Django and its group commit
-(comments/post_endpoint.py, comments/group_commit.py), on real gateway processes.
+(comments/fastpost/), on real gateway processes.
 
 Token clients' comment POSTs skip Django's request cycle and are written in
 batches; every answer must still be the one Django's view gives. Each test
@@ -286,3 +286,16 @@ def test_it_hands_a_session_post_to_django_and_its_csrf_check(gateways, transact
         assert r.status_code == 201, r.text
         assert Comment.objects.get(video=video).author == alice
     assert batches_counted(gateway) == (0, 0.0)
+
+
+def test_it_takes_the_paths_of_the_urlconfs_comments_route_and_no_other():
+    from django.urls import reverse
+
+    from comments.fastpost.endpoint import ROUTE, video_id_of
+
+    assert video_id_of(reverse(ROUTE, args=[3])) == 3
+    assert video_id_of(reverse(ROUTE, args=[2**63 - 1])) == 2**63 - 1
+    assert video_id_of(f"/api/v1/videos/{2**63}/comments/") is None  # the id converter's 404
+    assert video_id_of("/api/v1/videos/3/comments") is None  # Django's trailing-slash handling
+    assert video_id_of("/api/v1/videos/3/comments/x") is None
+    assert video_id_of("/api/v1/videos/3/") is None

@@ -4,7 +4,7 @@ A failure of either store leaves nothing half-written, and only once the
 database has the rows are the events handed to `dispatcher.publish`.
 
 Comments are written in batches (`post_comments`; `post_comment` is a batch
-of one; the posting endpoint's group commit, comments/group_commit.py, sends
+of one; the posting endpoint's group commit, comments/fastpost/batcher.py, sends
 whatever arrived together). The order of the two writes (ARCHITECTURE.md,
 "The path of one comment"):
 
@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from comments import events, hotstore
 from comments.models import Comment
-from dispatcher.publisher import Event
+from dispatcher import Event
 from livecomment.errors import Unavailable
 from livecomment.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video

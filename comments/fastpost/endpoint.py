@@ -5,10 +5,12 @@ second, and Django's request cycle with DRF's view around it cost more CPU
 than the write itself (docs/BENCHMARKS.md, "The write path"). This ASGI app
 takes the common case -- `Authorization: Token ...`, a JSON object with a
 "text" -- parses it on the event loop and hands it to the group commit
-(comments/group_commit.py), which writes it together with the other comments
-that arrived meanwhile, through the same write path as every other post
-(`comments.services.post_comments`). The answer is the one DRF's view gives:
+(comments/fastpost/batcher.py), which writes it together with the other comments
+that arrived meanwhile, through the same edge of the write path as every other
+post (`comments.accept.accept`). The answer is the one DRF's view gives:
 the same status, body and headers (tests/test_post_endpoint.py compares them).
+Its route is the URLconf's `api-comments`; its HTTP edge (hosts, TLS, security
+headers, request id and log) is Django's, from livecomment/http_edge.py.
 
 Everything else goes to Django unchanged, body included: other methods and
 paths, session (cookie) authentication with its CSRF check, bodies that are
@@ -20,31 +22,48 @@ HTTP request where HTTPS is required. POST_GROUP_COMMIT=0 turns this off.
 
 from __future__ import annotations
 
-import logging
+import functools
 import re
 import time
+from typing import Any
 
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+from django.urls import get_resolver
 from rest_framework.renderers import JSONRenderer
 
-from comments import group_commit
-from comments.api import comment_json
-from comments.services import PostResult
-from livecomment import metrics, parsers
+from comments.accept import Answer
+from comments.fastpost import batcher
+from livecomment import http_edge, parsers
 from livecomment.authentication import could_be_token
-from livecomment.errors import ServiceError, error_body
-from livecomment.logging_config import REQUEST_ID, clean_request_id
+from livecomment.http_edge import REQUEST_ID, clean_request_id
 
-log = logging.getLogger("livecomment.request")
-
-PATH = re.compile(r"^/api/v1/videos/([0-9]{1,18})/comments/$")
-ROUTE = "api-comments"  # the URL's name (livecomment/urls.py), for the request metrics and log
+ROUTE = "api-comments"  # the URL's name: the route taken, and its label in the request metrics and log
 # What DRF's view says it allows (its `Allow` header).
 ALLOW = b"GET, POST, HEAD, OPTIONS"
 JSON_TYPES = {"*/*", "application/*", "application/json"}
 
 _render = JSONRenderer().render
+
+
+@functools.cache
+def route() -> tuple[re.Pattern, Any]:
+    """The URLconf's pattern of ROUTE as a regex of the whole path, and the
+    converter of its one argument (the video id)."""
+    ((_, pattern, _, converters),) = get_resolver().reverse_dict.getlist(ROUTE)
+    ((_, converter),) = converters.items()
+    return re.compile("/" + pattern), converter
+
+
+def video_id_of(path: str) -> int | None:
+    """The video id of a path of ROUTE, else None (Django answers it)."""
+    regex, converter = route()
+    match = regex.match(path)
+    if match is None:
+        return None
+    try:
+        return converter.to_python(match.group(1))
+    except ValueError:
+        return None
 
 
 class PostEndpoint:
@@ -56,9 +75,9 @@ class PostEndpoint:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not settings.POST_GROUP_COMMIT:
             return await self.app(scope, receive, send)
-        match = PATH.match(scope["path"])
-        head = _ours(scope) if match is not None and not scope.get("query_string") else None
-        if match is None or head is None:
+        video_id = video_id_of(scope["path"])
+        head = _ours(scope) if video_id is not None and not scope.get("query_string") else None
+        if video_id is None or head is None:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         body = await _read_body(receive)
@@ -70,12 +89,14 @@ class PostEndpoint:
         request_id = clean_request_id(head.get("x-request-id"))
         token = REQUEST_ID.set(request_id)
         try:
-            answer = await group_commit.submit(int(match.group(1)), request)
-            if answer is group_commit.NOT_AUTHENTICATED:
+            answer = await batcher.submit(video_id, request)
+            if not isinstance(answer, Answer):  # an unknown token
                 return await self.app(scope, _replay(body, receive), send)
-            status, data, headers = _response(answer)
-            await _send(send, status, _render(data), headers, request_id)
-            _account(scope, status, started, request_id)
+            await _send(send, answer.status, _render(answer.body), answer.headers, request_id)
+            client = scope.get("client")
+            http_edge.account(
+                "POST", scope["path"], ROUTE, answer.status, started, request_id, client[0] if client else ""
+            )
         finally:
             REQUEST_ID.reset(token)
 
@@ -99,10 +120,12 @@ def _ours(scope) -> dict[str, str] | None:
     accept = headers.get("accept")
     if accept is not None and not any(part.split(";")[0].strip().lower() in JSON_TYPES for part in accept.split(",")):
         return None
-    if not _host_allowed(headers.get("host", "")) or (settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers)):
+    if not http_edge.host_allowed(headers.get("host", "")):
         return None
-    if settings.USE_X_FORWARDED_HOST or settings.DISALLOWED_USER_AGENTS:
-        return None  # what Django's middleware would weigh
+    if settings.SECURE_SSL_REDIRECT and not http_edge.is_secure(scope, headers):
+        return None
+    if not http_edge.takes_only_plain_requests():
+        return None
     headers["token"] = token
     return headers
 
@@ -119,22 +142,6 @@ def _token(authorization: str) -> str | None:
     except UnicodeError:
         return None
     return key if could_be_token(key) else None
-
-
-def _host_allowed(host: str) -> bool:
-    domain, _ = split_domain_port(host)
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    return bool(domain) and validate_host(domain, allowed)
-
-
-def _is_secure(scope, headers: dict[str, str]) -> bool:
-    if settings.SECURE_PROXY_SSL_HEADER:
-        name, value = settings.SECURE_PROXY_SSL_HEADER
-        name = name.removeprefix("HTTP_").replace("_", "-").lower()
-        return headers.get(name, "").split(",")[0].strip() == value
-    return scope.get("scheme") == "https"
 
 
 async def _read_body(receive) -> bytes | None:
@@ -162,7 +169,7 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def _parse(body: bytes, headers: dict[str, str], scope) -> group_commit.PostRequest | None:
+def _parse(body: bytes, headers: dict[str, str], scope) -> batcher.PostRequest | None:
     try:
         data = parsers.loads(body.decode("utf-8"))
     except ValueError:
@@ -173,69 +180,17 @@ def _parse(body: bytes, headers: dict[str, str], scope) -> group_commit.PostRequ
     meta = {"REMOTE_ADDR": client[0] if client else ""}
     if "x-forwarded-for" in headers:
         meta["HTTP_X_FORWARDED_FOR"] = headers["x-forwarded-for"]
-    return group_commit.PostRequest(headers["token"], data["text"], headers.get("idempotency-key"), meta)
-
-
-def _response(answer) -> tuple[int, dict, dict]:
-    if isinstance(answer, PostResult):
-        metrics.comment_accepted("api", created=answer.created)
-        return (201 if answer.created else 200), comment_json(answer.comment), {}
-    if isinstance(answer, ServiceError):
-        metrics.comment_rejected(answer.code, "api")
-        return answer.status, answer.as_dict(), answer.headers
-    # An exception of the write path (a bug): logged by the group commit.
-    metrics.comment_rejected("server_error", "api")
-    return 500, error_body("server_error", "Internal error; it has been logged."), {}
-
-
-def _security_headers() -> list[tuple[bytes, bytes]]:
-    """What Django's SecurityMiddleware and XFrameOptionsMiddleware add to an API answer."""
-    headers = [(b"allow", ALLOW)]
-    if settings.X_FRAME_OPTIONS:
-        headers.append((b"x-frame-options", settings.X_FRAME_OPTIONS.upper().encode()))
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append((b"x-content-type-options", b"nosniff"))
-    if settings.SECURE_REFERRER_POLICY:
-        policy = settings.SECURE_REFERRER_POLICY
-        value = policy if isinstance(policy, str) else ",".join(policy)
-        headers.append((b"referrer-policy", value.encode()))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        headers.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
-    return headers
+    return batcher.PostRequest(headers["token"], data["text"], headers.get("idempotency-key"), meta)
 
 
 async def _send(send, status: int, body: bytes, extra: dict, request_id: str) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        *_security_headers(),
+        (b"allow", ALLOW),
+        *http_edge.security_headers(),
         *((name.lower().encode("latin-1"), str(value).encode("latin-1")) for name, value in extra.items()),
         (b"x-request-id", request_id.encode("latin-1")),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _account(scope, status: int, started: float, request_id: str) -> None:
-    """The request's metrics and log line, as livecomment/middleware.py makes them for Django's."""
-    elapsed = time.perf_counter() - started
-    metrics.REQUEST_LATENCY.labels("POST", ROUTE).observe(elapsed)
-    metrics.REQUESTS.labels("POST", ROUTE, str(status)).inc()
-    if settings.LOG_REQUESTS and log.isEnabledFor(logging.INFO):
-        client = scope.get("client")
-        log.info(
-            "%s %s %s",
-            "POST",
-            scope["path"],
-            status,
-            extra={
-                "event": "request",
-                "method": "POST",
-                "path": scope["path"],
-                "route": ROUTE,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "request_id": request_id,
-                "client": client[0] if client else "",
-            },
-        )
