@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--gateways", type=int, default=2)
     args = parser.parse_args()
-    from livecomment.embedded_redis import EmbeddedRedis
+    from livecomment.server.embedded_redis import EmbeddedRedis
 
     server = EmbeddedRedis(tempfile.mkdtemp(prefix="layers-"), persist=False)
     server.start()

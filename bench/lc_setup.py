@@ -32,8 +32,8 @@ def main(argv=None) -> None:
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
-    from livecomment.checks import static_files_check
-    from livecomment.embedded_redis import ensure_from_settings
+    from livecomment.lib.checks import static_files_check
+    from livecomment.server.embedded_redis import ensure_from_settings
     from videos.models import Video
 
     ensure_from_settings()  # some write paths may touch Redis; stopped at exit

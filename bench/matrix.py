@@ -41,7 +41,7 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     try:
-        from livecomment.embedded_redis import redis_server_binary
+        from livecomment.server.embedded_redis import redis_server_binary
 
         v = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout
         out["redis-server (embedded)"] = v.split("v=")[1].split()[0] if "v=" in v else v.strip()

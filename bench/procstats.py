@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 import psutil
 
-GATEWAY_NAMES = {"daphne", "uvicorn", "bench.ceiling", "livecomment.uvicorn_worker", "livecomment.daphne_worker"}
+GATEWAY_NAMES = {
+    "daphne",
+    "uvicorn",
+    "bench.ceiling",
+    "livecomment.server.uvicorn_worker",
+    "livecomment.server.daphne_worker",
+}
 
 
 def tree(root_pid: int) -> list[psutil.Process]:

@@ -341,7 +341,7 @@ class Eventstream(Target):
         if self.redis_url:
             env["EVENTSTREAM_REDIS_URL"] = self.redis_url
         else:
-            from livecomment.embedded_redis import EmbeddedRedis
+            from livecomment.server.embedded_redis import EmbeddedRedis
 
             self.redis = EmbeddedRedis(self.var_dir, persist=False)
             self.redis.start()

@@ -16,9 +16,9 @@ from django.db import DatabaseError
 
 from comments import services
 from comments.events import comment_json
-from livecomment import metrics
-from livecomment.errors import ServiceError, Unavailable, error_body
-from livecomment.throttling import api_post_throttles, check_post_throttles
+from livecomment.lib import metrics
+from livecomment.lib.errors import ServiceError, Unavailable, error_body
+from livecomment.lib.throttling import api_post_throttles, check_post_throttles
 from videos.lookups import video_not_found
 from videos.models import Video
 

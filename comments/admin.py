@@ -6,7 +6,7 @@ from django.db.models import Exists, OuterRef
 
 from comments import services
 from comments.models import Ban, BlockedTerm, Comment, ModerationAction, Report
-from livecomment.errors import ServiceError
+from livecomment.lib.errors import ServiceError
 
 
 class ReportedFilter(admin.SimpleListFilter):

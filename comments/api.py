@@ -21,10 +21,10 @@ from comments.serializers import (
     OwnCommentSerializer,
     PostCommentSerializer,
 )
-from livecomment import metrics
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.parsers import strict_body
-from livecomment.throttling import AnonIPThrottle, PostIPThrottle, PostThrottle
+from livecomment.lib import metrics
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.parsers import strict_body
+from livecomment.lib.throttling import AnonIPThrottle, PostIPThrottle, PostThrottle
 from videos.lookups import get_video
 
 DEFAULT_LIMIT = 50

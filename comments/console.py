@@ -39,9 +39,9 @@ from comments import services
 from comments.events import comment_json, timestamp
 from comments.models import Comment, Report
 from dispatcher import viewer_count
-from livecomment import converters, parsers  # noqa: F401  (converters registers <id:>)
-from livecomment.errors import ServiceError, error_body
-from livecomment.parsers import strict_body
+from livecomment.lib import converters, parsers  # noqa: F401  (converters registers <id:>)
+from livecomment.lib.errors import ServiceError, error_body
+from livecomment.lib.parsers import strict_body
 from videos.models import Video
 
 OPEN_REPORTS_MAX = 200

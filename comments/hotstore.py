@@ -34,7 +34,7 @@ from typing import cast
 from django.conf import settings
 
 from comments import cursors
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 MOD_AUDIENCE = "mod"
 

@@ -27,9 +27,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from comments.api import CommentListView
 from dispatcher import EventWait
-from livecomment import limits
-from livecomment.errors import ServiceError, error_body
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib import limits
+from livecomment.lib.errors import ServiceError, error_body
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 
 _list_view = CommentListView.as_view()
 

@@ -14,9 +14,9 @@ from comments.api import ERRORS
 from comments.events import comment_json, timestamp
 from comments.models import Ban, Comment, ModerationAction, Report
 from comments.serializers import OwnCommentSerializer
-from livecomment.errors import ServiceError
-from livecomment.parsers import strict_body
-from livecomment.throttling import AnonIPThrottle, ReportThrottle
+from livecomment.lib.errors import ServiceError
+from livecomment.lib.parsers import strict_body
+from livecomment.lib.throttling import AnonIPThrottle, ReportThrottle
 from videos.lookups import get_video
 
 

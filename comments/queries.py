@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from comments import cursors, events, hotstore
 from comments.models import Comment
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 
 
 @dataclass

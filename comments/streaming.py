@@ -6,7 +6,7 @@ from django.db import DatabaseError
 
 from comments import services
 from comments.accept import Answer, Post, accept
-from livecomment.errors import Unavailable
+from livecomment.lib.errors import Unavailable
 
 
 def post_from_socket(video, user, text, idempotency_key, meta: dict) -> Answer:

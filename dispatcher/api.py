@@ -14,7 +14,7 @@ from dispatcher.hub import current_hub, get_hub
 class EventWait:
     """A long-poll's place in this process's hub: woken by anything new in one video.
 
-    join() may raise the Redis errors of livecomment.redis_client.UNAVAILABLE_ERRORS;
+    join() may raise the Redis errors of livecomment.lib.redis_client.UNAVAILABLE_ERRORS;
     leave() must run however the wait ends (a client that left cancels it).
     """
 

@@ -24,7 +24,7 @@ from typing import cast
 from comments import cursors, events, hotstore
 from comments.hotstore import StreamEvent
 from comments.models import Comment
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 
 @dataclass
@@ -124,7 +124,7 @@ def resume_page(
     more = len(entries) == limit
     if first_id is None or cursors.compare(first_id, after) > 0:
         if not use_database:
-            from livecomment.errors import Unavailable
+            from livecomment.lib.errors import Unavailable
 
             raise Unavailable("database")  # the stream alone cannot say what was missed
         older = database_page(video_id, after, first_id, limit, moderator, since if since is not None else after)

@@ -43,7 +43,7 @@ from dispatcher.ordering import database_tip
 from dispatcher.publisher import MESSAGE_TYPE, group_name
 from dispatcher.subscription import VideoSubscription
 from dispatcher.viewers import viewers_key
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 log = logging.getLogger(__name__)
 

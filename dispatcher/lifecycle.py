@@ -15,7 +15,7 @@ from comments.cursors import ZERO, to_position
 from dispatcher.ordering import GapRepair
 from dispatcher.publisher import group_name
 from dispatcher.viewers import ViewerCounts
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dispatcher.auth import run_sync
 from dispatcher.frames import Frame
 from dispatcher.subscription import VideoSubscription
 from dispatcher.writer import BurstWriter
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ def publish(video_id: int, *events: Event) -> None:
         if channel is not None:
             from channels_redis.utils import _consistent_hash
 
-            from livecomment import redis_client
+            from livecomment.lib import redis_client
 
             hosts = layer._kwargs.get("hosts") or [settings.REDIS_URL]
             host = hosts[_consistent_hash(channel, len(hosts))]  # the layer's own shard choice

@@ -13,8 +13,8 @@ from django.urls import path, re_path
 from dispatcher.sse import SSEEndpoint
 from dispatcher.stats import GatewayStatsConsumer
 from dispatcher.ws import CLOSE_CODES, VideoSocketConsumer
-from livecomment import converters  # noqa: F401  (registers <id:>)
-from livecomment.errors import error_body
+from livecomment.lib import converters  # noqa: F401  (registers <id:>)
+from livecomment.lib.errors import error_body
 
 
 class UnknownSocket(AsyncWebsocketConsumer):

@@ -32,10 +32,10 @@ from dispatcher import streams
 from dispatcher.connections import SSEConnection
 from dispatcher.frames import SSE_PADDING, Frame
 from dispatcher.hub import get_hub
-from livecomment import limits
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.logging_config import request_id_from_scope
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib import limits
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.logging_config import request_id_from_scope
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from dispatcher import publisher
 from dispatcher.hub import current_hub
-from livecomment.limits import loopback_client
+from livecomment.lib.limits import loopback_client
 
 
 class GatewayStatsConsumer(AsyncHttpConsumer):

@@ -23,8 +23,8 @@ from django.conf import settings
 from comments import cursors, hotstore
 from dispatcher import backlog, hooks
 from dispatcher.auth import BadToken, authenticate_scope, headers_of, query_of, run_sync
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from comments.hotstore import StreamEvent
     from dispatcher.connections import Connection
     from dispatcher.subscription import VideoSubscription
-    from livecomment.limits import StreamSlot
+    from livecomment.lib.limits import StreamSlot
 
 log = logging.getLogger(__name__)
 

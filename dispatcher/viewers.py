@@ -10,7 +10,7 @@ from django.conf import settings
 
 from dispatcher.frames import Frame
 from dispatcher.writer import BurstWriter
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 log = logging.getLogger(__name__)
 

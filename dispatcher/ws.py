@@ -22,11 +22,11 @@ from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
 from dispatcher.hub import get_hub
-from livecomment import limits, metrics, parsers
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.logging_config import request_id_from_scope
-from livecomment.parsers import strict_body
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib import limits, metrics, parsers
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.logging_config import request_id_from_scope
+from livecomment.lib.parsers import strict_body
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 

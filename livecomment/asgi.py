@@ -12,13 +12,13 @@ import django
 
 django.setup()
 
-from livecomment.checks import require_start_up_checks  # noqa: E402
+from livecomment.lib.checks import require_start_up_checks  # noqa: E402
 
 # DEBUG=0 without collected static files: fail here, not with a 500 on every page.
 require_start_up_checks()
 
-from livecomment.asgi_handler import get_asgi_application  # noqa: E402
-from livecomment.embedded_redis import ensure_from_settings  # noqa: E402
+from livecomment.server.asgi_handler import get_asgi_application  # noqa: E402
+from livecomment.server.embedded_redis import ensure_from_settings  # noqa: E402
 
 # With no REDIS_URL, share (or start, and own) the embedded redis-server.
 ensure_from_settings()

@@ -9,7 +9,7 @@ def asgi_routes() -> tuple[list, list]:
 
     from dispatcher.routing import http_routes as rt_http
     from dispatcher.routing import websocket_routes as rt_ws
-    from livecomment.metrics import MetricsConsumer
+    from livecomment.lib.metrics import MetricsConsumer
 
     # /metrics on the event loop, before Django: no thread hop, and it reads this loop's hub.
     return [re_path(r"^metrics$", MetricsConsumer.as_asgi()), *rt_http], list(rt_ws)
@@ -20,7 +20,7 @@ def build_application(django_asgi_app):
 
     http_routes, websocket_routes = asgi_routes()
     from comments.fastpost.endpoint import PostEndpoint
-    from livecomment.limits import BodyLimitMiddleware, HeaderLimitMiddleware
+    from livecomment.lib.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 
     # Comment POSTs from token clients: a group commit in front of Django (which
     # answers every request the endpoint does not take).

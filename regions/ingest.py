@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 from comments import cursors, services
 from comments.models import Comment
 from comments.services import remote
-from livecomment.errors import ServiceError, Unavailable
+from livecomment.lib.errors import ServiceError, Unavailable
 from regions import identity as identities
 from regions.models import IngestPosition
 from videos.models import Video

@@ -55,9 +55,9 @@ from redis.exceptions import RedisClusterException
 from comments import cursors
 from comments.hotstore import REGION_STREAM
 from comments.models import Comment, ModerationAction
-from livecomment import redis_client
-from livecomment.errors import Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS, ClusterUnavailable, SyncCluster
+from livecomment.lib import redis_client
+from livecomment.lib.errors import Unavailable
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS, ClusterUnavailable, SyncCluster
 from regions import ingest
 
 log = logging.getLogger("livecomment.regions")

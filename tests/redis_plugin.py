@@ -19,6 +19,6 @@ os.environ.setdefault("DEBUG", "1")
 os.environ["API_THREAD_POOL"] = "0"
 
 if not os.environ.get("REDIS_URL"):
-    from livecomment.embedded_redis import ensure_running
+    from livecomment.server.embedded_redis import ensure_running
 
     ensure_running(_var_dir)  # from the main thread: dies with the test run

@@ -8,7 +8,7 @@ is down" point the app at a second real redis-server:
         separate_redis.stop()    # now Redis is down
         separate_redis.start()   # and back (empty unless persist=True)
 
-`livecomment.redis_client` caches one client per URL, so the new URL gets its
+`livecomment.lib.redis_client` caches one client per URL, so the new URL gets its
 own client; the cache and the channel layer are reset by Django's and
 Channels' setting_changed handlers.
 """
@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 
-from livecomment.embedded_redis import EmbeddedRedis
+from livecomment.server.embedded_redis import EmbeddedRedis
 
 
 def point_app_at(settings, url: str) -> None:

@@ -116,8 +116,8 @@ class Gateways:
         port = port or free_port()
         app = "livecomment.asgi:application"
         if server == "daphne":
-            # As `manage.py serve` runs Daphne (its lighter receive queue, livecomment/daphne_worker.py).
-            cmd = [sys.executable, "-m", "livecomment.daphne_worker", "-b", "127.0.0.1", "-p", str(port), app]
+            # As `manage.py serve` runs Daphne (its lighter receive queue, livecomment/server/daphne_worker.py).
+            cmd = [sys.executable, "-m", "livecomment.server.daphne_worker", "-b", "127.0.0.1", "-p", str(port), app]
         else:
             cmd = [
                 sys.executable,

@@ -1,5 +1,5 @@
-"""Django requests under ASGI: no thread per request (livecomment/asgi_handler.py,
-livecomment/async_middleware.py), and the stock middlewares still do their job."""
+"""Django requests under ASGI: no thread per request (livecomment/server/asgi_handler.py,
+livecomment/server/async_middleware.py), and the stock middlewares still do their job."""
 
 import asyncio
 import json

@@ -1,4 +1,4 @@
-"""Daphne as `manage.py serve` runs it (livecomment/daphne_worker.py): its
+"""Daphne as `manage.py serve` runs it (livecomment/server/daphne_worker.py): its
 per-request `receive` queue. Every Daphne gateway of the other tests
 (tests/servers.py) runs through it too: streams, WebSockets, Django requests,
 disconnects."""
@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from livecomment.daphne_worker import LightQueueServer, MessageQueue
+from livecomment.server.daphne_worker import LightQueueServer, MessageQueue
 
 
 def run(coro):

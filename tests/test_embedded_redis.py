@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livecomment.embedded_redis import socket_path
+from livecomment.server.embedded_redis import socket_path
 from tests.servers import ROOT, free_port
 
 pytestmark = pytest.mark.processes
@@ -204,7 +204,7 @@ def test_sigkill_of_the_server_leaves_nothing_behind(serve, var_dir):
 CALLER = textwrap.dedent(
     """
     import sys
-    from livecomment.embedded_redis import ensure_running, owned_pid
+    from livecomment.server.embedded_redis import ensure_running, owned_pid
     started = ensure_running(sys.argv[1])
     print(started, owned_pid(), flush=True)
     sys.stdin.readline()  # hold on until the test says so

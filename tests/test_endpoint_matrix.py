@@ -131,8 +131,8 @@ def asgi_routes(app, protocol: str = "http") -> list[str]:
 
 def enumerate_routes(app=None) -> list[str]:
     if app is None:
-        from livecomment.asgi_handler import get_asgi_application
         from livecomment.routing import build_application
+        from livecomment.server.asgi_handler import get_asgi_application
 
         app = build_application(get_asgi_application())
     return asgi_routes(app)
@@ -652,8 +652,8 @@ def test_it_has_a_row_for_every_route():
 def test_it_names_a_route_that_has_no_row():
     from channels.routing import ProtocolTypeRouter, URLRouter
 
-    from livecomment.asgi_handler import get_asgi_application
     from livecomment.routing import build_application
+    from livecomment.server.asgi_handler import get_asgi_application
 
     app = build_application(get_asgi_application())
     while not isinstance(app, ProtocolTypeRouter):

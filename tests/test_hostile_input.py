@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from comments import services
 from comments.models import Comment
-from livecomment.converters import MAX_ID
+from livecomment.lib.converters import MAX_ID
 from tests.base import alice, make_user, staff, video  # fixtures
 
 METHODS = ["get", "post", "put", "patch", "delete"]
@@ -129,7 +129,7 @@ def test_it_enumerates_the_routes():
     assert "api/v1/videos/<id:video_id>/comments/" in ROUTES
     assert "moderation/videos/<id:video_id>/reports/resolve/" in ROUTES
     assert len(ID_ROUTES) >= 12
-    assert not [r for r in ROUTES if "<int:" in r], "ids go through <id:> (livecomment/converters.py)"
+    assert not [r for r in ROUTES if "<int:" in r], "ids go through <id:> (livecomment/lib/converters.py)"
 
 
 @pytest.mark.parametrize("route", ID_ROUTES)

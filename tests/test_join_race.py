@@ -25,8 +25,8 @@ from tests.base import alice, video
 
 
 def _application():
-    from livecomment.asgi_handler import get_asgi_application
     from livecomment.routing import build_application
+    from livecomment.server.asgi_handler import get_asgi_application
 
     return build_application(get_asgi_application())
 

@@ -24,22 +24,9 @@ RANK = {WIRING: 4, APP: 3, DELIVERY: 2, STORE: 1, LIB: 0}
 
 # Module prefix -> layer; the longest prefix wins.
 LAYERS = {
-    "livecomment": WIRING,  # settings, urls, asgi, routing, the servers and their workers, sign-up and tokens
-    "livecomment.errors": LIB,
-    "livecomment.throttling": LIB,
-    "livecomment.limits": LIB,
-    "livecomment.metrics": LIB,
-    "livecomment.logging_config": LIB,
-    "livecomment.middleware": LIB,
-    "livecomment.redis_client": LIB,
-    "livecomment.health": LIB,
-    "livecomment.parsers": LIB,
-    "livecomment.converters": LIB,
-    "livecomment.api_paths": LIB,
-    "livecomment.authentication": LIB,
-    "livecomment.security": LIB,
-    "livecomment.static_storage": LIB,
-    "livecomment.http_edge": LIB,
+    "livecomment": WIRING,  # settings, urls, asgi, routing; livecomment/server/: the servers and their workers
+    "livecomment.lib": LIB,  # small plain helpers everything may use: errors, limits, throttles, metrics, Redis clients
+    "accounts.authentication": LIB,  # DRF loads it while it loads its views: it imports no app
     "comments": APP,
     "videos": APP,
     "regions": APP,
@@ -57,11 +44,11 @@ LAYERS = {
 ALLOWED = {
     ("dispatcher.backlog", "comments.events"): "a catch-up page's status events are built like the live ones",
     ("comments.apps", "dispatcher"): "the comments app registers its stream hooks with the dispatcher's API",
-    ("livecomment.health", "dispatcher"): "readiness says no while this gateway shuts its streams down",
-    ("livecomment.metrics", "dispatcher"): "/metrics reports this gateway's connections and counters",
+    ("livecomment.lib.health", "dispatcher"): "readiness says no while this gateway shuts its streams down",
+    ("livecomment.lib.metrics", "dispatcher"): "/metrics reports this gateway's connections and counters",
     (
-        "livecomment.redis_client",
-        "livecomment.embedded_redis",
+        "livecomment.lib.redis_client",
+        "livecomment.server.embedded_redis",
     ): "without REDIS_URL the client starts the embedded Redis",
     ("comments.console", "videos.views"): "the console lists the moderators the viewer page lists",
     (
@@ -71,6 +58,7 @@ ALLOWED = {
     ("videos.admin", "comments.services"): "the admin changes a video through the write path (audit, events)",
     ("videos.api", "comments.services"): "a video's settings and state are moderator actions of the write path",
     ("videos.api", "comments.api"): "the video API answers with the comments API's error schemas",
+    ("accounts.api", "comments.serializers"): "the token API declares the API's one error schema",
     ("regions", "comments.services"): "regions relays and applies the write path's changes (ingest-only entry points)",
 }
 
@@ -172,7 +160,7 @@ def test_it_knows_every_application_module():
         ("videos.views", "from comments.queries import page\n"),
         ("comments.api", "from livecomment import urls\n"),
         ("comments.longpoll", "from dispatcher.hub import get_hub\n"),
-        ("livecomment.metrics", "from dispatcher.hub import current_hub\n"),
+        ("livecomment.lib.metrics", "from dispatcher.hub import current_hub\n"),
     ],
 )
 def test_it_catches_a_planted_upward_or_cross_app_import(importer, source):
@@ -180,7 +168,7 @@ def test_it_catches_a_planted_upward_or_cross_app_import(importer, source):
 
 
 def test_it_lets_imports_that_point_down_through():
-    source = "from comments import hotstore\nfrom comments.models import Comment\nfrom livecomment import limits\n"
+    source = "from comments import hotstore\nfrom comments.models import Comment\nfrom livecomment.lib import limits\n"
     assert violations("dispatcher.hub", source) == []
     assert violations("livecomment.routing", "from dispatcher.routing import http_routes\n") == []
 

@@ -23,7 +23,7 @@ from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect as ws_connect
 
 from comments.models import Comment
-from livecomment import limits
+from livecomment.lib import limits
 from tests.base import alice, alice_client, bob, client_for, make_user, staff, video
 from tests.realtime_clients import SSEClient
 
@@ -77,7 +77,7 @@ def test_a_rate_of_zero_refuses_every_post_with_429_not_a_500(alice_client, vide
 
 
 def test_it_ignores_throttle_counters_left_in_the_old_format(alice, alice_client, video):
-    from livecomment.throttling import shared_cache
+    from livecomment.lib.throttling import shared_cache
 
     # What DRF's throttle kept before the counters moved to a sorted set (a
     # pickled list): still there after an upgrade, for up to a window.
@@ -217,7 +217,7 @@ def test_the_admin_login_is_limited_too(staff, settings):
 def test_sign_in_throttles_fail_open_without_redis(alice, monkeypatch):
     import redis
 
-    from livecomment.throttling import LoginThrottle
+    from livecomment.lib.throttling import LoginThrottle
 
     def down(self, request, view):
         raise redis.ConnectionError("Redis is down")

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livecomment.logging_config import JsonFormatter, PlainFormatter, RequestIdFilter, clean_request_id
+from livecomment.lib.logging_config import JsonFormatter, PlainFormatter, RequestIdFilter, clean_request_id
 from tests.base import alice, video
 from tests.realtime_clients import SSEClient, WSClient
 from tests.servers import ROOT

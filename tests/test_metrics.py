@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
-from livecomment.embedded_redis import EmbeddedRedis
+from livecomment.server.embedded_redis import EmbeddedRedis
 from tests.base import alice, video
 from tests.realtime_clients import Poster, SSEClient, WSClient
 

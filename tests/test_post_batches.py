@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from comments import hotstore, services
 from comments.models import Ban, Comment
-from livecomment.errors import ServiceError
+from livecomment.lib.errors import ServiceError
 from tests.base import *
 from tests.base import make_user
 from videos.models import Video
@@ -114,7 +114,7 @@ def test_it_leaves_nothing_when_a_store_fails_outside_a_transaction(transactiona
     # Outside a test's transaction: on PostgreSQL the write takes its ids first
     # and INSERTs after the append (services.store._append_then_insert); elsewhere
     # INSERT, append, UPDATE in a transaction. Either way a failure leaves nothing.
-    from livecomment import redis_client
+    from livecomment.lib import redis_client
 
     video = Video.objects.create(title="Live", state=Video.State.LIVE)
     alice, bob = make_user("alice"), make_user("bob")

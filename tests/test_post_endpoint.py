@@ -249,7 +249,7 @@ def test_it_writes_concurrent_posts_in_batches_each_once_and_in_stream_order(gat
 
 
 def redis_stream_ids(video) -> list[str]:
-    from livecomment import redis_client
+    from livecomment.lib import redis_client
 
     return [entry_id for entry_id, _ in redis_client.for_video(video.pk).xrange(hotstore.stream_key(video.pk))]
 

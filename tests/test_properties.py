@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from comments import hotstore, services
 from comments.models import Comment
-from livecomment.errors import ServiceError
+from livecomment.lib.errors import ServiceError
 from tests.base import alice, client_for, staff, video
 from videos.models import Video
 

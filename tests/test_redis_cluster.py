@@ -24,8 +24,8 @@ from rest_framework.authtoken.models import Token
 from comments import hotstore, services
 from dispatcher import publisher
 from dispatcher.viewers import viewers_key
-from livecomment import redis_client
-from livecomment.embedded_redis import EmbeddedRedis
+from livecomment.lib import redis_client
+from livecomment.server.embedded_redis import EmbeddedRedis
 from regions.relay import Relay, inbox_key, position_key
 from tests.base import alice, bob
 from tests.multi_redis import check_resume_and_repair

@@ -29,8 +29,8 @@ from django.db import DatabaseError
 
 from comments import hotstore, services
 from comments.models import Comment
-from livecomment.embedded_redis import EmbeddedRedis
-from livecomment.errors import Unavailable
+from livecomment.lib.errors import Unavailable
+from livecomment.server.embedded_redis import EmbeddedRedis
 from regions import ingest
 from regions.relay import Relay, inbox_key, position_key
 from tests.base import *
@@ -524,7 +524,7 @@ def test_the_relay_sends_everything_again_to_a_target_that_lost_its_data(
 def test_each_redis_host_has_its_own_region_stream(transactional_db, alice, redis, settings):
     """With REDIS_URLS a change goes on the region stream of its video's host:
     losing a host stops only its videos, here and in what is relayed."""
-    from livecomment import redis_client
+    from livecomment.lib import redis_client
     from videos.models import Video
 
     second = EmbeddedRedis(tempfile.mkdtemp(prefix="lc-r-"), persist=False)

@@ -10,8 +10,8 @@ from rest_framework.authtoken.models import Token
 
 from comments import hotstore, services
 from dispatcher import publisher
-from livecomment import redis_client
-from livecomment.embedded_redis import EmbeddedRedis
+from livecomment.lib import redis_client
+from livecomment.server.embedded_redis import EmbeddedRedis
 from tests.base import alice, bob
 from tests.multi_redis import check_resume_and_repair
 from tests.realtime_clients import Poster, SSEClient

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from comments import services
-from livecomment.errors import ServiceError
+from livecomment.lib.errors import ServiceError
 from videos.models import Video
 
 

@@ -6,9 +6,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.api import ERRORS
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.parsers import strict_body
-from livecomment.throttling import AnonIPThrottle
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.parsers import strict_body
+from livecomment.lib.throttling import AnonIPThrottle
 from videos.lookups import get_video
 from videos.models import Video
 from videos.serializers import VideoSerializer

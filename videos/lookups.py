@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError
 
-from livecomment.errors import ServiceError, Unavailable
+from livecomment.lib.errors import ServiceError, Unavailable
 from videos.models import Video
 
 # Asked on every request about a video (every comment POST): the statement

@@ -1,6 +1,6 @@
 from django.urls import path
 
-import livecomment.converters  # noqa: F401  (registers <id:>)
+import livecomment.lib.converters  # noqa: F401  (registers <id:>)
 from videos import views
 
 urlpatterns = [

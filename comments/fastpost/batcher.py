@@ -30,8 +30,8 @@ from django.db import DatabaseError, close_old_connections
 
 from comments.accept import Answer, Post, accept, refused, server_error
 from comments.fastpost.lookup import look_up
-from livecomment import metrics
-from livecomment.errors import Unavailable
+from livecomment.lib import metrics
+from livecomment.lib.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

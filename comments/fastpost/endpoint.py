@@ -10,7 +10,7 @@ that arrived meanwhile, through the same edge of the write path as every other
 post (`comments.accept.accept`). The answer is the one DRF's view gives:
 the same status, body and headers (tests/test_post_endpoint.py compares them).
 Its route is the URLconf's `api-comments`; its HTTP edge (hosts, TLS, security
-headers, request id and log) is Django's, from livecomment/http_edge.py.
+headers, request id and log) is Django's, from livecomment/lib/http_edge.py.
 
 Everything else goes to Django unchanged, body included: other methods and
 paths, session (cookie) authentication with its CSRF check, bodies that are
@@ -31,11 +31,11 @@ from django.conf import settings
 from django.urls import get_resolver
 from rest_framework.renderers import JSONRenderer
 
+from accounts.authentication import could_be_token
 from comments.accept import Answer
 from comments.fastpost import batcher
-from livecomment import http_edge, parsers
-from livecomment.authentication import could_be_token
-from livecomment.http_edge import REQUEST_ID, clean_request_id
+from livecomment.lib import http_edge, parsers
+from livecomment.lib.http_edge import REQUEST_ID, clean_request_id
 
 ROUTE = "api-comments"  # the URL's name: the route taken, and its label in the request metrics and log
 # What DRF's view says it allows (its `Allow` header).

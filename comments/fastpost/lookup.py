@@ -17,9 +17,9 @@ from django.db import connections
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from accounts.authentication import could_be_token
 from comments import services
 from comments.models import Ban, Comment
-from livecomment.authentication import could_be_token
 from videos.models import Video
 
 _USER_FIELDS = ("is_superuser", "is_staff", "is_active")

@@ -24,8 +24,8 @@ from comments.services.rules import (
     require_moderator,
 )
 from comments.services.store import _undo
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
 
 log = logging.getLogger(__name__)

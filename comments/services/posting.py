@@ -23,8 +23,8 @@ from comments.services.rules import (
     clean_text,
 )
 from comments.services.store import _retry_undos, _Row, _store_and_append_many, _undo
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from comments import events
 from comments.models import Ban, BlockedTerm
-from livecomment.errors import ServiceError
+from livecomment.lib.errors import ServiceError
 from videos.models import Video
 
 log = logging.getLogger(__name__)

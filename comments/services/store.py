@@ -38,8 +38,8 @@ from django.utils import timezone
 from comments import events, hotstore
 from comments.models import Comment
 from dispatcher import Event
-from livecomment.errors import Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib.errors import Unavailable
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
 
 log = logging.getLogger(__name__)

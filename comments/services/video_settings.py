@@ -11,8 +11,8 @@ from django.utils import timezone
 from comments import events, hotstore
 from comments.services.moderation import _audit, _from_region, _to_regions
 from comments.services.rules import require_moderator
-from livecomment.errors import ServiceError, Unavailable
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib.errors import ServiceError, Unavailable
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
 
 # -- video settings -------------------------------------------------------------------------

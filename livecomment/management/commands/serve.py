@@ -22,8 +22,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from livecomment import embedded_redis
-from livecomment.checks import require_start_up_checks
+from livecomment.lib.checks import require_start_up_checks
+from livecomment.server import embedded_redis
 
 
 class Command(BaseCommand):
@@ -91,14 +91,23 @@ class Command(BaseCommand):
         app = "livecomment.asgi:application"
         if server == "daphne":
             # No --proxy-headers: Daphne would trust any client's X-Forwarded-For;
-            # the app applies NUM_PROXIES itself (livecomment/limits.py).
+            # the app applies NUM_PROXIES itself (livecomment/lib/limits.py).
             # Its plain-text access log only repeats the app's JSON request and
-            # stream lines (livecomment/middleware.py, dispatcher/).
-            # livecomment.daphne_worker: Daphne with a lighter per-request `receive` queue.
-            cmd = [sys.executable, "-m", "livecomment.daphne_worker", "--fd", str(fd), "--access-log", os.devnull, app]
+            # stream lines (livecomment/lib/middleware.py, dispatcher/).
+            # livecomment.server.daphne_worker: Daphne with a lighter per-request `receive` queue.
+            cmd = [
+                sys.executable,
+                "-m",
+                "livecomment.server.daphne_worker",
+                "--fd",
+                str(fd),
+                "--access-log",
+                os.devnull,
+                app,
+            ]
         else:
-            # Not `uvicorn --fd`: it would leave Nagle on (livecomment/uvicorn_worker.py).
-            cmd = [sys.executable, "-m", "livecomment.uvicorn_worker", str(fd)]
+            # Not `uvicorn --fd`: it would leave Nagle on (livecomment/server/uvicorn_worker.py).
+            cmd = [sys.executable, "-m", "livecomment.server.uvicorn_worker", str(fd)]
         return subprocess.Popen(cmd, env=env, pass_fds=(fd,), preexec_fn=embedded_redis.die_with_parent)
 
     def _on_signal(self, signum, frame):

@@ -38,7 +38,7 @@ import json
 
 from django.conf import settings
 
-# livecomment.errors imports DRF's views, which import the throttles, which
+# livecomment.lib.errors imports DRF's views, which import the throttles, which
 # import this module: errors are imported where they are used.
 
 
@@ -132,7 +132,7 @@ _UNCOUNTED = Slot({})
 
 
 def _refuse_slot(code: str, message: str):
-    from livecomment.errors import ServiceError
+    from livecomment.lib.errors import ServiceError
 
     return ServiceError(code, message, 429, headers={"Retry-After": "5"}, retry_after=5)
 
@@ -192,7 +192,7 @@ class BodyTooLarge(Exception):
 
 
 def _too_large_response(limit: int) -> tuple[dict, dict]:
-    from livecomment.errors import error_body
+    from livecomment.lib.errors import error_body
 
     body = json.dumps(
         error_body("body_too_large", f"The request body is too large (at most {limit} bytes).", max_bytes=limit)
@@ -298,7 +298,7 @@ class HeaderLimitMiddleware:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})
             return
-        from livecomment.errors import error_body
+        from livecomment.lib.errors import error_body
 
         message = f"The request headers are too large (at most {limit} bytes)."
         body = json.dumps(error_body("headers_too_large", message, max_bytes=limit)).encode()

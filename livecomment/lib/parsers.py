@@ -94,7 +94,7 @@ def strict_body(data, allowed, what: str = "The body") -> dict:
     """`data` when it is a JSON object of only `allowed` keys (a serializer
     class or names); else a 400. A field nobody reads is refused rather than
     ignored, so nothing a client adds can reach a function it was not meant for."""
-    from livecomment.errors import ServiceError
+    from livecomment.lib.errors import ServiceError
 
     names = field_names(allowed) if isinstance(allowed, type) else tuple(allowed)
     if not isinstance(data, dict):

@@ -10,7 +10,7 @@ kinds of numbers:
   `HubCollector` turns them into metric families when scraped.
 * Counted where they happen, with prometheus_client objects: comments
   accepted / rejected by reason (comments/api.py, dispatcher/ws.py) and
-  request latency (livecomment/middleware.py).
+  request latency (livecomment/lib/middleware.py).
 
 Served by an ASGI consumer mounted before Django (livecomment/routing.py):
 no thread hop, and it runs on the event loop that owns the hub. Loopback
@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metr
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from livecomment import limits
+from livecomment.lib import limits
 
 # No `*_created` series: they double the output and no dashboard here uses them.
 disable_created_metrics()

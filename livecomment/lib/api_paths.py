@@ -19,7 +19,7 @@ from http import HTTPStatus
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.urls import is_valid_path
 
-from livecomment.errors import error_body
+from livecomment.lib.errors import error_body
 
 PREFIX = "/api/"
 

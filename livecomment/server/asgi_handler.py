@@ -4,7 +4,7 @@ Django's `ASGIHandler.handle` sends `request_started` and closes the response
 (which sends `request_finished`) through `sync_to_async(thread_sensitive=True)`
 inside a per-request `ThreadSensitiveContext`: every request starts a thread
 for these two calls and another to join it, even when the view is async and
-everything else runs in the event loop (livecomment/async_middleware.py) or in
+everything else runs in the event loop (livecomment/server/async_middleware.py) or in
 the API's own thread pool (comments/longpoll.py). The stock receivers of those
 signals only reset and close *this thread's* database connections and caches
 (and the urlconf override),
@@ -18,7 +18,7 @@ except that the database connections of that thread are closed when the
 request ends: the thread ends with it, so a persistent one (CONN_MAX_AGE)
 could never be used again and stayed open until a garbage collection.
 It also loads the stock middlewares in versions that run their hooks in the
-event loop (livecomment/async_middleware.py).
+event loop (livecomment/server/async_middleware.py).
 `handle` follows Django 5.2's; the differences are marked.
 """
 
@@ -39,7 +39,7 @@ from django.core.handlers.base import reset_urlconf
 from django.db import close_old_connections, connections, reset_queries
 from django.urls import set_script_prefix
 
-from livecomment.async_middleware import INLINE_VERSIONS
+from livecomment.server.async_middleware import INLINE_VERSIONS
 
 _STOCK_RECEIVERS = {
     signals.request_started: {reset_queries, close_old_connections},

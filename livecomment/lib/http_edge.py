@@ -1,5 +1,5 @@
 """The HTTP edge every request passes, written once for Django's middleware
-(livecomment/middleware.py) and the ASGI endpoints in front of Django (the
+(livecomment/lib/middleware.py) and the ASGI endpoints in front of Django (the
 comment fast path): allowed hosts, the TLS redirect's test, the security
 headers of an answer, the request id, and one log line and the metrics per
 request.
@@ -18,8 +18,8 @@ import time
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from livecomment import metrics
-from livecomment.logging_config import REQUEST_ID, clean_request_id
+from livecomment.lib import metrics
+from livecomment.lib.logging_config import REQUEST_ID, clean_request_id
 
 log = logging.getLogger("livecomment.request")
 

@@ -1,6 +1,6 @@
 """One uvicorn gateway process on a listening socket inherited from `manage.py serve`.
 
-    python -m livecomment.uvicorn_worker <fd>
+    python -m livecomment.server.uvicorn_worker <fd>
 
 Not `uvicorn --fd`: that wraps the descriptor as a unix socket whatever it
 is, so asyncio never sets TCP_NODELAY on the accepted TCP connections and
@@ -20,7 +20,7 @@ def main() -> None:
         "livecomment.asgi:application",
         loop="uvloop",
         http="httptools",
-        proxy_headers=False,  # the app applies NUM_PROXIES itself (livecomment/limits.py)
+        proxy_headers=False,  # the app applies NUM_PROXIES itself (livecomment/lib/limits.py)
         access_log=False,
         timeout_graceful_shutdown=5,
     )

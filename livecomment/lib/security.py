@@ -10,7 +10,7 @@ forms.
 from django.http import JsonResponse
 from django.views.csrf import csrf_failure as django_csrf_failure
 
-from livecomment.errors import error_body
+from livecomment.lib.errors import error_body
 
 
 def csrf_failure(request, reason=""):

@@ -1,6 +1,6 @@
 """Daphne, as `manage.py serve --server daphne` runs it, with a lighter `receive` queue.
 
-    python -m livecomment.daphne_worker --fd <fd> livecomment.asgi:application
+    python -m livecomment.server.daphne_worker --fd <fd> livecomment.asgi:application
 
 Daphne's own command line (every option of `daphne`), whose server makes the
 per-request queue behind `receive` a `MessageQueue` instead of an

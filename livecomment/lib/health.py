@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import JsonResponse
 
-from livecomment import redis_client
+from livecomment.lib import redis_client
 
 
 def database_ok() -> bool:

@@ -1,7 +1,7 @@
 """Structured logs: the request id, and the formatters settings.LOGGING uses.
 
 Every log record gets a `request_id` attribute when one is known: the
-request middleware (livecomment/middleware.py) sets it for the duration of a
+request middleware (livecomment/lib/middleware.py) sets it for the duration of a
 Django request, so anything logged while serving it -- Django's own
 "Not Found" warnings, the write path's warnings -- carries it. The SSE and
 WebSocket consumers pass theirs explicitly (`extra=`).
@@ -112,13 +112,13 @@ def logging_config(log_format: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "livecomment.logging_config.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "livecomment.lib.logging_config.RequestIdFilter"}},
         "formatters": {
             "plain": {
-                "()": "livecomment.logging_config.PlainFormatter",
+                "()": "livecomment.lib.logging_config.PlainFormatter",
                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             },
-            "json": {"()": "livecomment.logging_config.JsonFormatter"},
+            "json": {"()": "livecomment.lib.logging_config.JsonFormatter"},
         },
         "handlers": {"console": console},
         "root": {"handlers": ["console"], "level": level},

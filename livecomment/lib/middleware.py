@@ -6,8 +6,8 @@ long-poll view is not pushed through a thread by it.
 
 * Request id: an incoming `X-Request-ID` (if it looks like an id) or a fresh
   one; set for the request's context (every log record made meanwhile
-  carries it, livecomment/logging_config.py) and returned as `X-Request-ID`.
-* Log and metrics (livecomment/http_edge.py, shared with the endpoints in
+  carries it, livecomment/lib/logging_config.py) and returned as `X-Request-ID`.
+* Log and metrics (livecomment/lib/http_edge.py, shared with the endpoints in
   front of Django): one INFO record on logger `livecomment.request` with method, path,
   route, status, duration_ms, request_id, client (LOG_REQUESTS=0 turns it off).
 * Metrics: `livecomment_http_request_duration_seconds{method,route}` and
@@ -25,8 +25,8 @@ import time
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 
-from livecomment import http_edge
-from livecomment.http_edge import REQUEST_ID, clean_request_id
+from livecomment.lib import http_edge
+from livecomment.lib.http_edge import REQUEST_ID, clean_request_id
 
 
 def route_of(request) -> str:

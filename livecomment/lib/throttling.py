@@ -14,7 +14,7 @@
   the admin's login) is covered. The token endpoint and the login page answer
   429 with the wait; the admin shows its usual "wrong password".
 
-Client IPs come from `livecomment.limits.client_ip` (NUM_PROXIES applied);
+Client IPs come from `livecomment.lib.limits.client_ip` (NUM_PROXIES applied);
 loopback addresses (RATE_LIMIT_EXEMPT_IPS) are not limited per IP.
 
 Rates come from settings at request time (not import time) so an operator's
@@ -43,9 +43,9 @@ from rest_framework.throttling import (
     UserRateThrottle,
 )
 
-from livecomment import redis_client
-from livecomment.limits import client_ip, is_exempt
-from livecomment.redis_client import UNAVAILABLE_ERRORS
+from livecomment.lib import redis_client
+from livecomment.lib.limits import client_ip, is_exempt
+from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def _refuse(throttle):
 
 
 def _throttled_error(wait: int):
-    from livecomment.errors import ServiceError  # not at import: errors imports DRF's views, which import us
+    from livecomment.lib.errors import ServiceError  # not at import: errors imports DRF's views, which import us
 
     return ServiceError(
         "throttled",

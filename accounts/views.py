@@ -5,7 +5,7 @@ from django.forms.utils import ErrorList
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from livecomment.throttling import signup_throttled
+from livecomment.lib.throttling import signup_throttled
 
 
 def signup(request):
@@ -32,13 +32,13 @@ def signup(request):
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login page behind the sign-in throttles (livecomment/throttling.py):
+    """Django's login page behind the sign-in throttles (livecomment/lib/throttling.py):
     past THROTTLE_LOGIN_RATE it answers 429 saying how long to wait."""
 
     template_name = "accounts/login.html"
 
     def form_invalid(self, form):
-        from livecomment.throttling import login_wait
+        from livecomment.lib.throttling import login_wait
 
         wait = login_wait(self.request)
         if wait is None:

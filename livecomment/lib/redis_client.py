@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, SlotNotCoveredError
 
-from livecomment.embedded_redis import ensure_from_settings
+from livecomment.server.embedded_redis import ensure_from_settings
 
 # Errors that mean "Redis is not there right now" (answered with 503). The
 # cluster clients below raise ClusterUnavailable, a ConnectionError, for theirs.

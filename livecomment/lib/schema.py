@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def strict_request_bodies(result, generator, request, public):
     """Every request body is a closed object (additionalProperties: false):
-    the API refuses fields it does not know (livecomment.parsers.strict_body)."""
+    the API refuses fields it does not know (livecomment.lib.parsers.strict_body)."""
     components = result.get("components", {}).get("schemas", {})
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

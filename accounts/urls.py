@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from livecomment import accounts
+from accounts import views as accounts
 
 urlpatterns = [
     path("login/", accounts.LoginView.as_view(), name="login"),

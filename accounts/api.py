@@ -10,9 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.serializers import ErrorSerializer
-from livecomment.errors import ServiceError
-from livecomment.parsers import strict_body
-from livecomment.throttling import AnonIPThrottle, login_wait
+from livecomment.lib.errors import ServiceError
+from livecomment.lib.parsers import strict_body
+from livecomment.lib.throttling import AnonIPThrottle, login_wait
 
 # Longer than any username Django accepts (150); also bounds the hashing work.
 CREDENTIAL_MAX = 1024

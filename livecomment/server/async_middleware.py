@@ -16,7 +16,7 @@ fit in the cookie). Everything else about them is Django's own code.
 
 settings.MIDDLEWARE keeps naming the stock classes (Django's deploy checks look
 for those names); the ASGI handler loads the versions here in their place
-(`INLINE_VERSIONS`, livecomment/asgi_handler.py). The sync handler -- the test
+(`INLINE_VERSIONS`, livecomment/server/asgi_handler.py). The sync handler -- the test
 client, WSGI -- keeps the stock ones, for which this changes nothing.
 """
 

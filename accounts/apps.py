@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Sign-up, sign-in pages, API tokens and token authentication."""
+
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"
