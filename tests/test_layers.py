@@ -34,6 +34,7 @@ LAYERS = {
     "dispatcher": DELIVERY,
     "comments.models": STORE,
     "comments.hotstore": STORE,
+    "comments.writekeys": STORE,
     "comments.cursors": STORE,
     "videos.models": STORE,
     "videos.lookups": STORE,  # a video by id, or the not-found error: a read of the store

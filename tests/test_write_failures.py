@@ -9,7 +9,7 @@ store is back, the same text (and the same Idempotency-Key) is accepted.
 import pytest
 from django.db import DatabaseError
 
-from comments import hotstore, services
+from comments import hotstore, services, writekeys
 from comments.models import Comment
 from tests.base import *
 from tests.base import client_for
@@ -123,7 +123,7 @@ def let_time_pass(server, seconds):
 
 
 def assert_in_flight(server, video, user, key):
-    assert separate_redis_client(server).get(hotstore.idem_key(video.pk, user.pk, key)) == ""
+    assert separate_redis_client(server).get(writekeys.idem_key(video.pk, user.pk, key)) == ""
 
 
 def blip_during_append(server, monkeypatch):

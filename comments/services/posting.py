@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from comments import hotstore
+from comments import writekeys
 from comments.models import Ban, Comment
 from comments.services.rules import (
     _check_video_open,
@@ -63,7 +63,7 @@ class _Accepted:
     key: str | None
     held: bool
     slow: int
-    reservation: hotstore.Reservation | None = None
+    reservation: writekeys.Reservation | None = None
 
 
 Outcome = PostResult | ServiceError
@@ -109,8 +109,8 @@ def post_comments(video: Video, drafts: list[Draft], bans: dict[int, Ban] | None
     if accepted:
         _retry_undos()
         try:
-            reservations = hotstore.reserve_many(
-                video.pk, [hotstore.Claim(a.author.pk, a.text, a.key, a.slow) for a in accepted]
+            reservations = writekeys.reserve_many(
+                video.pk, [writekeys.Claim(a.author.pk, a.text, a.key, a.slow) for a in accepted]
             )
         except UNAVAILABLE_ERRORS as exc:
             log.warning("redis unavailable on reserve: %s", exc)
@@ -190,13 +190,13 @@ def _write_accepted(video: Video, items: list[_Accepted]) -> list[Outcome]:
             video, [_Row(item.author, item.text, item.key or "", held=item.held) for item in items]
         )
     except BaseException as exc:
-        _undo(hotstore.release, video.pk, keys)
+        _undo(writekeys.release, video.pk, keys)
         if isinstance(exc, Unavailable):
             return [exc for _ in items]
         raise
     remembered = [(item.author.pk, item.key, c.pk) for item, c in zip(items, comments, strict=True) if item.key]
     try:
-        hotstore.remember_idempotent(video.pk, remembered)
+        writekeys.remember_idempotent(video.pk, remembered)
     except UNAVAILABLE_ERRORS:
         pass  # the database lookup in _original_for_key still finds them
     return [PostResult(comment, True) for comment in comments]
@@ -216,8 +216,8 @@ def _retake_abandoned_key(video: Video, author, text: str, key: str, slow: int, 
     if _find_by_key(video, author, key) is not None:
         return reservation
     try:
-        if hotstore.drop_abandoned_idempotency_key(video.pk, author.pk, key, IN_FLIGHT_MAX_SECONDS):
-            return hotstore.reserve(video.pk, author.pk, text, key, slow)
+        if writekeys.drop_abandoned_idempotency_key(video.pk, author.pk, key, IN_FLIGHT_MAX_SECONDS):
+            return writekeys.reserve(video.pk, author.pk, text, key, slow)
     except UNAVAILABLE_ERRORS as exc:
         raise Unavailable("redis") from exc
     return reservation
