@@ -51,7 +51,7 @@ class Answer:
         return self.status < 400
 
 
-def accept(video: Video | int, posts: list[Post], via: Via, *, banned: list | None = None) -> list[Answer]:
+def accept(video: Video | int, posts: list[Post], via: Via) -> list[Answer]:
     """Throttle, write and answer `posts` to `video` (an int: the id of a video
     that does not exist, answered 404 once the throttles have counted).
 
@@ -62,10 +62,18 @@ def accept(video: Video | int, posts: list[Post], via: Via, *, banned: list | No
       body is judged;
     * "fastpath": DRF's rules, every throttle counting, in one round trip;
     * "ws": signed-in posts only, the first refusing throttle answers.
-    `banned`: the authors with an active ban in the video, when the caller's
-    lookup found them already (the rest have none).
     An exception of the stores propagates; `server_error()` is its answer.
     """
+    return _accept(video, posts, via, None)
+
+
+def accept_looked_up(video: Video | int, posts: list[Post], banned: list) -> list[Answer]:
+    """The fast path's accept(): its one-statement lookup already found which
+    authors have an active ban in the video (`banned`; the rest have none)."""
+    return _accept(video, posts, "fastpath", banned)
+
+
+def _accept(video: Video | int, posts: list[Post], via: Via, banned: list | None) -> list[Answer]:
     label = _LABEL[via]
     answers: list[Answer | None] = [None] * len(posts)
     refusals = _throttle(posts, via)

@@ -28,7 +28,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from comments.accept import Answer, Post, accept, refused, server_error
+from comments.accept import Answer, Post, accept_looked_up, refused, server_error
 from comments.fastpost.lookup import look_up
 from livecomment.lib import metrics
 from livecomment.lib.errors import Unavailable
@@ -128,7 +128,7 @@ def _write_batch(video_id: int, requests: list[PostRequest]) -> list[Reply]:
         log.warning("database unavailable on the batch's lookup: %s", exc)
         return [refused(Unavailable("database"), "fastpath") for _ in requests]
 
-    # An unknown token goes on to Django; the rest, in order, to accept().
+    # An unknown token goes on to Django; the rest, in order, to accept_looked_up().
     replies: list[Reply] = [NOT_AUTHENTICATED] * len(requests)
     known: list[tuple[int, Post]] = []
     for index, request in enumerate(requests):
@@ -136,9 +136,7 @@ def _write_batch(video_id: int, requests: list[PostRequest]) -> list[Reply]:
         if user is not None:
             known.append((index, Post(user, request.text, request.idempotency_key, request.meta)))
     if known:
-        answers = accept(
-            video if video is not None else video_id, [post for _, post in known], "fastpath", banned=banned
-        )
+        answers = accept_looked_up(video if video is not None else video_id, [post for _, post in known], banned)
         for (index, _), answer in zip(known, answers, strict=True):
             replies[index] = answer
     return replies
