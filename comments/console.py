@@ -1,4 +1,4 @@
-"""The live moderation console: `/moderation/videos/<id>/` (issue 5).
+"""The live moderation console: `/moderation/videos/<id>/`.
 
 One page per video for the people who may moderate it (staff everywhere,
 a video's own moderators there only). The page is a shell plus the state a
