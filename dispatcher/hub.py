@@ -97,32 +97,38 @@ class Hub(Lifecycle):
         sub = self.videos.get(video_id)
         if sub is None:
             sub = self.videos[video_id] = VideoSubscription(video_id)
-            sub.connections.add(connection)
-            try:
-                await self.layer.group_add(group_name(video_id), self.channel_name)
-                tip = await self._tip(video_id)
-                if tip == ZERO:
-                    # An empty stream (Redis came back without its data): the
-                    # history is in the database, and a later repair must start
-                    # after it, not from the video's first comment.
-                    try:
-                        tip = await run_sync(database_tip, video_id)
-                    except DatabaseError:
-                        pass  # streaming from Redis alone: nothing to repair from either
-                sub.advance(tip)
-            except BaseException as exc:
-                if self.videos.get(video_id) is sub:
-                    del self.videos[video_id]
-                sub.joined.set_exception(exc)
-                sub.joined.exception()  # mark retrieved
-                raise
-            sub.joined.set_result(True)
-            self.stats["groups_joined"] += 1
-        else:
-            sub.connections.add(connection)
-            await asyncio.shield(sub.joined)
+            # A task of its own: the first connection leaving midway must not fail the others' join.
+            sub.join_task = asyncio.get_running_loop().create_task(self._join(sub))
+        sub.connections.add(connection)
+        await asyncio.shield(sub.joined)
         self.stats["connections_opened"] += 1
         return sub
+
+    async def _join(self, sub: VideoSubscription) -> None:
+        video_id = sub.video_id
+        try:
+            await self.layer.group_add(group_name(video_id), self.channel_name)
+            tip = await self._tip(video_id)
+            if tip == ZERO:
+                # An empty stream (Redis came back without its data): the
+                # history is in the database, and a later repair must start
+                # after it, not from the video's first comment.
+                try:
+                    tip = await run_sync(database_tip, video_id)
+                except DatabaseError:
+                    pass  # streaming from Redis alone: nothing to repair from either
+            sub.advance(tip)
+        except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure, whatever it is
+            if self.videos.get(video_id) is sub:
+                del self.videos[video_id]
+            sub.joined.set_exception(exc)
+            sub.joined.exception()  # mark retrieved
+            return
+        sub.joined.set_result(True)
+        self.stats["groups_joined"] += 1
+        if not sub.connections and self.videos.get(video_id) is sub:  # all who waited have left
+            del self.videos[video_id]
+            await self._leave(video_id)
 
     def unsubscribe(self, connection: Connection) -> None:
         sub = self.videos.get(connection.video_id)

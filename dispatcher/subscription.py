@@ -21,6 +21,7 @@ class VideoSubscription:
         "last_position",
         "lock",
         "joined",
+        "join_task",
         "viewers_sent",
         "viewers_frame",
         "outbox",
@@ -38,6 +39,7 @@ class VideoSubscription:
         self.last_position = 0
         self.lock = asyncio.Lock()  # delivery of stream events is one at a time per video
         self.joined: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.join_task: asyncio.Task | None = None  # the group join, kept referenced while it runs
         self.viewers_sent = -1
         self.viewers_frame: Frame | None = None  # the last total sent, for newcomers
         # Frames handed out, not yet written (Hub._fan_out), and the burst being written.

@@ -91,10 +91,6 @@ def test_it_refuses_a_foreign_origin_whatever_the_case_of_its_header_name(transa
 # -- a join cut short ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hub.subscribe hands the first joiner's CancelledError to every connection that waited on its join",
-)
 async def test_it_lets_a_connection_join_when_the_one_joining_before_it_leaves(video):
     """The first connection of a video joins its group for everyone; when that
     one is cancelled midway (a long-poll whose client left), a connection
