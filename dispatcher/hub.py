@@ -100,7 +100,12 @@ class Hub(Lifecycle):
             # A task of its own: the first connection leaving midway must not fail the others' join.
             sub.join_task = asyncio.get_running_loop().create_task(self._join(sub))
         sub.connections.add(connection)
-        await asyncio.shield(sub.joined)
+        try:
+            await asyncio.shield(sub.joined)
+        except BaseException:
+            # A caller cancelled here never gets a subscription to unsubscribe: leave for it.
+            self._drop(sub, connection)
+            raise
         self.stats["connections_opened"] += 1
         return sub
 
@@ -134,11 +139,15 @@ class Hub(Lifecycle):
         sub = self.videos.get(connection.video_id)
         if sub is None or connection not in sub.connections:
             return
-        sub.connections.discard(connection)
         self.stats["connections_closed"] += 1
-        if not sub.connections and sub.joined.done():
-            del self.videos[connection.video_id]
-            asyncio.get_running_loop().create_task(self._leave(connection.video_id))
+        self._drop(sub, connection)
+
+    def _drop(self, sub: VideoSubscription, connection: Connection) -> None:
+        # While the join is pending, _join itself leaves the group if nobody is left.
+        sub.connections.discard(connection)
+        if not sub.connections and sub.joined.done() and self.videos.get(sub.video_id) is sub:
+            del self.videos[sub.video_id]
+            asyncio.get_running_loop().create_task(self._leave(sub.video_id))
 
     async def _leave(self, video_id: int) -> None:
         if video_id in self.videos:  # somebody came back meanwhile

@@ -127,6 +127,14 @@ class Lifecycle(GapRepair, ViewerCounts):
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self.tasks = []
+        joins = [sub.join_task for sub in self.videos.values() if sub.join_task and not sub.join_task.done()]
+        for task in joins:
+            task.cancel()
+        for task in joins:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
         for video_id in list(self.videos):
             try:
                 await self.layer.group_discard(group_name(video_id), self.channel_name)

@@ -115,3 +115,32 @@ async def test_it_lets_a_connection_join_when_the_one_joining_before_it_leaves(v
         hub.unsubscribe(first)
         hub.unsubscribe(second)
         await hub.stop()
+
+
+async def test_it_leaves_the_group_when_the_only_joiner_is_cancelled_midway(video):
+    """A caller cancelled during the join never holds a subscription, so it
+    cannot unsubscribe: the hub must forget its connection itself, or the
+    video stays subscribed (and counted as watched) forever."""
+    from dispatcher.connections import Waiter
+    from dispatcher.hub import get_hub
+
+    hub = get_hub()
+    await hub.ensure_started()
+    try:
+        joining = asyncio.ensure_future(hub.subscribe(video.pk, Waiter(video.pk)))
+        await asyncio.sleep(0)  # now in the group join
+        sub = hub.videos[video.pk]
+        joining.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await joining
+        assert sub.join_task is not None
+        await asyncio.wait_for(asyncio.shield(sub.join_task), 10)
+        for _ in range(100):  # the group is left by a task of its own
+            if hub.stats["groups_left"]:
+                break
+            await asyncio.sleep(0.01)
+        assert not sub.connections
+        assert video.pk not in hub.videos
+        assert hub.stats["groups_left"] == 1
+    finally:
+        await hub.stop()
