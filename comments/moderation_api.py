@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -13,7 +13,7 @@ from comments import services
 from comments.api import ERRORS
 from comments.events import comment_json, timestamp
 from comments.models import Ban, Comment, ModerationAction, Report
-from comments.serializers import OwnCommentSerializer
+from comments.serializers import OwnCommentSerializer, ReportedCommentSerializer, UserRefSerializer
 from livecomment.lib.errors import ServiceError
 from livecomment.lib.parsers import strict_body
 from livecomment.lib.throttling import AnonIPThrottle, ReportThrottle
@@ -106,20 +106,25 @@ class ReportView(APIView):
 
 class BanSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    user = serializers.DictField()
+    user = UserRefSerializer()
     video = serializers.IntegerField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.CharField()
     created = serializers.DateTimeField()
-    by = serializers.DictField(allow_null=True)
+    by = UserRefSerializer(allow_null=True, help_text="The moderator who banned; null once their account is gone")
 
 
 # Longer is permanent (null); a date past year 9999 cannot even be stored.
 MAX_BAN_SECONDS = 10 * 365 * 86400
 
 
+@extend_schema_field({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1}]})
+class UserIdOrNameField(serializers.Field):
+    """Schema only: find_user reads the value (an id or a username)."""
+
+
 class BanRequest(serializers.Serializer):
-    user = serializers.IntegerField(help_text="User id (a username string is accepted too)")
+    user = UserIdOrNameField(help_text="The user to ban: their id (integer) or their username (string)")
     duration_seconds = serializers.IntegerField(
         allow_null=True, required=False, min_value=1, max_value=MAX_BAN_SECONDS, help_text="null = permanent"
     )
@@ -225,9 +230,9 @@ def action_json(row: ModerationAction) -> dict:
 class ModerationActionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     action = serializers.CharField()
-    actor = serializers.DictField(allow_null=True)
+    actor = UserRefSerializer(allow_null=True)
     comment = serializers.IntegerField(allow_null=True)
-    target_user = serializers.DictField(allow_null=True)
+    target_user = UserRefSerializer(allow_null=True)
     reason = serializers.CharField()
     details = serializers.DictField()
     created = serializers.DateTimeField()
@@ -296,12 +301,12 @@ def report_json(report: Report) -> dict:
 
 class ReportSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    comment = serializers.DictField()
-    reporter = serializers.DictField()
+    comment = ReportedCommentSerializer()
+    reporter = UserRefSerializer()
     reason = serializers.CharField()
     created = serializers.DateTimeField()
     resolved = serializers.BooleanField()
-    resolved_by = serializers.DictField(allow_null=True)
+    resolved_by = UserRefSerializer(allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
 
 

@@ -7,6 +7,23 @@ class AuthorSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+class UserRefSerializer(serializers.Serializer):
+    """A user as the moderation API names them: who reported, banned, acted."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField(help_text="Username")
+
+
+class ReportedCommentSerializer(serializers.Serializer):
+    """The comment a report is about, as a moderator's queue shows it."""
+
+    id = serializers.IntegerField()
+    cursor = serializers.CharField(help_text="Stream position of the comment")
+    text = serializers.CharField()
+    status = serializers.ChoiceField(choices=["visible", "held", "removed"])
+    author = UserRefSerializer()
+
+
 class CommentSerializer(serializers.Serializer):
     """A comment as clients see it (the same object as the `comment` event's data)."""
 
