@@ -3,8 +3,9 @@ call comments.services / comments.queries, render."""
 
 from __future__ import annotations
 
+import re
+
 from django.db import DatabaseError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
@@ -32,6 +33,14 @@ MAX_LIMIT = 200
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
 # A stream position (comments/cursors.py), as the schema states it.
+# What comments.services.clean_idempotency_key takes from a header (Latin-1):
+# printable characters (str.isprintable: not C0/C1 controls, NBSP or the soft hyphen).
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": services.IDEMPOTENCY_KEY_MAX,
+    "pattern": r"^[ -~\u00a1-\u00ac\u00ae-\u00ff]+$",
+}
 CURSOR_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,13}-[0-9]{1,6}$", "example": "1764000000000-0"}
 
 
@@ -43,16 +52,20 @@ def parse_cursor(value: str | None, name: str) -> str | None:
     return value
 
 
+# Digits only: int() would also take " 5", "+5", "5_0" and other scripts' digits,
+# which no schema "integer" allows. More digits than this is out of range anyway.
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
 def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    if value is None or value == "":
+    """A query parameter that is a whole number from low to high when present
+    (absent: the default). Anything else, the empty string included, is a 400
+    invalid_<name>, as the schema's integer with minimum and maximum says."""
+    if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ServiceError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}.") from None
-    if not low <= number <= high:
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
         raise ServiceError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}.")
-    return number
+    return int(value)
 
 
 class CommentListView(APIView):
@@ -77,12 +90,18 @@ class CommentListView(APIView):
             OpenApiParameter("after", CURSOR_SCHEMA, description="Comments after this cursor, oldest first (catch-up)"),
             OpenApiParameter("before", CURSOR_SCHEMA, description="Comments before this cursor (history page)"),
             OpenApiParameter(
-                "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, description="1..200, default 50"
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                description=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}; anything else is 400 invalid_limit",
             ),
             OpenApiParameter(
                 "wait",
                 {"type": "integer", "minimum": 1, "maximum": 30},
-                description="Long-poll (with after=): wait up to this many seconds (1..30) for a new comment",
+                description=(
+                    "Long-poll: wait up to this many seconds (1..30) for a new comment. Requires after= "
+                    "(without it: 400 missing_after); out of range or not a number: 400 invalid_wait"
+                ),
+                extensions={"x-requires": ["after"]},
             ),
         ],
         responses={200: CommentPageSerializer, **ERRORS},
@@ -111,9 +130,13 @@ class CommentListView(APIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                OpenApiTypes.STR,
+                IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
-                description="Repeating a request with the same key within 10 minutes returns the original comment (200)",
+                description=(
+                    "Repeating a request with the same key within 10 minutes returns the original comment (200). "
+                    f"1 to {services.IDEMPOTENCY_KEY_MAX} printable characters (printable ASCII is safest; "
+                    "HTTP carries header values as Latin-1); anything else is 400 invalid_idempotency_key"
+                ),
             )
         ],
         responses={201: OwnCommentSerializer, 200: OwnCommentSerializer, **ERRORS},

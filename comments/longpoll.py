@@ -25,7 +25,7 @@ from django.db import close_old_connections
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from comments.api import CommentListView
+from comments.api import CommentListView, parse_int
 from dispatcher import EventWait
 from livecomment.lib import limits
 from livecomment.lib.errors import ServiceError, error_body
@@ -91,11 +91,9 @@ async def comments_endpoint(request, video_id: int):
         return await _call_view(request, video_id)
     limit = settings.LONG_POLL_MAX_SECONDS
     try:
-        wait = int(wait_param)
-    except ValueError:
-        wait = -1
-    if not 1 <= wait <= limit:
-        return JsonResponse(error_body("invalid_wait", f"wait must be a whole number from 1 to {limit}."), status=400)
+        wait = parse_int(wait_param, "wait", limit, 1, limit)
+    except ServiceError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status)
     if not request.GET.get("after"):
         return JsonResponse(error_body("missing_after", "wait= needs after=<cursor>."), status=400)
 

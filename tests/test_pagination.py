@@ -240,6 +240,16 @@ def test_it_keeps_other_videos_apart(anon_client, video, alice):
         ({"limit": "ten"}, "invalid_limit"),
         ({"limit": "1.5"}, "invalid_limit"),
         ({"limit": "99999999999999999999999"}, "invalid_limit"),
+        # Strict: only what the schema's integer allows (int() would take all of these).
+        ({"limit": ""}, "invalid_limit"),
+        ({"limit": "abc"}, "invalid_limit"),
+        ({"limit": "1e3"}, "invalid_limit"),
+        ({"limit": "+5"}, "invalid_limit"),
+        ({"limit": " 5"}, "invalid_limit"),
+        ({"limit": "5 "}, "invalid_limit"),
+        ({"limit": "1_0"}, "invalid_limit"),
+        ({"limit": "\u0665"}, "invalid_limit"),  # ARABIC-INDIC DIGIT FIVE
+        ({"limit": "０5"}, "invalid_limit"),  # fullwidth zero
     ],
 )
 def test_it_rejects_bad_parameters(anon_client, video, params, code):
@@ -250,9 +260,32 @@ def test_it_rejects_bad_parameters(anon_client, video, params, code):
     assert error["message"]
 
 
-@pytest.mark.parametrize("limit", ["1", "200", ""])
+@pytest.mark.parametrize("limit", ["1", "200", "007"])
 def test_it_accepts_limits_in_range(anon_client, video, limit):
     assert anon_client.get(f"/api/v1/videos/{video.pk}/comments/", {"limit": limit}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "params, code",
+    [
+        ({"after": "1-0", "wait": ""}, "invalid_wait"),
+        ({"after": "1-0", "wait": "0"}, "invalid_wait"),
+        ({"after": "1-0", "wait": "31"}, "invalid_wait"),
+        ({"after": "1-0", "wait": "1e1"}, "invalid_wait"),
+        ({"after": "1-0", "wait": "+5"}, "invalid_wait"),
+        ({"after": "1-0", "wait": " 5"}, "invalid_wait"),
+        ({"after": "1-0", "wait": "1_0"}, "invalid_wait"),
+        ({"after": "1-0", "wait": "\u0665"}, "invalid_wait"),
+        ({"wait": "5"}, "missing_after"),
+        ({"wait": "5", "after": ""}, "missing_after"),
+        ({"wait": "5", "before": "1-0"}, "missing_after"),
+    ],
+)
+def test_it_rejects_a_bad_long_poll_before_waiting(anon_client, video, params, code):
+    """wait= is parsed as strictly as limit= and needs after= (the schema's x-requires)."""
+    r = anon_client.get(f"/api/v1/videos/{video.pk}/comments/", params)
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == code
 
 
 @pytest.mark.parametrize("prefer_stream", [True, False])

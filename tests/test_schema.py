@@ -159,3 +159,64 @@ def test_it_declares_every_request_body_closed(schema):
                 assert target.get("additionalProperties") is False, (method, path)
                 bodies += 1
     assert bodies >= 7
+
+
+def test_it_types_the_moderation_objects(schema):
+    """Reports, bans and the moderation log name their users and comments with
+    component schemas, not free-form maps; the server's objects match them."""
+    components = schema["components"]["schemas"]
+    assert components["UserRef"]["properties"].keys() == {"id", "name"}
+    assert set(components["UserRef"]["required"]) == {"id", "name"}
+    reported = components["ReportedComment"]
+    assert reported["properties"]["author"] == {"$ref": "#/components/schemas/UserRef"}
+    assert {"id", "cursor", "text", "status", "author"} <= set(reported["required"])
+
+    def target(prop):
+        return prop.get("$ref") or prop["allOf"][0]["$ref"]
+
+    user_ref = "#/components/schemas/UserRef"
+    report = components["Report"]["properties"]
+    assert target(report["comment"]) == "#/components/schemas/ReportedComment"
+    assert target(report["reporter"]) == target(report["resolved_by"]) == user_ref
+    ban = components["Ban"]["properties"]
+    assert target(ban["user"]) == target(ban["by"]) == user_ref
+    assert ban["by"]["nullable"] is True
+    action = components["ModerationAction"]["properties"]
+    assert target(action["actor"]) == target(action["target_user"]) == user_ref
+    free_form = {
+        (name, key)
+        for name in ("Report", "Ban", "ModerationAction", "ReportedComment", "UserRef")
+        for key, prop in components[name]["properties"].items()
+        if prop.get("type") == "object" and "properties" not in prop
+    }
+    assert free_form == {("ModerationAction", "details")}  # per action, documented in docs/realtime.md
+
+
+def test_it_takes_a_user_id_or_a_username_to_ban(schema):
+    ban_request = schema["paths"]["/api/v1/videos/{video_id}/bans/"]["post"]["requestBody"]["content"]
+    ref = ban_request["application/json"]["schema"]["$ref"].rpartition("/")[2]
+    user = schema["components"]["schemas"][ref]["properties"]["user"]
+    assert [option["type"] for option in user["oneOf"]] == ["integer", "string"]
+
+
+def test_it_declares_what_the_server_enforces_on_parameters(schema):
+    videos = schema["paths"]["/api/v1/videos/"]["get"]
+    state = next(p for p in videos["parameters"] if p["name"] == "state")
+    assert "" not in state["schema"]["enum"]
+    comments = schema["paths"]["/api/v1/videos/{video_id}/comments/"]
+    params = {p["name"]: p for p in comments["get"]["parameters"]}
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
+    assert params["wait"]["schema"]["minimum"] == 1
+    assert params["wait"]["schema"]["maximum"] == 30
+    assert params["wait"]["x-requires"] == ["after"]
+    assert "after=" in params["wait"]["description"]
+    key = next(p for p in comments["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["in"] == "header"
+    from comments.services import IDEMPOTENCY_KEY_MAX
+
+    assert key["schema"]["maxLength"] == IDEMPOTENCY_KEY_MAX == 255
+    assert key["schema"]["minLength"] == 1
+    # The pattern is exactly what the server takes from a (Latin-1) header value.
+    pattern = re.compile(key["schema"]["pattern"])
+    for code in range(256):
+        assert bool(pattern.match(chr(code))) == chr(code).isprintable(), hex(code)

@@ -32,7 +32,7 @@ class VideoListView(APIView):
                 "state",
                 OpenApiTypes.STR,
                 enum=[s.value for s in Video.State],
-                description="Only videos in this state; absent or empty: every state",
+                description="Only videos in this state; absent: every state (empty or anything else: 400 invalid_state)",
             )
         ],
         responses={200: inline_serializer("VideoList", {"results": VideoSerializer(many=True)}), **ERRORS},
@@ -40,7 +40,7 @@ class VideoListView(APIView):
     def get(self, request):
         videos = Video.objects.all()
         state = request.query_params.get("state")
-        if state:  # absent or empty: every state
+        if state is not None:  # absent: every state; empty is not a state
             if state not in Video.State.values:
                 raise ServiceError("invalid_state", f"state must be one of {', '.join(Video.State.values)}.")
             videos = videos.filter(state=state)
