@@ -159,3 +159,17 @@ def test_it_declares_every_request_body_closed(schema):
                 assert target.get("additionalProperties") is False, (method, path)
                 bodies += 1
     assert bodies >= 7
+
+
+def test_it_declares_the_statuses_and_headers_every_operation_can_answer(schema):
+    """405 (a method the path does not take), 429 and 503 everywhere, with
+    Retry-After; 415 exactly where there is a body to be of the wrong type."""
+    operations = [op for ops in schema["paths"].values() for op in ops.values() if "responses" in op]
+    for operation in operations:
+        responses = operation["responses"]
+        assert {"405", "429", "503"} <= set(responses), operation["operationId"]
+        assert ("415" in responses) == ("requestBody" in operation), operation["operationId"]
+        for status in ("429", "503"):
+            header = responses[status]["headers"]["Retry-After"]
+            assert header["required"] is True and header["schema"]["type"] == "integer"
+    assert len(operations) >= 18
