@@ -173,3 +173,25 @@ def test_it_declares_the_statuses_and_headers_every_operation_can_answer(schema)
             header = responses[status]["headers"]["Retry-After"]
             assert header["required"] is True and header["schema"]["type"] == "integer"
     assert len(operations) >= 18
+
+
+def test_it_declares_who_may_call_each_operation(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["tokenAuth"]["description"],
+    }
+    assert "Authorization: Token <key>" in schemes["tokenAuth"]["description"]
+    assert "Authorization: Bearer <key>" in schemes["tokenAuth"]["description"]
+    paths = schema["paths"]
+    assert paths["/api/v1/auth/token/"]["post"]["security"] == []  # sign-in needs no credentials
+    anonymous = {"/api/v1/videos/", "/api/v1/videos/{video_id}/", "/api/v1/videos/{video_id}/comments/"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if (path, method) == ("/api/v1/auth/token/", "post"):
+                continue
+            security = operation["security"]
+            assert {"tokenAuth": []} in security and {"bearerAuth": []} in security, (method, path)
+            # {} (no credentials) only where an anonymous call works: reads of public things.
+            assert ({} in security) == (method == "get" and (path in anonymous or "comment_id" in path)), (method, path)

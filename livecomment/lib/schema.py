@@ -39,7 +39,8 @@ def declared_statuses(result, generator, request, public):
     """The answers every operation can give whatever its view declares:
     405 (a method the path does not take), 429 (every view is throttled),
     503 (an outage, livecomment.lib.errors._outage), 415 where there is a body
-    to be of the wrong type; `Retry-After` on every 429 and 503."""
+    to be of the wrong type; `Retry-After` on every 429 and 503. An operation
+    that declares no security (sign-in) gets `security: []`."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
@@ -56,4 +57,6 @@ def declared_statuses(result, generator, request, public):
             for status in ("429", "503"):
                 responses[status].setdefault("headers", {})["Retry-After"] = copy.deepcopy(_RETRY_AFTER)
             operation["responses"] = dict(sorted(responses.items()))
+            # No authenticator applies (sign-in): say "no credentials" rather than nothing.
+            operation.setdefault("security", [])
     return result
