@@ -62,7 +62,7 @@ class ErrorObjectSerializer(serializers.Serializer):
     code = serializers.ChoiceField(choices=ERROR_CODE_CHOICES, help_text="What went wrong; stable, for programs")
     message = serializers.CharField(help_text="What went wrong, for people")
     retry_after = serializers.IntegerField(
-        required=False, min_value=1, help_text="throttled, slow_mode, too_many_*: seconds to wait (as Retry-After)"
+        required=False, min_value=1, help_text="throttled, slow_mode, too_many_*, banned (a time-out): seconds to wait"
     )
     fields = ErrorFieldsField(required=False, help_text="invalid / unknown_fields: which fields")
     max_length = serializers.IntegerField(required=False, help_text="too_long: the limit in characters")

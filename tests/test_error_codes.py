@@ -6,8 +6,11 @@ from __future__ import annotations
 import ast
 import re
 
+import pytest
+
 from livecomment.lib import api_paths
 from livecomment.lib.errors import _DRF_CODES, ERROR_CODES
+from tests.base import alice, alice_client, staff, video
 from tests.servers import ROOT
 
 SOURCE_DIRS = ("accounts", "comments", "dispatcher", "livecomment", "regions", "videos")
@@ -102,3 +105,56 @@ def test_it_types_the_error_object_with_the_table(client, db):
                         assert media["schema"] == {"$ref": "#/components/schemas/Error"}, status
                         refs += 1
     assert refs > 20
+
+
+def _nullable(node):
+    """OpenAPI 3.0's `nullable` in JSON Schema terms (for jsonschema)."""
+    if isinstance(node, dict):
+        node = {k: _nullable(v) for k, v in node.items()}
+        if node.pop("nullable", False) and "type" in node:
+            node["type"] = [node["type"], "null"]
+        return node
+    if isinstance(node, list):
+        return [_nullable(v) for v in node]
+    return node
+
+
+def test_its_real_error_answers_match_the_error_schema(client, alice_client, alice, staff, video):
+    """Answers with each kind of extra member validate against the published Error."""
+    from datetime import timedelta
+
+    import jsonschema
+    from django.utils import timezone
+
+    from comments.models import Ban
+    from tests.base import client_for
+
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    validator = jsonschema.Draft7Validator(
+        _nullable({"$ref": "#/components/schemas/Error", "components": document["components"]}),
+        format_checker=jsonschema.FormatChecker(),
+    )
+    comments = f"/api/v1/videos/{video.pk}/comments/"
+    answers = {
+        "too_long": alice_client.post(comments, {"text": "x" * 501}, format="json"),
+        "unknown_fields": alice_client.post(comments, {"text": "x", "smuggled": 1}, format="json"),
+        "invalid_state_transition": client_for(staff).patch(
+            f"/api/v1/videos/{video.pk}/", {"state": "scheduled"}, format="json"
+        ),
+        "not_found": alice_client.get("/api/v1/videos/999999/"),
+        "not_authenticated": client.post(comments, {"text": "x"}, content_type="application/json"),
+    }
+    Ban.objects.create(user=alice, video=video, expires_at=timezone.now() + timedelta(hours=1))
+    answers["banned"] = alice_client.post(comments, {"text": "timed out"}, format="json")
+    Ban.objects.filter(user=alice).update(expires_at=None)
+    answers["banned "] = alice_client.post(comments, {"text": "banned for good"}, format="json")
+    for code, r in answers.items():
+        body = r.json()
+        assert body["error"]["code"] == code.strip(), (code, body)
+        assert r.status_code >= 400
+        validator.validate(body)
+    assert answers["banned"].json()["error"]["retry_after"] >= 1
+    assert answers["banned "].json()["error"]["ends_at"] is None
+    # The check can fail: a code outside the table does not validate.
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({"error": {"code": "not_a_code", "message": "x"}})
