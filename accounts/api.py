@@ -53,6 +53,7 @@ class TokenView(APIView):
     @extend_schema(
         operation_id="auth_token_create",
         request=TokenRequestSerializer,
+        auth=[],  # sign-in takes no credentials (security: [], livecomment.lib.schema)
         responses={
             200: TokenResponseSerializer,
             **{c: OpenApiResponse(ErrorSerializer) for c in (400, 401, 413, 415, 429)},

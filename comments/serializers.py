@@ -1,6 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from livecomment.lib.errors import ERROR_CODE_CHOICES
+
 
 class AuthorSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -61,19 +63,32 @@ class PostCommentSerializer(serializers.Serializer):
 
 @extend_schema_field(
     {
-        "type": "object",
-        "properties": {
-            "error": {
-                "type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                "required": ["code", "message"],
-            }
-        },
+        "oneOf": [
+            {"type": "object", "additionalProperties": True, "description": "invalid: field -> messages"},
+            {"type": "array", "items": {"type": "string"}, "description": "unknown_fields: the names refused"},
+        ]
     }
 )
-class ErrorField(serializers.Field):
+class ErrorFieldsField(serializers.Field):
     pass
 
 
+class ErrorObjectSerializer(serializers.Serializer):
+    """The `error` member of every error answer (livecomment.lib.errors)."""
+
+    code = serializers.ChoiceField(choices=ERROR_CODE_CHOICES, help_text="What went wrong; stable, for programs")
+    message = serializers.CharField(help_text="What went wrong, for people")
+    retry_after = serializers.IntegerField(
+        required=False, min_value=1, help_text="throttled, slow_mode, too_many_*, banned (a time-out): seconds to wait"
+    )
+    fields = ErrorFieldsField(required=False, help_text="invalid / unknown_fields: which fields")
+    max_length = serializers.IntegerField(required=False, help_text="too_long: the limit in characters")
+    max_bytes = serializers.IntegerField(required=False, help_text="body_too_large, headers_too_large: the limit")
+    ends_at = serializers.DateTimeField(required=False, allow_null=True, help_text="banned: when it ends (null: never)")
+    allowed = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="invalid_state_transition: the states it can become"
+    )
+
+
 class ErrorSerializer(serializers.Serializer):
-    error = serializers.DictField()
+    error = ErrorObjectSerializer()

@@ -1,4 +1,4 @@
-"""Who is on the other end of a stream: token (?token= or Authorization) or session cookie
+"""Who is on the other end of a stream: token (?token=, or Authorization: Token / Bearer) or session cookie
 (the cookie only from a browser: a WebSocket with an `Origin`, or an SSE request).
 
 The real-time routes do not use Channels' AuthMiddlewareStack, whose session
@@ -64,6 +64,22 @@ class BadToken(Exception):
     pass
 
 
+def _key_of(authorization: str) -> str | None:
+    """The key of `Authorization: Token <key>` or `Bearer <key>` (split as the
+    REST API splits it, on ASCII whitespace); None without the header. Any
+    other scheme is a BadToken: never an anonymous stream for credentials
+    that could not be read."""
+    auth = authorization.encode("latin-1").split()
+    if not auth:
+        return None
+    if len(auth) != 2 or auth[0].lower() not in (b"token", b"bearer"):
+        raise BadToken()
+    try:
+        return auth[1].decode() or None
+    except UnicodeError:
+        raise BadToken() from None
+
+
 def authenticate_scope(scope):
     """The user of a real-time request (sync; run it in a thread).
 
@@ -72,10 +88,8 @@ def authenticate_scope(scope):
     signs it in, so a session cookie is only ever used behind that check."""
     close_old_connections()
     headers = headers_of(scope)
-    token = query_of(scope).get("token")
-    auth = headers.get("authorization", "")
-    if not token and auth.lower().startswith("token "):
-        token = auth[6:].strip()
+    from_header = _key_of(headers.get("authorization", ""))  # checked even beside ?token=
+    token = query_of(scope).get("token") or from_header
     if token:
         user = _user_for_token(token)
         if user is None:

@@ -372,7 +372,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "livecomment.lib.schema.strict_request_bodies",
+        "livecomment.lib.schema.declared_statuses",
     ],
+    "ENUM_NAME_OVERRIDES": {"ErrorCode": "livecomment.lib.errors.ERROR_CODE_CHOICES"},
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
 }
 

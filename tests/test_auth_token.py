@@ -144,16 +144,45 @@ def test_it_requires_authentication_to_revoke(anon_client, db):
     assert_error(anon_client.delete(URL), 401, "not_authenticated")
 
 
-@pytest.mark.parametrize("header", ["Token", "Token a b", "Token \x00", "Token " + "x" * 1000, "Bearer abc"])
-def test_it_answers_malformed_authorization_headers_with_401(alice, header):
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Token",
+        "Token a b",
+        "Token \x00",
+        "Token " + "x" * 1000,
+        "Bearer",
+        "Bearer abc",
+        "Bearer " + "0" * 40,
+        "Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=",
+        "Foo x",
+        "Token\xa0abc",
+        "abc",
+    ],
+)
+def test_it_answers_malformed_or_foreign_authorization_headers_with_401(alice, header):
+    """Credentials the API cannot read are refused, never a silent anonymous read."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
-    r = client.get("/api/v1/videos/")
-    if header.startswith("Bearer"):
-        # Not our scheme: ignored, the request is anonymous.
-        assert r.status_code == 200
-    else:
-        assert_error(r, 401, "authentication_failed")
+    assert_error(client.get("/api/v1/videos/"), 401, "authentication_failed")
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Bearer", "bearer", "TOKEN"])
+def test_it_takes_the_token_as_token_or_bearer(alice, video, scheme):
+    key = Token.objects.create(user=alice).key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {key}")
+    r = client.post(f"/api/v1/videos/{video.pk}/comments/", {"text": f"via {scheme}"}, format="json")
+    assert r.status_code == 201, r.content
+    assert r.json()["author"]["name"] == "alice"
+    assert client.delete(URL).status_code == 204  # sign-out too
+    assert_error(client.get("/api/v1/videos/"), 401, "authentication_failed")  # the revoked key
+
+
+def test_it_is_anonymous_without_an_authorization_header(anon_client, video):
+    assert anon_client.get("/api/v1/videos/").status_code == 200
+    r = anon_client.post(f"/api/v1/videos/{video.pk}/comments/", {"text": "who"}, format="json")
+    assert_error(r, 401, "not_authenticated")
 
 
 def test_it_signs_in_with_a_session_too(alice, video):

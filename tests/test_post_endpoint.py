@@ -133,6 +133,10 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
             ("a no-break space", comments(video), {"Authorization": b"Token\xa0" + token.encode()}, {"text": "nbsp"}),
             ("a next-line char", comments(video), {"Authorization": b"Token\x85" + token.encode()}, {"text": "nel"}),
             ("a key and more", comments(video), {"Authorization": f"Token {token} {token}"}, {"text": "two"}),
+            ("a Bearer token", comments(video), {"Authorization": f"Bearer {token}"}, {"text": "bearer"}),
+            ("a wrong Bearer token", comments(video), {"Authorization": "Bearer " + "0" * 40}, {"text": "who"}),
+            ("Basic credentials", comments(video), {"Authorization": "Basic cG9zdGVyOnB3"}, {"text": "basic"}),
+            ("an unknown scheme", comments(video), {"Authorization": f"Foo {token}"}, {"text": "foo"}),
         ] + [
             (f"throttled {n}", comments(video), {"Authorization": f"Token {thrower_token}"}, {"text": f"t{n}"})
             for n in range(1, THROTTLE + 2)

@@ -220,3 +220,39 @@ def test_it_declares_what_the_server_enforces_on_parameters(schema):
     pattern = re.compile(key["schema"]["pattern"])
     for code in range(256):
         assert bool(pattern.match(chr(code))) == chr(code).isprintable(), hex(code)
+
+
+def test_it_declares_the_statuses_and_headers_every_operation_can_answer(schema):
+    """405 (a method the path does not take), 429 and 503 everywhere, with
+    Retry-After; 415 exactly where there is a body to be of the wrong type."""
+    operations = [op for ops in schema["paths"].values() for op in ops.values() if "responses" in op]
+    for operation in operations:
+        responses = operation["responses"]
+        assert {"405", "429", "503"} <= set(responses), operation["operationId"]
+        assert ("415" in responses) == ("requestBody" in operation), operation["operationId"]
+        for status in ("429", "503"):
+            header = responses[status]["headers"]["Retry-After"]
+            assert header["required"] is True and header["schema"]["type"] == "integer"
+    assert len(operations) >= 18
+
+
+def test_it_declares_who_may_call_each_operation(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["tokenAuth"]["description"],
+    }
+    assert "Authorization: Token <key>" in schemes["tokenAuth"]["description"]
+    assert "Authorization: Bearer <key>" in schemes["tokenAuth"]["description"]
+    paths = schema["paths"]
+    assert paths["/api/v1/auth/token/"]["post"]["security"] == []  # sign-in needs no credentials
+    anonymous = {"/api/v1/videos/", "/api/v1/videos/{video_id}/", "/api/v1/videos/{video_id}/comments/"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if (path, method) == ("/api/v1/auth/token/", "post"):
+                continue
+            security = operation["security"]
+            assert {"tokenAuth": []} in security and {"bearerAuth": []} in security, (method, path)
+            # {} (no credentials) only where an anonymous call works: reads of public things.
+            assert ({} in security) == (method == "get" and (path in anonymous or "comment_id" in path)), (method, path)

@@ -3,7 +3,9 @@
 permission check) and anonymously.
 
 Each response must not be a server error, must use a documented status code
-and content type, and must match the documented schema. Examples per
+(status_code_conformance: every built-in check runs but the two data checks
+excluded in check()), documented headers and content type, and must match the
+documented schema. Examples per
 operation are bounded (EXAMPLES) so the file stays well under 90 s;
 `SCHEMATHESIS_EXAMPLES=200 pytest tests/test_schemathesis.py` digs deeper.
 

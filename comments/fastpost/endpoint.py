@@ -31,7 +31,7 @@ from django.conf import settings
 from django.urls import get_resolver
 from rest_framework.renderers import JSONRenderer
 
-from accounts.authentication import could_be_token
+from accounts.authentication import SCHEMES, could_be_token
 from comments.accept import Answer
 from comments.fastpost import batcher
 from livecomment.lib import http_edge, parsers
@@ -131,11 +131,12 @@ def _ours(scope) -> dict[str, str] | None:
 
 
 def _token(authorization: str) -> str | None:
-    """The key of `Token <key>`, split as DRF's TokenAuthentication splits it:
-    on bytes, where only ASCII whitespace separates (`Token\xa0<key>` is no
-    token header to DRF, so not to us either)."""
+    """The key of `Token <key>` or `Bearer <key>`, split as the API's
+    TokenAuthentication splits it: on bytes, where only ASCII whitespace
+    separates. Anything else is Django's to answer (401 for a scheme it
+    cannot read)."""
     auth = authorization.encode("latin-1").split()
-    if len(auth) != 2 or auth[0].lower() != b"token":
+    if len(auth) != 2 or auth[0].lower() not in SCHEMES:
         return None
     try:
         key = auth[1].decode()

@@ -18,6 +18,87 @@ from rest_framework.views import exception_handler as drf_default_handler
 log = logging.getLogger(__name__)
 
 
+# Every `code` the API, the streams and the WebSocket can answer with, and what
+# it means. The OpenAPI `Error` schema's enum is generated from it
+# (comments.serializers.ErrorSerializer) and tests/test_error_codes.py fails on
+# a code in the source that is missing here.
+ERROR_CODES: dict[str, str] = {
+    # Requests in general
+    "bad_request": "The request is malformed (e.g. a bad Host header).",
+    "invalid_json": "The body is not valid JSON, or nests too deeply.",
+    "invalid_body": "The body must be a JSON object.",
+    "unknown_fields": "The body has fields the endpoint does not know.",
+    "invalid": "A field failed validation; `fields` says which and why.",
+    "body_too_large": "The request body is too large.",
+    "headers_too_large": "The request headers are too large.",
+    "unsupported_media_type": "The body's Content-Type is not application/json.",
+    "not_acceptable": "The Accept header asks for a format the API does not serve.",
+    "method_not_allowed": "The path exists but not with this method (see the Allow header).",
+    "not_found": "No such path or object (or not visible to you).",
+    "server_error": "An internal error; it has been logged.",
+    "error": "Any other HTTP error without a code of its own.",
+    # Who you are
+    "not_authenticated": "The endpoint needs a signed-in user; no credentials were sent.",
+    "authentication_failed": "Credentials were sent but are wrong: an unknown token or an unknown scheme.",
+    "missing_credentials": "Sign-in needs a username and a password.",
+    "invalid_credentials": "The username or the password is wrong.",
+    "permission_denied": "You may not do this (e.g. not a moderator of this video).",
+    "csrf_failed": "A session-cookie write without the CSRF token.",
+    "forbidden": "The endpoint answers loopback clients only.",
+    # Limits
+    "throttled": "Too many requests; `retry_after` (and Retry-After) says when to try again.",
+    "slow_mode": "The video is in slow mode; `retry_after` says when you may post again.",
+    "too_many_streams": "Too many open streams from your address; close one first.",
+    "too_many_long_polls": "Too many waiting long-polls; let one end first.",
+    # Backing services
+    "database_unavailable": "The database is down; nothing was saved. Retry after Retry-After.",
+    "redis_unavailable": "Redis is down; nothing was saved. Retry after Retry-After.",
+    "gateway_unavailable": "The gateway is shutting down or cannot serve streams; reconnect.",
+    # Comments
+    "missing_text": "The comment has no `text`.",
+    "invalid_text": "`text` must be a string.",
+    "empty_text": "The text is empty after stripping.",
+    "too_long": "The text is longer than allowed.",
+    "control_characters": "The text holds control characters.",
+    "blocked_term": "The text holds a term the video's moderators block.",
+    "duplicate": "The same text was posted by you moments ago.",
+    "banned": "You are banned from this video's chat.",
+    "comments_disabled": "Comments are turned off for this video.",
+    "video_not_live": "The video does not take comments in its state.",
+    "invalid_idempotency_key": "The Idempotency-Key header is too long or not printable ASCII.",
+    "idempotency_key_reused": "The Idempotency-Key was used before with a different body.",
+    "request_in_progress": "A request with the same Idempotency-Key is still being handled; retry.",
+    "already_reported": "You reported this comment already.",
+    "invalid_comment": "The body needs a comment id.",
+    # Reading pages and streams
+    "invalid_cursor": "after= / before= is not a stream position.",
+    "invalid_limit": "limit= is not a whole number in range.",
+    "invalid_wait": "wait= is not a whole number in range.",
+    "missing_after": "wait= needs after=<cursor>.",
+    "invalid_state": "A state (filter or new state) is not one of the allowed values.",
+    "invalid_last_event_id": "Last-Event-ID is not a stream position.",
+    # Moderation and video settings
+    "invalid_action": "The moderation action is not one the endpoint knows.",
+    "invalid_reason": "The reason is missing, not a string or too long.",
+    "invalid_target": "The action cannot apply to this user (e.g. yourself or staff).",
+    "invalid_user": "`user` is not a user id or a username.",
+    "missing_user": "`user` is missing.",
+    "user_not_found": "No such user.",
+    "invalid_duration": "The ban duration is not a whole number of seconds in range.",
+    "invalid_remove_comments": "`remove_comments` must be a boolean.",
+    "invalid_resolved": "`resolved` must be a boolean.",
+    "invalid_pattern": "The blocked term is not a valid regular expression.",
+    "invalid_slow_mode": "slow_mode_seconds is not a whole number in range.",
+    "invalid_comments_enabled": "comments_enabled must be a boolean.",
+    "invalid_state_transition": "The video cannot move from its state to that one.",
+    # WebSocket frames
+    "invalid_message": "A WebSocket frame is not a JSON object with a known shape.",
+    "unknown_action": "A WebSocket frame's `action` is not one the socket knows.",
+    "not_connected": "The socket is not joined to a video yet.",
+}
+ERROR_CODE_CHOICES = list(ERROR_CODES.items())
+
+
 class ServiceError(Exception):
     """A request the service refuses, with the HTTP status that says why."""
 
