@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.db import DatabaseError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -96,9 +97,10 @@ class CommentListView(APIView):
             ),
             OpenApiParameter(
                 "wait",
-                {"type": "integer", "minimum": 1, "maximum": 30},
+                {"type": "integer", "minimum": 1, "maximum": settings.LONG_POLL_MAX_SECONDS},
                 description=(
-                    "Long-poll: wait up to this many seconds (1..30) for a new comment. Requires after= "
+                    f"Long-poll: wait up to this many seconds (1..{settings.LONG_POLL_MAX_SECONDS}) "
+                    "for a new comment. Requires after= "
                     "(without it: 400 missing_after); out of range or not a number: 400 invalid_wait"
                 ),
                 extensions={"x-requires": ["after"]},

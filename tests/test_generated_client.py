@@ -335,7 +335,7 @@ def test_it_generates_typescript_types_that_compile(served_schema, tmp_path):
         'import type { components, operations } from "./livecomment-api";\n'
         'type Posted = operations["comments_create"]["responses"][201]["content"]["application/json"];\n'
         'type Failed = operations["comments_create"]["responses"][429]["content"]["application/json"];\n'
-        'export const text = (c: Posted): string => c.text;\n'
+        "export const text = (c: Posted): string => c.text;\n"
         "export const wait = (e: Failed): number | undefined => e.error.retry_after;\n"
         'export const code: components["schemas"]["ErrorCode"] = "slow_mode";\n'
         'export const who = (b: components["schemas"]["Ban"]): string => b.user.name;\n'
