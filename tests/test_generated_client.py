@@ -32,6 +32,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from tests.servers import Gateways
 from videos.models import Video
 
+pytestmark = pytest.mark.processes
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 PACKAGE = "livecomment_generated_client"  # the generated package's import name
 OPERATIONS = {
