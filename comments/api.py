@@ -113,10 +113,20 @@ class CommentListView(APIView):
                 "Idempotency-Key",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
-                description="Repeating a request with the same key within 10 minutes returns the original comment (200)",
+                description=(
+                    "Repeating a request with the same key within 10 minutes returns the original comment (200); "
+                    "the same key with a different body is refused (422 idempotency_key_reused)"
+                ),
             )
         ],
-        responses={201: OwnCommentSerializer, 200: OwnCommentSerializer, **ERRORS},
+        responses={
+            201: OwnCommentSerializer,
+            200: OwnCommentSerializer,
+            **ERRORS,
+            422: OpenApiResponse(
+                ErrorSerializer, description="idempotency_key_reused: the Idempotency-Key was sent with another body"
+            ),
+        },
     )
     def post(self, request, video_id: int):
         body = strict_body(request.data, PostCommentSerializer, 'The body (like {"text": "..."})')

@@ -129,10 +129,17 @@ def test_it_posts_over_the_websocket(gateways, video, alice):
     error = ws.of_type("error")[0]
     assert error["ref"] == "r2"
     assert error["error"]["code"] == "duplicate"
+    ws.send({"action": "post", "text": "over the socket", "ref": "r3", "idempotency_key": "k1"})
+    assert ws.wait_until(lambda c: len(c.of_type("ack")) == 2, 5)
+    assert ws.of_type("ack")[1]["ref"] == "r3" and ws.of_type("ack")[1]["data"] == ack["data"]  # the original
+    ws.send({"action": "post", "text": "another body", "ref": "r4", "idempotency_key": "k1"})
     ws.send({"action": "dance"})
     ws.ws.send("not json")
-    assert ws.wait_until(lambda c: len(c.of_type("error")) == 3, 5)
-    assert [e["error"]["code"] for e in ws.of_type("error")[1:]] == ["unknown_action", "invalid_json"]
+    assert ws.wait_until(lambda c: len(c.of_type("error")) == 4, 5)
+    reused = ws.of_type("error")[1]
+    assert reused["ref"] == "r4" and reused["error"]["code"] == "idempotency_key_reused"
+    assert [e["error"]["code"] for e in ws.of_type("error")[2:]] == ["unknown_action", "invalid_json"]
+    assert watcher.comment_ids() == [ack["data"]["id"]]  # nothing more was written
     ws.close()
     watcher.close()
 
