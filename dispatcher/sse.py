@@ -30,7 +30,7 @@ from django.conf import settings
 
 from dispatcher import streams
 from dispatcher.connections import SSEConnection
-from dispatcher.frames import SSE_PADDING, Frame
+from dispatcher.frames import SSE_PADDING, Frame, sse_retry
 from dispatcher.hub import get_hub
 from livecomment.lib import limits
 from livecomment.lib.errors import ServiceError, Unavailable
@@ -137,7 +137,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
         await send(
             {
                 "type": "http.response.body",
-                "body": SSE_PADDING + b"retry: %d\n\n" % settings.REALTIME_RETRY_MS,
+                "body": SSE_PADDING + sse_retry(settings.REALTIME_RETRY_MS),
                 "more_body": True,
             }
         )
