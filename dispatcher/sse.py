@@ -47,10 +47,16 @@ class CatchUpFailed(Exception):
     """Reading a catch-up page failed after the answer started (it was ended)."""
 
 
+# Any site's page may read the stream (EventSource sends Last-Event-ID without
+# a preflight). `*` and no Allow-Credentials: a browser never lets another
+# site read a stream opened with this site's cookies, only one opened with a
+# token that page holds itself (`?token=`), or anonymously.
+CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
+    *CORS_HEADERS,
 ]
 
 
@@ -174,7 +180,7 @@ async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> No
     if slot is not None:
         slot.release()
     streams.log_refused("sse", scope, request_id, error)
-    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()), *CORS_HEADERS]
     headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": json.dumps(error.as_dict()).encode(), "more_body": False})

@@ -116,3 +116,33 @@ def test_it_serves_the_pages_modules_under_hashed_names_with_debug_off(gateways,
     assert stems == ["chat", "livecomment-api", "livecomment-stream"], names
     assert all(re.search(r"\.[0-9a-f]{12}\.js$", name) for name in names), names
     assert viewer.errors == []
+
+
+def test_it_streams_to_a_page_of_another_origin_that_imports_the_module(gateway, live_video, alice, viewer):
+    # The page is http://localhost:<port>, the livecomment server
+    # http://127.0.0.1:<port>: another origin, as a third-party site's page
+    # is. The module comes cross-origin (a module script needs CORS), and so
+    # does the SSE stream.
+    page = viewer.page
+    server = gateway.base
+    page.goto(gateway.url("/healthz").replace("127.0.0.1", "localhost"), wait_until="domcontentloaded")
+    assert page.evaluate("() => location.origin") != server
+    page.evaluate(
+        """async ({ server, videoId }) => {
+          const { openStream } = await import(`${server}/static/js/livecomment-stream.js`);
+          const t = (window.t = { comments: [], state: null, transports: [] });
+          openStream({
+            base: server, videoId, transport: "sse",
+            onEvent(type, data, id) { if (type === "comment") t.comments.push([data.id, id]); },
+            onState(state) { t.state = state; },
+            onTransport(transport) { t.transports.push(transport); },
+          });
+        }""",
+        {"server": server, "videoId": live_video.pk},
+    )
+    page.wait_for_function("() => t.state === 'live'")
+    posted = post(live_video, alice, ["to another origin 1", "to another origin 2"])
+    page.wait_for_function("() => t.comments.length === 2")
+    assert [comment_id for comment_id, _ in page.evaluate("() => t.comments")] == posted
+    assert set(page.evaluate("() => t.transports")) == {"sse"}
+    assert viewer.errors == []
