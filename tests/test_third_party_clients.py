@@ -282,4 +282,6 @@ def test_it_resumes_node_eventsource_with_exactly_the_missed_events(gateways, vi
 def test_it_resumes_node_ws_with_exactly_the_missed_events(gateways, video, alice, server):
     node_clients_ready()
     gateway = gateways.start(server, **GATEWAY_ENV)
-    run_node_scenario(gateway, video, alice, "ws", gateway.ws_url(f"/ws/videos/{video.pk}/"))
+    _, client, _ = run_node_scenario(gateway, video, alice, "ws", gateway.ws_url(f"/ws/videos/{video.pk}/"))
+    opened = [s for s in client.steps if "open" in s]
+    assert [s["origin_sent"] for s in opened] == [False, False]  # a native client, both times

@@ -10,10 +10,11 @@
 // (as a native app does); after a cut it resumes as its users must, with
 // `?last_event_id=` of the last id it saw.
 //
-// One JSON object a line on stdout: {"open"}, {"event", "id", "data"} per
+// One JSON object a line on stdout: {"open"} (ws: and "origin_sent"), {"event", "id", "data"} per
 // event, {"cut"}, {"reconnect", "last_event_id", "delay_ms"}, {"error"}.
 // Commands on stdin, a line each: "cut" (sever the connection; hold any
 // reconnect), "resume" (let it through), "exit".
+import http from "node:http";
 import net from "node:net";
 import readline from "node:readline";
 import { EventSource } from "eventsource";
@@ -115,15 +116,23 @@ async function runEventSource() {
 
 // -- ws ----------------------------------------------------------------------
 function runWs() {
+  // Whether a handshake carried an Origin header (ws sends none unless told).
+  let originSent = null;
+  const request = http.request;
+  http.request = (...args) => {
+    const req = request(...args);
+    originSent = Boolean(originSent) || req.hasHeader("origin");
+    return req;
+  };
   let socket = null;
   let lastId = null;
   let cutAt = null;
   const open = (resumeFrom) => {
     const target = new URL(url);
     if (resumeFrom) target.searchParams.set("last_event_id", resumeFrom);
-    const ws = new WebSocket(target.href); // no Origin: ws sends none unless told
+    const ws = new WebSocket(target.href); // no Origin option: a native client
     socket = ws;
-    ws.on("open", () => say({ open: true }));
+    ws.on("open", () => say({ open: true, origin_sent: originSent }));
     ws.on("message", (raw) => {
       if (ws !== socket) return;
       const frame = JSON.parse(raw.toString());
