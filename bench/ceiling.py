@@ -3,7 +3,8 @@
     python -m bench.ceiling --port 9000
 
 `GET <any path>` (Accept: text/event-stream) opens a stream: `retry: 2000`,
-then every published event. `POST /publish` with {"text": "..."} assigns the
+then every published event (the `retry:` and `: ping` lines without a blank
+line, as livecomment sends them: dispatcher/frames.py). `POST /publish` with {"text": "..."} assigns the
 next position, encodes the frame *once* (SSE text wrapped in one HTTP/1.1
 chunk, exactly what a chunked streaming response sends) and writes the same
 bytes object to every open socket, then answers 201 with the comment JSON --
@@ -144,14 +145,14 @@ class HTTPProtocol(asyncio.Protocol):
             self.respond("200 OK", json.dumps({"status": "ok", "streams": len(self.hub.streams)}).encode())
         elif method == "GET":
             self.streaming = True
-            self.transport.write(RESPONSE_HEAD + chunk(b"retry: 2000\n\n"))
+            self.transport.write(RESPONSE_HEAD + chunk(b"retry: 2000\n"))
             self.hub.streams.add(self.transport)
         else:
             self.respond("405 Method Not Allowed", b"{}")
 
 
 async def heartbeat(hub: Hub) -> None:
-    frame = chunk(b": ping\n\n")
+    frame = chunk(b": ping\n")
     while True:
         await asyncio.sleep(15)
         hub.broadcast(frame)

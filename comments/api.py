@@ -135,13 +135,21 @@ class CommentListView(APIView):
                 IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
                 description=(
-                    "Repeating a request with the same key within 10 minutes returns the original comment (200). "
+                    "Repeating a request with the same key within 10 minutes returns the original comment (200); "
+                    "the same key with a different body is refused (422 idempotency_key_reused). "
                     f"1 to {services.IDEMPOTENCY_KEY_MAX} printable characters (printable ASCII is safest; "
                     "HTTP carries header values as Latin-1); anything else is 400 invalid_idempotency_key"
                 ),
             )
         ],
-        responses={201: OwnCommentSerializer, 200: OwnCommentSerializer, **ERRORS},
+        responses={
+            201: OwnCommentSerializer,
+            200: OwnCommentSerializer,
+            **ERRORS,
+            422: OpenApiResponse(
+                ErrorSerializer, description="idempotency_key_reused: the Idempotency-Key was sent with another body"
+            ),
+        },
     )
     def post(self, request, video_id: int):
         body = strict_body(request.data, PostCommentSerializer, 'The body (like {"text": "..."})')

@@ -1,7 +1,9 @@
 """The write path's short-lived Redis keys: Idempotency-Key, duplicate text and slow mode.
 
     idem:{V}:U:KEY     STRING  Idempotency-Key of user U -> comment id ("" while
-                               the first request is in flight)
+                               the first request is in flight); a repeat with
+                               another body is told apart by the comment's
+                               stored text (services/posting.py), not here
     dup:{V}:U:SHA      STRING  same text from the same user, short window
     slow:{V}:U         STRING  slow mode: set while user U must wait
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from django.conf import settings
 
 from dispatcher import servers
-from dispatcher.frames import Burst, Frame
+from dispatcher.frames import Burst, Frame, sse_retry
 from dispatcher.servers import CycleWriter, SocketWriter, TransportProbe
 
 log = logging.getLogger(__name__)
@@ -349,7 +349,7 @@ class SSEConnection(Connection):
         Connection.deliver(self, frame)
 
     def final_message(self, retry_ms: int) -> dict:
-        return {"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": False}
+        return {"type": "http.response.body", "body": sse_retry(retry_ms), "more_body": False}
 
     async def end(self) -> None:
         """End the response (when the socket cannot be aborted)."""

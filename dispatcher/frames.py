@@ -13,11 +13,24 @@ from comments.cursors import to_position
 if TYPE_CHECKING:
     from comments.hotstore import StreamEvent
 
-PING_SSE = b": ping\n\n"
+# SSE bytes no parser surfaces as an event of their own. A comment line needs
+# no blank line after it, and gets none: some parsers (httpx-sse) dispatch an
+# empty `message` at any blank line once the stream has had an `id:`, so a
+# ping is one comment line that the next frame's blank line ends along with
+# that frame. `retry:` likewise goes on a line of its own with no blank line:
+# EventSource applies it as the line is read (WHATWG), and parsers that hand
+# it out with an event hand it out with the next real one.
+PING_SSE = b": ping\n"
 PING_WS = '{"event":"ping"}'
 RETRY_MS = 2000
-# ~2 KB of comment first, so buffering proxies flush the stream's first bytes.
+# ~2 KB of comment first, so buffering proxies flush the stream's first bytes
+# (a block with no field at all: nothing to dispatch, before any `id:`).
 SSE_PADDING = b":" + b" " * 2048 + b"\n\n"
+
+
+def sse_retry(retry_ms: int) -> bytes:
+    """The `retry:` line, without a blank line (see PING_SSE)."""
+    return b"retry: %d\n" % retry_ms
 
 
 class _Encoded(Protocol):

@@ -30,7 +30,7 @@ from django.conf import settings
 
 from dispatcher import streams
 from dispatcher.connections import SSEConnection
-from dispatcher.frames import SSE_PADDING, Frame
+from dispatcher.frames import SSE_PADDING, Frame, sse_retry
 from dispatcher.hub import get_hub
 from livecomment.lib import limits
 from livecomment.lib.errors import ServiceError, Unavailable
@@ -47,10 +47,16 @@ class CatchUpFailed(Exception):
     """Reading a catch-up page failed after the answer started (it was ended)."""
 
 
+# Any site's page may read the stream (EventSource sends Last-Event-ID without
+# a preflight). `*` and no Allow-Credentials: a browser never lets another
+# site read a stream opened with this site's cookies, only one opened with a
+# token that page holds itself (`?token=`), or anonymously.
+CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
+    *CORS_HEADERS,
 ]
 
 
@@ -137,7 +143,7 @@ async def _open(scope, send, request_id: str) -> tuple[SSEConnection, bool, int]
         await send(
             {
                 "type": "http.response.body",
-                "body": SSE_PADDING + b"retry: %d\n\n" % settings.REALTIME_RETRY_MS,
+                "body": SSE_PADDING + sse_retry(settings.REALTIME_RETRY_MS),
                 "more_body": True,
             }
         )
@@ -174,7 +180,7 @@ async def _refuse(scope, send, request_id: str, slot, error: ServiceError) -> No
     if slot is not None:
         slot.release()
     streams.log_refused("sse", scope, request_id, error)
-    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()), *CORS_HEADERS]
     headers += [(k.lower().encode(), str(v).encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": json.dumps(error.as_dict()).encode(), "more_body": False})

@@ -1,7 +1,9 @@
 """The stream client module (static/js/livecomment-stream.js) in headless
 Chromium, imported as a third-party page would: a cut connection resumes with
-exactly the missed comments, over SSE and the WebSocket. And the pages'
-modules with DEBUG=0: collectstatic's hashed names, imports included.
+exactly the missed comments, over SSE and the WebSocket; a page of another
+origin streams through it. And the pages' modules with DEBUG=0:
+collectstatic's hashed names, imports included; and a plain EventSource
+takes the server's `retry:`.
 (SSE refused -> WebSocket is tests/test_browser_page.py, through the page.)"""
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from itertools import pairwise
 
 import pytest
 
@@ -116,3 +119,59 @@ def test_it_serves_the_pages_modules_under_hashed_names_with_debug_off(gateways,
     assert stems == ["chat", "livecomment-api", "livecomment-stream"], names
     assert all(re.search(r"\.[0-9a-f]{12}\.js$", name) for name in names), names
     assert viewer.errors == []
+
+
+def test_it_streams_to_a_page_of_another_origin_that_imports_the_module(gateway, live_video, alice, viewer):
+    # The page is http://localhost:<port>, the livecomment server
+    # http://127.0.0.1:<port>: another origin, as a third-party site's page
+    # is. The module comes cross-origin (a module script needs CORS), and so
+    # does the SSE stream.
+    page = viewer.page
+    server = gateway.base
+    page.goto(gateway.url("/healthz").replace("127.0.0.1", "localhost"), wait_until="domcontentloaded")
+    assert page.evaluate("() => location.origin") != server
+    page.evaluate(
+        """async ({ server, videoId }) => {
+          const { openStream } = await import(`${server}/static/js/livecomment-stream.js`);
+          const t = (window.t = { comments: [], state: null, transports: [] });
+          openStream({
+            base: server, videoId, transport: "sse",
+            onEvent(type, data, id) { if (type === "comment") t.comments.push([data.id, id]); },
+            onState(state) { t.state = state; },
+            onTransport(transport) { t.transports.push(transport); },
+          });
+        }""",
+        {"server": server, "videoId": live_video.pk},
+    )
+    page.wait_for_function("() => t.state === 'live'")
+    posted = post(live_video, alice, ["to another origin 1", "to another origin 2"])
+    page.wait_for_function("() => t.comments.length === 2")
+    assert [comment_id for comment_id, _ in page.evaluate("() => t.comments")] == posted
+    assert set(page.evaluate("() => t.transports")) == {"sse"}
+    assert viewer.errors == []
+
+
+def test_it_has_eventsource_honour_the_servers_retry(gateways, live_video, viewer):
+    # A plain EventSource (no module): `retry:` is a line of its own, not a
+    # block, and Chromium still takes it. With the gateway gone, it retries
+    # every 300 ms (the server's value), not every 3 s (its default).
+    gateway = start_gateway(gateways, REALTIME_RETRY_MS="300")
+    page = viewer.page
+    page.goto(gateway.url("/healthz"), wait_until="domcontentloaded")
+    page.evaluate(
+        """(url) => {
+          const t = (window.t = { opened: 0, errors: [] });
+          const source = new EventSource(url);
+          source.onopen = () => { t.opened += 1; };
+          source.onerror = () => { t.errors.push(performance.now()); };
+          source.addEventListener("viewers", () => { t.viewers = true; });
+        }""",
+        f"/api/v1/videos/{live_video.pk}/stream",
+    )
+    page.wait_for_function("() => t.viewers === true")  # the first event: retry: came before it
+    gateway.kill()
+    page.wait_for_function("() => t.errors.length >= 4", timeout=5_000)
+    errors = page.evaluate("() => t.errors")
+    gaps = [later - earlier for earlier, later in pairwise(errors)]
+    assert all(200 <= gap < 2000 for gap in gaps), gaps
+    viewer.errors.clear()  # the refused reconnects' console messages

@@ -91,6 +91,25 @@ def test_it_gives_each_draft_its_own_answer(video, redis, alice, bob, staff):
     ]
 
 
+def test_it_refuses_an_idempotency_key_reused_with_another_body_in_a_batch_and_after_it(video, redis, alice):
+    drafts = [
+        services.Draft(alice, "keyed", "k-1"),
+        services.Draft(alice, "not the same", "k-1"),  # the same key, another body, in the same batch
+        services.Draft(alice, "keyed", "k-1"),
+    ]
+    outcomes = services.post_comments(video, drafts)
+    assert outcomes[0].created and outcomes[2].comment.pk == outcomes[0].comment.pk and not outcomes[2].created
+    assert isinstance(outcomes[1], ServiceError)
+    assert (outcomes[1].code, outcomes[1].status) == ("idempotency_key_reused", 422)
+    later = services.post_comments(
+        video, [services.Draft(alice, "changed", "k-1"), services.Draft(alice, "keyed", "k-1")]
+    )
+    assert [getattr(o, "code", None) for o in later] == ["idempotency_key_reused", None]
+    assert later[1].comment.pk == outcomes[0].comment.pk
+    assert [c.text for c in Comment.objects.filter(video=video)] == ["keyed"]
+    assert stream_ids(redis, video) == [outcomes[0].comment.cursor]
+
+
 def test_it_fails_the_whole_batch_and_leaves_nothing_when_the_database_fails(video, redis, alice, bob):
     def fail():
         raise DatabaseError("disk I/O error (injected)")

@@ -105,6 +105,7 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
             ("a comment", comments(video), auth, {"text": "hello"}),
             ("its Idempotency-Key again", comments(video), {**auth, "Idempotency-Key": "k1"}, {"text": "keyed"}),
             ("the key repeated", comments(video), {**auth, "Idempotency-Key": "k1"}, {"text": "keyed"}),
+            ("the key, another body", comments(video), {**auth, "Idempotency-Key": "k1"}, {"text": "not keyed"}),
             ("the same text twice", comments(video), auth, {"text": "hello"}),
             ("empty text", comments(video), auth, {"text": "   "}),
             ("text too long", comments(video), auth, {"text": "x" * 501}),
@@ -181,6 +182,7 @@ def test_it_answers_every_kind_of_post_as_the_django_view_does(pair, transaction
     statuses = dict((name, answer[0]) for name, answer in fast_answers)
     assert statuses["a comment"] == 201 and statuses["its Idempotency-Key again"] == 201
     assert statuses["the key repeated"] == 200 and statuses["the same text twice"] == 409
+    assert statuses["the key, another body"] == 422
     assert statuses["a held term"] == 201 and statuses["a rejected term"] == 400
     assert statuses["slow mode again"] == 429 and statuses[f"throttled {THROTTLE}"] == 201
     assert statuses[f"throttled {THROTTLE + 1}"] == 429

@@ -150,6 +150,32 @@ def test_it_returns_the_original_for_a_repeated_idempotency_key(alice_client, vi
     assert Comment.objects.count() == 1
 
 
+def test_it_refuses_a_repeated_idempotency_key_with_another_body_and_writes_nothing(alice_client, video, redis):
+    first = post(alice_client, video, "once", HTTP_IDEMPOTENCY_KEY="k-3")
+    stream_before = redis.xrange(hotstore.stream_key(video.pk))
+    other = post(alice_client, video, "something else", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert other.status_code == 422
+    error = other.json()["error"]
+    assert error["code"] == "idempotency_key_reused" and error["message"]
+    assert list(Comment.objects.values_list("text", flat=True)) == ["once"]
+    assert redis.xrange(hotstore.stream_key(video.pk)) == stream_before
+    # Nothing was taken for it either: the text is still free to post under a new key,
+    # and the key still answers its own body with the original.
+    assert post(alice_client, video, "once", HTTP_IDEMPOTENCY_KEY="k-3").json() == first.json()
+    assert post(alice_client, video, "something else", HTTP_IDEMPOTENCY_KEY="k-4").status_code == 201
+
+
+def test_it_compares_the_body_as_stored_when_redis_forgot_the_key(alice_client, video, redis):
+    # A key whose Redis value is the in-flight marker of an older process (or
+    # lost the id): the original is found in the database and compared there.
+    first = post(alice_client, video, "  once  ", HTTP_IDEMPOTENCY_KEY="k-5")
+    for key in redis.scan_iter("idem:*"):
+        redis.set(key, "")
+    assert post(alice_client, video, "once", HTTP_IDEMPOTENCY_KEY="k-5").json() == first.json()  # same once cleaned
+    assert post(alice_client, video, "twice", HTTP_IDEMPOTENCY_KEY="k-5").status_code == 422
+    assert Comment.objects.count() == 1
+
+
 def test_it_finds_the_original_in_the_database_when_redis_forgot_the_key(alice_client, video, redis):
     first = post(alice_client, video, "once", HTTP_IDEMPOTENCY_KEY="k-2")
     for key in redis.scan_iter("idem:*"):

@@ -131,7 +131,8 @@ def api(alice):
 
 @pytest.fixture
 def accepted():
-    """Texts accepted so far in this test, casefolded (a repeat within 30 s is a 409 duplicate)."""
+    """Texts accepted so far in this test, casefolded (a repeat within 30 s is a 409 duplicate),
+    and ("key", k) for each Idempotency-Key k used."""
     return set()
 
 
@@ -265,6 +266,9 @@ def test_any_idempotency_key_is_used_or_refused(api, video, redis, accepted, key
     error = assert_clear_answer(r)
     if r.status_code in (200, 201):
         accepted.add(text)
+        accepted.add(("key", key))
+    elif error["code"] == "idempotency_key_reused":  # a key drawn again, with this example's text
+        assert ("key", key) in accepted, error
     else:
         assert error["code"] == "invalid_idempotency_key", error
         assert not (0 < len(key) <= 255 and key.isprintable())

@@ -74,7 +74,7 @@ def test_it_documents_parameters_responses_and_errors(schema):
     assert {"video_id", "after", "before", "limit"} <= params
     post_params = {p["name"] for p in comments["post"]["parameters"]}
     assert "Idempotency-Key" in post_params
-    assert {"200", "201", "400", "401", "404", "409", "429", "503"} <= set(comments["post"]["responses"])
+    assert {"200", "201", "400", "401", "404", "409", "422", "429", "503"} <= set(comments["post"]["responses"])
     assert {"200", "400", "404"} <= set(comments["get"]["responses"])
     video_list = schema["paths"]["/api/v1/videos/"]["get"]
     state = next(p for p in video_list["parameters"] if p["name"] == "state")

@@ -1,8 +1,9 @@
 """The browser's stream client and API module (static/js/livecomment-*.js)
 under Node 20 against a real gateway: tests/node/stream_client_test.mjs cuts
 the connection, posts while every reconnect is refused, and checks that
-exactly the missed comments arrive, once each, in order, over SSE, the
-WebSocket, and the WebSocket after SSE was refused."""
+exactly the missed comments arrive, once each, in order, over SSE (a minimal
+fetch EventSource, and the `eventsource` package), the WebSocket, and the
+WebSocket after SSE was refused."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from tests.base import alice, video
 pytestmark = [pytest.mark.processes]
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tests" / "node" / "stream_client_test.mjs"
+NODE_DIR = ROOT / "tests" / "node"
+SCRIPT = NODE_DIR / "stream_client_test.mjs"
 
 
 def node() -> str:
@@ -35,9 +37,22 @@ def node() -> str:
     return path
 
 
-@pytest.mark.parametrize("mode", ["sse", "ws", "fallback"])
+def eventsource_package() -> None:
+    """The pinned `eventsource` package of tests/node (`npm ci` on first use, as CI does)."""
+    if not (NODE_DIR / "node_modules" / "eventsource").is_dir():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed")
+        installed = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, capture_output=True, timeout=300
+        )
+        assert installed.returncode == 0, installed.stderr
+
+
+@pytest.mark.parametrize("mode", ["sse", "eventsource", "ws", "fallback"])
 def test_it_resumes_under_node_with_exactly_the_missed_comments(mode, gateways, video, alice):
     binary = node()
+    if mode == "eventsource":
+        eventsource_package()
     gateway = gateways.start()
     env = os.environ | {
         "LC_BASE": gateway.base,
@@ -58,6 +73,6 @@ def test_it_resumes_under_node_with_exactly_the_missed_comments(mode, gateways, 
     posted = list(Comment.objects.filter(video=video).order_by("position").values_list("pk", flat=True))
     assert len(posted) == 7
     assert result["comments"] == posted
-    assert result["transport"] == ("sse" if mode == "sse" else "ws")
+    assert result["transport"] == ("sse" if mode in ("sse", "eventsource") else "ws")
     # It resumed from its last id, not from the backlog of recent comments.
     assert "resume=True" in gateway.log()

@@ -30,6 +30,30 @@ def test_it_sends_sse_headers_retry_and_padding(gateways, video):
     assert first.startswith(b":")
     assert len(first) > 2048  # padding for buffering proxies
     assert b"retry: 2000\n" in first
+    assert b"retry: 2000\n\n" not in first  # not a block of its own: the next event's
+
+
+def test_it_ends_only_real_events_with_a_blank_line(gateways, video, alice):
+    # A blank line dispatches what came before it: after the padding (a block
+    # with no field), every block the stream ends has data -- no retry-only or
+    # ping-only block that a parser could hand out as an empty event.
+    gateway = gateways.start(REALTIME_HEARTBEAT_SECONDS="0.1")
+    poster = Poster(gateway.base, Token.objects.create(user=alice).key)
+    poster.post(video.pk, "in the backlog")
+    body, posted = b"", False
+    with httpx.stream("GET", stream_url(gateway, video.pk), headers={"Accept": "text/event-stream"}, timeout=5) as r:
+        for chunk in r.iter_raw():
+            body += chunk
+            if not posted and body.count(b": ping\n") >= 3:
+                posted = bool(poster.post(video.pk, "live"))
+            if b'"live"' in body and body.count(b": ping\n") >= 6:
+                break
+    padding, *blocks = body.split(b"\n\n")
+    blocks.pop()  # what was read of the block under way
+    assert padding.startswith(b":") and not padding.strip(b": ")
+    assert blocks and all(b"\ndata: " in b"\n" + block for block in blocks), blocks
+    assert b"retry: 2000\n" in blocks[0] and b"in the backlog" in blocks[0]
+    assert any(b": ping\n" in block for block in blocks)
 
 
 def test_it_sends_the_recent_backlog_without_last_event_id(gateways, video, alice):
@@ -129,10 +153,17 @@ def test_it_posts_over_the_websocket(gateways, video, alice):
     error = ws.of_type("error")[0]
     assert error["ref"] == "r2"
     assert error["error"]["code"] == "duplicate"
+    ws.send({"action": "post", "text": "over the socket", "ref": "r3", "idempotency_key": "k1"})
+    assert ws.wait_until(lambda c: len(c.of_type("ack")) == 2, 5)
+    assert ws.of_type("ack")[1]["ref"] == "r3" and ws.of_type("ack")[1]["data"] == ack["data"]  # the original
+    ws.send({"action": "post", "text": "another body", "ref": "r4", "idempotency_key": "k1"})
     ws.send({"action": "dance"})
     ws.ws.send("not json")
-    assert ws.wait_until(lambda c: len(c.of_type("error")) == 3, 5)
-    assert [e["error"]["code"] for e in ws.of_type("error")[1:]] == ["unknown_action", "invalid_json"]
+    assert ws.wait_until(lambda c: len(c.of_type("error")) == 4, 5)
+    reused = ws.of_type("error")[1]
+    assert reused["ref"] == "r4" and reused["error"]["code"] == "idempotency_key_reused"
+    assert [e["error"]["code"] for e in ws.of_type("error")[2:]] == ["unknown_action", "invalid_json"]
+    assert watcher.comment_ids() == [ack["data"]["id"]]  # nothing more was written
     ws.close()
     watcher.close()
 

@@ -143,9 +143,12 @@ def post_comments(video: Video, drafts: list[Draft], bans: dict[int, Ban] | None
         for item in in_flight:
             first = next(w for w in to_write if w.author.pk == item.author.pk and w.key == item.key)
             written_first = outcomes[first.index]
-            outcomes[item.index] = (
-                PostResult(written_first.comment, False) if isinstance(written_first, PostResult) else written_first
-            )
+            if item.text != first.text:
+                outcomes[item.index] = _key_reused()
+            elif isinstance(written_first, PostResult):
+                outcomes[item.index] = PostResult(written_first.comment, False)
+            else:
+                outcomes[item.index] = written_first
     done = [outcome for outcome in outcomes if outcome is not None]
     assert len(done) == len(drafts), "a draft without an outcome"
     return done
@@ -164,7 +167,10 @@ def _reserved(video: Video, item: _Accepted) -> Outcome | None:
             video, item.author, item.text, item.key, item.slow, reservation
         )
     if reservation.outcome == "idem":
-        return PostResult(_original_for_key(video, item.author, item.key, reservation.comment_id), False)
+        original = _original_for_key(video, item.author, item.key, reservation.comment_id)
+        if original.text != item.text:
+            raise _key_reused()
+        return PostResult(original, False)
     if reservation.outcome == "dup":
         raise ServiceError(
             "duplicate",
@@ -181,6 +187,20 @@ def _reserved(video: Video, item: _Accepted) -> Outcome | None:
             retry_after=seconds,
         )
     return None
+
+
+def _key_reused() -> ServiceError:
+    """A repeated Idempotency-Key whose body differs from its first request's
+    (the IETF Idempotency-Key draft's 422). The body's fingerprint is the
+    original comment itself: its stored text is the first request's text as
+    clean_text() left it (a post carries nothing else, and text is never
+    edited), so the check needs no value of its own in Redis and reads
+    nothing the replay does not read anyway."""
+    return ServiceError(
+        "idempotency_key_reused",
+        "This Idempotency-Key was already used with a different request body; use a new key for a new comment.",
+        422,
+    )
 
 
 def _write_accepted(video: Video, items: list[_Accepted]) -> list[Outcome]:

@@ -20,9 +20,10 @@
  * EventSource to GET /api/v1/videos/<id>/stream first; the WebSocket
  * /ws/videos/<id>/ when SSE cannot connect (no event ever came through it)
  * or a connection stays silent past the heartbeat window (a buffering proxy).
- * Reconnects with jittered backoff and resumes after the last event id seen
- * (EventSource's own retries send Last-Event-ID; a new connection passes
- * `?last_event_id=`). An event whose id is not after the last one seen is a
+ * Reconnects with jittered backoff (0.5 s doubling to 5 s, each +-25 %; not
+ * EventSource's own retry, which would bring back every viewer of a lost
+ * gateway at the same moment) and resumes after the last event id seen (a new
+ * connection passes `?last_event_id=`). An event whose id is not after the last one seen is a
  * duplicate and is dropped, so events reach onEvent once, in stream order.
  * Comments are still deduplicated by comment id by the caller: a restored
  * comment is announced again (a new event id, its original cursor).
@@ -274,13 +275,12 @@ export class LiveCommentStream {
       // Never delivered anything here: it cannot connect. Try the WebSocket.
       if (!this._sseProven && this._fallBackToWebSocket("could not connect")) return;
       this._setState("reconnecting");
-      if (es.readyState === 2) {
-        // An HTTP error (e.g. 503 while the server starts) closed it for
-        // good; reconnect ourselves, resuming from the last id.
-        this._closeSSE();
-        this._scheduleReconnect();
-      }
-      // Otherwise EventSource retries by itself with Last-Event-ID.
+      // Reconnect ourselves, resuming from the last id, with jittered backoff:
+      // whether an HTTP error (e.g. 503 while the server starts) closed it for
+      // good, or EventSource would retry by itself -- after the server's
+      // `retry:`, the same moment for every viewer of a gateway that went away.
+      this._closeSSE();
+      this._scheduleReconnect();
     };
   }
 

@@ -3,6 +3,7 @@
 //
 //   LC_BASE=http://127.0.0.1:8000 LC_VIDEO=3 LC_TOKEN=... LC_MODE=sse|ws|fallback \
 //     node --experimental-websocket tests/node/stream_client_test.mjs
+// (LC_MODE=eventsource: SSE through the pinned `eventsource` package of tests/node)
 //
 // Three comments arrive, the connection is cut, four are posted while every
 // reconnect is refused, then the way is open again: the client must get
@@ -96,6 +97,35 @@ class FetchEventSource {
   }
 }
 
+// The `eventsource` package (WHATWG EventSource for Node), as a Node user
+// would pass it, with its fetch wrapped so the test can cut it and refuse
+// reconnects. It would retry by itself after the server's retry:; the client
+// reconnects itself instead, with jitter.
+async function stockEventSource() {
+  const { EventSource: Stock } = await import("eventsource");
+  return class CutStockEventSource extends Stock {
+    constructor(url, options) {
+      const fetches = [];
+      super(url, {
+        ...options,
+        fetch: (input, init) => {
+          const controller = new AbortController();
+          init.signal?.addEventListener("abort", () => controller.abort(init.signal.reason));
+          fetches.push(controller);
+          const target = blocked ? DEAD + new URL(input).pathname : input;
+          return fetch(target, { ...init, signal: controller.signal });
+        },
+      });
+      this.fetches = fetches;
+      connections.push(this);
+    }
+
+    cut() {
+      for (const controller of this.fetches) controller.abort(new Error("cut by the test"));
+    }
+  };
+}
+
 // SSE that never gets through (a proxy answering 502): the client must fall back.
 class RefusedEventSource extends FetchEventSource {
   constructor(url) {
@@ -133,9 +163,10 @@ const stream = openStream({
   base,
   videoId,
   token,
-  transport: mode === "fallback" ? "auto" : mode,
+  transport: mode === "fallback" ? "auto" : mode === "eventsource" ? "sse" : mode,
   heartbeatSeconds: 15,
-  EventSource: mode === "fallback" ? RefusedEventSource : FetchEventSource,
+  EventSource:
+    mode === "fallback" ? RefusedEventSource : mode === "eventsource" ? await stockEventSource() : FetchEventSource,
   WebSocket: GatedWebSocket,
   webSocketOptions: { headers: { Origin: new URL(base).origin } },
   onEvent(type, data, id) {
