@@ -50,7 +50,7 @@ def parse_cursor(value: str | None, name: str) -> str | None:
         return None
     if not cursors.is_valid(value):
         raise ServiceError("invalid_cursor", f"{name} must be a stream position like 1764000000000-0.")
-    return value
+    return cursors.canonical(value)
 
 
 # Digits only: int() would also take " 5", "+5", "5_0" and other scripts' digits,

@@ -37,6 +37,13 @@ def from_position(position: int) -> str:
     return f"{position // SEQ_FACTOR}-{position % SEQ_FACTOR}"
 
 
+def canonical(cursor: str) -> str:
+    """The cursor as Redis writes it: "007-0" and "7-0" are one position, but
+    only the second compares equal to stored IDs ("(00-0" is not "(0-0")."""
+    ms, seq = parse(cursor)
+    return f"{ms}-{seq}"
+
+
 def is_valid(cursor: str) -> bool:
     return isinstance(cursor, str) and _CURSOR.fullmatch(cursor) is not None
 

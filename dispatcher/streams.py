@@ -55,7 +55,7 @@ def _resume_point(scope) -> str | None:
         return None
     if not cursors.is_valid(value):
         raise ServiceError("invalid_last_event_id", "Last-Event-ID must be a stream position like 1764000000000-0.")
-    return value
+    return cursors.canonical(value)
 
 
 def _prepare(scope, video_id: int) -> StreamRequest:

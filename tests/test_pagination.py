@@ -305,6 +305,22 @@ def test_it_answers_cursors_beyond_a_64_bit_position(anon_client, video, alice, 
     assert len(r.json()["results"]) == 2
 
 
+@pytest.mark.parametrize("prefer_stream", [True, False])
+def test_it_reads_cursors_with_leading_zeros_as_the_same_position(anon_client, video, alice, redis, prefer_stream):
+    """"00-0" is the start, as "0-0" is: before it there is nothing (Redis
+    refuses the exclusive end "(00-0", which was a 500)."""
+    post_many(video, alice, 2)
+    if not prefer_stream:
+        redis.delete(hotstore.stream_key(video.pk))
+    r = anon_client.get(url(video, before="00-0"))
+    assert r.status_code == 200, r.content
+    assert r.json()["results"] == []
+    first = anon_client.get(url(video)).json()["results"][0]["cursor"]
+    ms, seq = first.split("-")
+    r = anon_client.get(url(video, after=f"{ms}-00{seq}"))
+    assert [c["text"] for c in r.json()["results"]] == ["comment 1"]
+
+
 @pytest.mark.parametrize("video_id", ["999", "99999999999999999999"])
 def test_it_answers_404_for_an_unknown_video(anon_client, db, video_id):
     r = anon_client.get(f"/api/v1/videos/{video_id}/comments/")
