@@ -35,12 +35,12 @@ MAX_LIMIT = 200
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
 # A stream position (comments/cursors.py), as the schema states it.
 # What comments.services.clean_idempotency_key takes from a header (Latin-1):
-# printable characters (str.isprintable: not C0/C1 controls, NBSP or the soft hyphen).
+# printable characters (str.isprintable: not C0/C1 controls, NBSP or the soft hyphen);
+# an empty value is no key, as the header's absence is.
 IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string",
-    "minLength": 1,
     "maxLength": services.IDEMPOTENCY_KEY_MAX,
-    "pattern": r"^[ -~\u00a1-\u00ac\u00ae-\u00ff]+$",
+    "pattern": r"^[ -~\u00a1-\u00ac\u00ae-\u00ff]*$",
 }
 CURSOR_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,13}-[0-9]{1,6}$", "example": "1764000000000-0"}
 
@@ -138,7 +138,8 @@ class CommentListView(APIView):
                     "Repeating a request with the same key within 10 minutes returns the original comment (200); "
                     "the same key with a different body is refused (422 idempotency_key_reused). "
                     f"1 to {services.IDEMPOTENCY_KEY_MAX} printable characters (printable ASCII is safest; "
-                    "HTTP carries header values as Latin-1); anything else is 400 invalid_idempotency_key"
+                    "HTTP carries header values as Latin-1); anything else is 400 invalid_idempotency_key. "
+                    "An empty value is the same as no key"
                 ),
             )
         ],
