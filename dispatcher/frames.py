@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from comments.hotstore import StreamEvent
 
 PING_SSE = b": ping\n\n"
-PING_WS = '{"event":"ping"}'
+PING_WS = '{"event":"ping"}'  # dispatcher.protocol.PingFrame
 RETRY_MS = 2000
 # ~2 KB of comment first, so buffering proxies flush the stream's first bytes.
 SSE_PADDING = b":" + b" " * 2048 + b"\n\n"

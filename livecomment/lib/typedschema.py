@@ -1,7 +1,7 @@
 """JSON Schema (draft 7, the dialect AsyncAPI 3 and OpenAPI 3.0 share) from a TypedDict.
 
 Enough for the payload definitions the code uses: str, int, float, bool, None,
-Literal[...] (an enum), X | None, list[X], dict[str, X] and nested TypedDicts
+object (any JSON value), Literal[...] (an enum), X | None, list[X], dict[str, X] and nested TypedDicts
 (required keys from `total` / Required / NotRequired; inheritance included).
 Objects are closed (additionalProperties: false): a field the type does not
 declare is drift, and validating a payload against the schema says so. The
@@ -50,6 +50,8 @@ def type_schema(hint: Any, ref=None) -> dict[str, Any]:
     """The schema of one annotation."""
     if hint in _SCALARS:
         return dict(_SCALARS[hint])
+    if hint is object or hint is Any:  # any JSON value
+        return {}
     if is_typeddict(hint):
         replaced = ref(hint) if ref is not None else None
         return replaced if replaced is not None else typed_dict_schema(hint, ref)
