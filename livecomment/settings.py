@@ -372,6 +372,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "livecomment.lib.schema.strict_request_bodies",
+        "livecomment.asyncapi.openapi_stream_path",  # the SSE stream, which is no DRF view
     ],
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
 }

@@ -30,8 +30,14 @@ def typed_dict_schema(cls: type, ref=None) -> dict[str, Any]:
     replace a nested TypedDict by a reference (e.g. {"$ref": ...})."""
     if not is_typeddict(cls):
         raise TypeError(f"{cls!r} is not a TypedDict")
-    hints = get_type_hints(cls)
-    required = getattr(cls, "__required_keys__", frozenset())
+    hints = get_type_hints(cls, include_extras=True)
+    # __required_keys__ misses NotRequired[...] written as a string (`from __future__ import annotations`)
+    required = {
+        name
+        for name, hint in hints.items()
+        if get_origin(hint) is typing.Required
+        or (get_origin(hint) is not typing.NotRequired and name in cls.__required_keys__)  # type: ignore[attr-defined]
+    }
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: type_schema(hint, ref) for name, hint in hints.items()},
