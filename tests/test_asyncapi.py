@@ -169,3 +169,15 @@ def test_it_received_only_events_the_document_describes():
         pytest.skip("no SSE or WebSocket traffic in this run")
     found = sorted({p for transport, frame in realtime_clients.RECORDED for p in problems(transport, frame)})
     assert found == [], "\n".join(found[:50])
+
+
+def test_it_puts_the_sse_stream_in_the_openapi_document_as_an_event_stream(db):
+    openapi = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    stream = openapi["paths"]["/api/v1/videos/{video_id}/stream"]["get"]
+    assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert stream["externalDocs"]["url"] == "/api/asyncapi.json"
+    assert {p["name"] for p in stream["parameters"]} == {"video_id", "Last-Event-ID", "last_event_id", "token"}
+    for status in ("400", "401", "404", "503"):
+        assert stream["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
