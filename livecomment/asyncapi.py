@@ -92,15 +92,16 @@ def build(host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
                 "required": ["id", "event"],
             }
         messages[f"sse_{name}"] = sse
+        properties: dict[str, Any] = {"event": {"type": "string", "enum": [event_type]}}
+        if spec.in_stream:
+            properties["id"] = {"$ref": "#/components/schemas/Position"}
+        properties["data"] = payload
         frame = {
             "type": "object",
-            "properties": {"event": {"type": "string", "enum": [event_type]}, "data": payload},
-            "required": ["event", "data"],
+            "properties": properties,
+            "required": [*properties],
             "additionalProperties": False,
         }
-        if spec.in_stream:
-            frame["properties"]["id"] = {"$ref": "#/components/schemas/Position"}
-            frame["required"].insert(1, "id")
         schemas.schemas[f"Ws_{name}"] = frame
         messages[f"ws_{name}"] = {
             "name": event_type,
@@ -277,6 +278,7 @@ def _rendered(host: str, secure: bool) -> tuple[bytes, str]:
 def asyncapi_view(request):
     """GET /api/asyncapi.json: anyone, cacheable, with an ETag (If-None-Match: 304)."""
     body, etag = _rendered(request.get_host(), request.is_secure())
+    response: HttpResponse
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
     else:
