@@ -50,6 +50,15 @@ class CommentData(CommentBody, Positioned):
     """`comment` and `comment.held`: a comment as viewers receive it."""
 
 
+CommentStatus = Literal["visible", "held", "removed"]  # comments.models.Comment.Status (tests/test_asyncapi.py)
+
+
+class CommentJson(CommentData):
+    """A comment as the REST API, the console and a WebSocket post's `ack` show it (`comment_json()`)."""
+
+    status: CommentStatus
+
+
 class RemovedBody(TypedDict):
     id: int
 
@@ -168,7 +177,7 @@ def video_settings_data(video) -> VideoSettingsBody:
 
 
 def comment_json(comment) -> dict:
-    """A comment as the REST API and the console show it: its event data with cursor and status."""
+    """A comment as the REST API and the console show it: its event data with cursor and status (`CommentJson`)."""
     data = dict(comment_data(comment))
     data["cursor"] = comment.cursor
     data["status"] = comment.status

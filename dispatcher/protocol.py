@@ -62,9 +62,14 @@ class PingFrame(TypedDict):
 
 
 class ErrorDetail(TypedDict):
+    """The REST API's error object (livecomment/lib/errors.py) with the details a post's refusal can carry."""
+
     code: str
     message: str
-    retry_after: NotRequired[int]  # seconds (slow mode, throttles)
+    retry_after: NotRequired[int]  # seconds: slow mode, throttles, a timeout (ban)
+    fields: NotRequired[list[str]]  # unknown_fields: the names refused
+    max_length: NotRequired[int]  # too_long
+    ends_at: NotRequired[str | None]  # banned: when the timeout ends (null: for good)
 
 
 class ErrorFrame(TypedDict):

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified
 from django.views.decorators.http import require_GET
 
-from comments.events import EVENT_TYPES, EVERYONE, MODERATORS
+from comments.events import EVENT_TYPES, EVERYONE, MODERATORS, CommentJson
 from dispatcher import protocol
 from livecomment.lib.typedschema import typed_dict_schema
 
@@ -124,21 +124,13 @@ def build(host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
     schemas.ref(protocol.PingFrame)
     schemas.ref(protocol.PostMessage)
     schemas.ref(protocol.ErrorFrame)
-    # The ack's data is comment_json(): a comment's event data plus its status (held: waits for review).
-    comment_schema = schemas.schemas[schemas.ref(EVENT_TYPES["comment"].payload)["$ref"].rpartition("/")[2]]
-    schemas.schemas["AckedComment"] = {
-        **comment_schema,
-        "description": "A comment as the REST API shows it: its event data and its status.",
-        "properties": {**comment_schema["properties"], "status": {"type": "string", "enum": ["visible", "held"]}},
-        "required": [*comment_schema["required"], "status"],
-    }
     schemas.schemas["AckFrame"] = {
         "type": "object",
         "description": "A post was accepted (or had been, for a retried idempotency_key).",
         "properties": {
             "event": {"type": "string", "enum": [protocol.ACK_EVENT]},
             "ref": {"description": "The post's `ref` as sent; null when it had none."},
-            "data": {"$ref": "#/components/schemas/AckedComment"},
+            "data": schemas.ref(CommentJson),
         },
         "required": ["event", "ref", "data"],
         "additionalProperties": False,

@@ -19,7 +19,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from comments import events, services
-from comments.models import BlockedTerm
+from comments.models import BlockedTerm, Comment
 from livecomment.asyncapi import build
 from tests import realtime_clients
 from tests.asyncapi_check import problems
@@ -96,6 +96,8 @@ def test_it_documents_every_event_type_and_every_video_state():
     assert {"ping", "post", "ack", "error"} <= names
     state = document["components"]["schemas"]["VideoStateData"]["properties"]["state"]
     assert state["enum"] == list(Video.State.values)
+    status = document["components"]["schemas"]["CommentJson"]["properties"]["status"]
+    assert status["enum"] == list(Comment.Status.values)
     assert set(document["channels"]["socket"]["x-close-codes"]) >= {"4401", "4404", "4503"}
 
 
@@ -148,12 +150,14 @@ def test_it_emits_every_event_type_as_the_document_says(gateways, video, alice, 
     services.update_video(video, staff, state="ended")
     poster.send({"action": "post", "text": "from the socket", "ref": "r1"})
     poster.send({"action": "dance", "ref": "r2"})
+    poster.send({"action": "post", "text": "x", "colour": "red", "ref": "r3"})  # unknown_fields, with `fields`
 
     for client in (sse, ws):
         assert client.wait_until(lambda c: set(events.EVENT_TYPES) <= {e.get("event") for e in c.events}, 10), set(
             events.EVENT_TYPES
         ) - {e.get("event") for e in client.events}
-    assert poster.wait_until(lambda c: {"ack", "error"} <= {e.get("event") for e in c.events}, 10)
+    assert poster.wait_until(lambda c: len(c.of_type("ack")) == 1 and len(c.of_type("error")) == 2, 10)
+    assert [e["error"]["code"] for e in poster.of_type("error")] == ["unknown_action", "unknown_fields"]
     for client in (sse, ws, poster):
         client.close()
     received = [("sse", e) for e in sse.events] + [("ws", e) for e in ws.events + poster.events]
