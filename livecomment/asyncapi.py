@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from comments.events import EVENT_TYPES, EVERYONE, MODERATORS, CommentJson
 from dispatcher import protocol
@@ -266,9 +266,9 @@ def _rendered(host: str, secure: bool) -> tuple[bytes, str]:
     return body, '"%s"' % hashlib.sha256(body).hexdigest()[:32]
 
 
-@require_GET
+@require_safe
 def asyncapi_view(request):
-    """GET /api/asyncapi.json: anyone, cacheable, with an ETag (If-None-Match: 304)."""
+    """GET (or HEAD) /api/asyncapi.json: anyone, cacheable, with an ETag (If-None-Match: 304)."""
     body, etag = _rendered(request.get_host(), request.is_secure())
     response: HttpResponse
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:

@@ -69,6 +69,7 @@ def test_it_serves_the_document_to_anyone_with_an_etag(db):
     assert document["channels"]["socket"]["address"] == "/ws/videos/{video_id}/"
     again = client.get("/api/asyncapi.json", HTTP_IF_NONE_MATCH=response["ETag"])
     assert again.status_code == 304 and again["ETag"] == response["ETag"]
+    assert client.head("/api/asyncapi.json").status_code == 200
     refused = client.post("/api/asyncapi.json")
     assert refused.status_code == 405 and refused.json()["error"]["code"] == "method_not_allowed"
 
