@@ -5,16 +5,27 @@ Each event goes out as SSE (`id:`, `event:`, `data:`) or as a WebSocket frame
 is added when the event is read from or appended to the stream, so the data
 built here never carries it; `event()` adds it to what goes to viewers, and
 `announce()` is the one way the write path hands events to the dispatcher.
+
+`EVENT_TYPES` is the list of every event the product emits, with the type of
+the `data` viewers receive (the TypedDicts below): the AsyncAPI document
+(livecomment/asyncapi.py, served at /api/asyncapi.json) is generated from it,
+and `event()` refuses a type it does not list. Event names are a public
+contract.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TypedDict
+from typing import Literal, NamedTuple, TypedDict
 
 from django.db import transaction
 
 from dispatcher import Event, publish
+
+VideoState = Literal[
+    "scheduled", "live", "ended"
+]  # videos.models.Video.State (tests/test_asyncapi.py keeps them equal)
 
 
 class Author(TypedDict):
@@ -22,34 +33,116 @@ class Author(TypedDict):
     name: str
 
 
-class CommentData(TypedDict, total=False):
+class Positioned(TypedDict):
+    cursor: str  # the stream position of the comment (or, for video events, of the event)
+
+
+class CommentBody(TypedDict):
     id: int
-    cursor: str
     video: int
     author: Author
     text: str
-    created: str
+    created: str  # ISO 8601, UTC, milliseconds: "2026-11-24T22:00:00.000Z"
     global_id: str  # "<origin region>:<id there>", the same in every region
 
 
-class CommentRemovedData(TypedDict):
+class CommentData(CommentBody, Positioned):
+    """`comment` and `comment.held`: a comment as viewers receive it."""
+
+
+CommentStatus = Literal["visible", "held", "removed"]  # comments.models.Comment.Status (tests/test_asyncapi.py)
+
+
+class CommentJson(CommentData):
+    """A comment as the REST API, the console and a WebSocket post's `ack` show it (`comment_json()`)."""
+
+    status: CommentStatus
+
+
+class RemovedBody(TypedDict):
     id: int
-    cursor: str
+
+
+class CommentRemovedData(RemovedBody, Positioned):
+    """`comment.removed`: the removed comment's id and its own cursor."""
+
+
+class ReportBody(TypedDict):
+    id: int
+    comment: int
+    comment_cursor: str
+    reporter: Author
+    reason: str
+
+
+class ReportCreatedData(ReportBody, Positioned):
+    """`report.created` (moderators only): a viewer reported a comment."""
+
+
+class VideoStateBody(TypedDict):
+    state: VideoState
+
+
+class VideoStateData(VideoStateBody, Positioned):
+    """`video.state`: the video is now scheduled, live or ended."""
+
+
+class VideoSettingsBody(TypedDict):
+    slow_mode_seconds: int
+    comments_enabled: bool
+
+
+class VideoSettingsData(VideoSettingsBody, Positioned):
+    """`video.settings`: slow mode or posting changed."""
 
 
 class ViewersData(TypedDict):
+    """`viewers`: how many watch the video now (not in the stream: no id)."""
+
     count: int
 
 
-class VideoStateData(TypedDict):
-    state: str
+EVERYONE, MODERATORS = "", "mod"  # the audience of an event, as in dispatcher.Event (hotstore.MOD_AUDIENCE)
+
+
+class EventType(NamedTuple):
+    payload: type  # the TypedDict of the `data` clients receive
+    audiences: tuple[str, ...]  # who receives it
+    in_stream: bool  # has an `id` (a stream position), is resumed from; else live only
+    summary: str
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    "comment": EventType(
+        CommentData,
+        (EVERYONE,),
+        True,
+        "A visible comment: posted, or restored / approved (then `cursor` is its original position; "
+        "place it there, deduplicate by `id`).",
+    ),
+    "comment.held": EventType(
+        CommentData, (MODERATORS,), True, "A comment held for review (moderators of the video only)."
+    ),
+    "comment.removed": EventType(
+        CommentRemovedData,
+        (EVERYONE, MODERATORS),
+        True,
+        "A comment was removed: drop it by `id`. Moderators only when the comment was held (viewers never saw it).",
+    ),
+    "report.created": EventType(
+        ReportCreatedData, (MODERATORS,), True, "A viewer reported a comment (moderators of the video only)."
+    ),
+    "video.state": EventType(VideoStateData, (EVERYONE,), True, "The video's state changed."),
+    "video.settings": EventType(VideoSettingsData, (EVERYONE,), True, "Slow mode or comments enabled changed."),
+    "viewers": EventType(ViewersData, (EVERYONE,), False, "The number of viewers, every few seconds while it changes."),
+}
 
 
 def timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def comment_data(comment) -> CommentData:
+def comment_data(comment) -> CommentBody:
     return {
         "id": comment.pk,
         "video": comment.video_id,
@@ -60,11 +153,11 @@ def comment_data(comment) -> CommentData:
     }
 
 
-def removed_data(comment) -> dict:
+def removed_data(comment) -> RemovedBody:
     return {"id": comment.pk}
 
 
-def report_data(report) -> dict:
+def report_data(report) -> ReportBody:
     comment, reporter = report.comment, report.reporter
     return {
         "id": report.pk,
@@ -75,27 +168,31 @@ def report_data(report) -> dict:
     }
 
 
-def video_state_data(video) -> dict:
+def video_state_data(video) -> VideoStateBody:
     return {"state": video.state}
 
 
-def video_settings_data(video) -> dict:
+def video_settings_data(video) -> VideoSettingsBody:
     return {"slow_mode_seconds": video.slow_mode_seconds, "comments_enabled": video.comments_enabled}
 
 
 def comment_json(comment) -> dict:
-    """A comment as the REST API and the console show it: its event data with cursor and status."""
+    """A comment as the REST API and the console show it: its event data with cursor and status (`CommentJson`)."""
     data = dict(comment_data(comment))
     data["cursor"] = comment.cursor
     data["status"] = comment.status
     return data
 
 
-def event(kind: str, positions: tuple[str, str], data: dict, audience: str = "", of_comment=None) -> Event:
+def event(
+    kind: str, positions: tuple[str, str], data: Mapping[str, object], audience: str = "", of_comment=None
+) -> Event:
     """An event appended at `positions` (previous ID, its ID), as viewers get it:
     `data` with its cursor -- its own ID, or the comment's own cursor when it
     re-announces an older comment (`of_comment`: a removal, a restore) -- for
     `audience` ("" everyone, "mod" moderators)."""
+    if kind not in EVENT_TYPES or not EVENT_TYPES[kind].in_stream:
+        raise ValueError(f"{kind!r} is not an event type of the stream (comments.events.EVENT_TYPES)")
     prev, new = positions
     cursor = new if of_comment is None else of_comment.cursor
     return {"type": kind, "id": new, "prev": prev, "data": dict(data, cursor=cursor), "audience": audience}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # EventSource applies it as the line is read (WHATWG), and parsers that hand
 # it out with an event hand it out with the next real one.
 PING_SSE = b": ping\n"
-PING_WS = '{"event":"ping"}'
+PING_WS = '{"event":"ping"}'  # dispatcher.protocol.PingFrame
 RETRY_MS = 2000
 # ~2 KB of comment first, so buffering proxies flush the stream's first bytes
 # (a block with no field at all: nothing to dispatch, before any `id:`).

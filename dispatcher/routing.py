@@ -10,9 +10,10 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import path, re_path
 
+from dispatcher.protocol import CLOSE_CODES
 from dispatcher.sse import SSEEndpoint
 from dispatcher.stats import GatewayStatsConsumer
-from dispatcher.ws import CLOSE_CODES, VideoSocketConsumer
+from dispatcher.ws import VideoSocketConsumer
 from livecomment.lib import converters  # noqa: F401  (registers <id:>)
 from livecomment.lib.errors import error_body
 

@@ -22,6 +22,15 @@ from dispatcher.auth import run_sync
 from dispatcher.connections import WebSocketConnection
 from dispatcher.frames import Frame
 from dispatcher.hub import get_hub
+from dispatcher.protocol import (
+    ACK_EVENT,
+    CLOSE_CODES,
+    DEFAULT_CLOSE_CODE,
+    ERROR_EVENT,
+    MAX_MESSAGE_BYTES,
+    POST_ACTION,
+    POST_FIELDS,
+)
 from livecomment.lib import limits, metrics, parsers
 from livecomment.lib.errors import ServiceError, Unavailable
 from livecomment.lib.logging_config import request_id_from_scope
@@ -30,16 +39,10 @@ from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024
-
 # A catch-up page is read once the socket holds at most this much of the one before.
 CATCHUP_BUFFER_BYTES = 64 * 1024
 
-# Close codes in the application range: the reason is in the code.
-# The keys of a "post" message; any other is refused (unknown_fields).
-POST_FIELDS = ("action", "text", "idempotency_key", "ref")
-
-CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 400: 4400, 429: 4429, 503: 4503}
+# MAX_MESSAGE_BYTES, POST_FIELDS, CLOSE_CODES: the protocol (dispatcher/protocol.py, in the AsyncAPI document too).
 
 
 class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
@@ -102,8 +105,8 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
         # Accept, say why, close: a browser cannot read an HTTP 403's body.
         if not accepted:
             await self.accept()
-        await self.send(text_data=json.dumps({"event": "error", **error.as_dict()}))
-        await self.close(code=CLOSE_CODES.get(error.status, 4000))
+        await self.send(text_data=json.dumps({"event": ERROR_EVENT, **error.as_dict()}))
+        await self.close(code=CLOSE_CODES.get(error.status, DEFAULT_CLOSE_CODE))
 
     def _closed_by_hub(self, connection, reason: str) -> None:
         streams.closed_by_hub(connection, reason)
@@ -130,7 +133,7 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             if not isinstance(message, dict):
                 raise ServiceError("invalid_message", 'Send an object like {"action": "post", "text": "..."}.')
             ref = message.get("ref")
-            if message.get("action") != "post":
+            if message.get("action") != POST_ACTION:
                 raise ServiceError("unknown_action", 'The only action is "post".')
             strict_body(message, POST_FIELDS, "The message")
             if "text" not in message:
@@ -138,12 +141,12 @@ class VideoSocketConsumer(streams.ReleasesStreamSlot, AsyncWebsocketConsumer):
             answer = await run_sync(self._post, message.get("text"), message.get("idempotency_key"))
             # the handler (comments.accept) has counted it in the metrics
             reply = (
-                {"event": "ack", "ref": ref, "data": answer.body}
+                {"event": ACK_EVENT, "ref": ref, "data": answer.body}
                 if answer.ok
-                else {"event": "error", "ref": ref, **answer.body}
+                else {"event": ERROR_EVENT, "ref": ref, **answer.body}
             )
         except ServiceError as exc:
-            reply = {"event": "error", "ref": ref, **exc.as_dict()}
+            reply = {"event": ERROR_EVENT, "ref": ref, **exc.as_dict()}
             metrics.comment_rejected(exc.code, "ws")
         self._reply(reply)
 

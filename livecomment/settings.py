@@ -372,6 +372,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "livecomment.lib.schema.strict_request_bodies",
+        "livecomment.asyncapi.openapi_stream_path",  # the SSE stream, which is no DRF view
         "livecomment.lib.schema.declared_statuses",
     ],
     "ENUM_NAME_OVERRIDES": {"ErrorCode": "livecomment.lib.errors.ERROR_CODE_CHOICES"},

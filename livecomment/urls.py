@@ -15,6 +15,7 @@ from comments.moderation_api import (
     ReportResolveView,
     ReportView,
 )
+from livecomment.asyncapi import asyncapi_view
 from livecomment.lib import converters  # noqa: F401  (registers <id:>)
 from livecomment.lib.health import healthz, livez, readyz
 from videos.api import VideoDetailView, VideoListView
@@ -42,6 +43,7 @@ urlpatterns = [
     path("moderation/", include("comments.console")),  # the live moderation console
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/asyncapi.json", asyncapi_view, name="api-asyncapi"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -4,6 +4,14 @@ from django.core.cache import cache
 
 from livecomment.lib import redis_client
 
+LAST = "test_asyncapi.py::test_it_received_only_events_the_document_describes"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The check of every event the run's clients received runs after all the tests that received them."""
+    last = [item for item in items if item.nodeid.endswith(LAST)]
+    items[:] = [item for item in items if not item.nodeid.endswith(LAST)] + last
+
 
 @pytest.fixture(autouse=True)
 def clean_redis():

@@ -12,6 +12,23 @@ from urllib.parse import urlsplit
 import httpx
 from websockets.sync.client import connect as ws_connect
 
+# Every SSE event and WebSocket frame the tests' clients receive, as (transport, frame), at most
+# RECORD_CAP of each (transport, event type): tests/test_asyncapi.py checks them against the
+# AsyncAPI document at the end of the run (the test conftest.py orders last).
+RECORDED: list[tuple[str, dict]] = []
+RECORD_CAP = 300
+_recorded_counts: dict[tuple[str, str], int] = {}
+_record_lock = threading.Lock()
+
+
+def record(transport: str, frame: dict) -> None:
+    key = (transport, str(frame.get("event")))
+    with _record_lock:
+        count = _recorded_counts.get(key, 0)
+        _recorded_counts[key] = count + 1
+        if count < RECORD_CAP:
+            RECORDED.append((transport, json.loads(json.dumps(frame))))
+
 
 class _Collector:
     def __init__(self):
@@ -103,6 +120,7 @@ class SSEClient(_Collector):
                 if line == "":
                     if data_lines or event:
                         event["data"] = json.loads("\n".join(data_lines)) if data_lines else None
+                        record("sse", event)
                         self.add(event)
                     event, data_lines = {}, []
                     continue
@@ -157,7 +175,9 @@ class WSClient(_Collector):
     def _run(self) -> None:
         try:
             for message in self.ws:
-                self.add(json.loads(message))
+                frame = json.loads(message)
+                record("ws", frame)
+                self.add(frame)
         except BaseException as exc:  # noqa: BLE001
             self.error = exc
         finally:

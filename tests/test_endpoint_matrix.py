@@ -384,6 +384,7 @@ MATRIX: dict[str, list[Row]] = {
     "DELETE /api/v1/auth/token/": [Row("/api/v1/auth/token/", signed_in(204), check=token_revoked)],
     "GET /api/schema/": [Row("/api/schema/", everyone(200), via="page")],
     "GET /api/docs/": [Row("/api/docs/", everyone(200), via="page")],
+    "GET /api/asyncapi.json": [Row("/api/asyncapi.json", everyone(200), via="page")],
     # -- pages
     "GET /": [Row("/", everyone(200), via="page")],
     "POST /": [Row("/", everyone(200), via="page", body={})],

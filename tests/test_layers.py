@@ -66,6 +66,7 @@ ALLOWED = {
 # Outside dispatcher/ only its package API is imported, and these (importer, module) pairs.
 DISPATCHER_INTERNALS_ALLOWED = {
     ("livecomment.routing", "dispatcher.routing"): "the real-time routes are mounted in the project's router",
+    ("livecomment.asyncapi", "dispatcher.protocol"): "the AsyncAPI document describes the WebSocket protocol",
 }
 
 

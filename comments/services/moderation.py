@@ -96,7 +96,7 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                         video_id, event_type, data, comment_id=locked.pk, original_cursor=locked.cursor or ""
                     )
                 else:
-                    data = events.removed_data(locked)
+                    data = dict(events.removed_data(locked))
                     event_type = "comment.removed"
                     # Viewers never saw a held comment: only moderators hear of it going.
                     audience = hotstore.MOD_AUDIENCE if old_status == Comment.Status.HELD else ""
@@ -309,7 +309,7 @@ def report_comment(comment: Comment, reporter, reason: str = "") -> Report:
             report = Report.objects.create(comment=comment, reporter=reporter, reason=_reason(reason.strip()))
     except IntegrityError:
         raise ServiceError("already_reported", "You have already reported this comment.", 409) from None
-    data = events.report_data(report)
+    data = dict(events.report_data(report))
     try:
         prev, appended = hotstore.append(comment.video_id, "report.created", data, audience=hotstore.MOD_AUDIENCE)
     except UNAVAILABLE_ERRORS:

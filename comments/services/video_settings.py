@@ -97,9 +97,9 @@ def _apply_video_change(video: Video, by, changes: dict[str, Any], origin: str =
             _to_regions("video", locked, {"changes": {field: getattr(locked, field) for field in changed}}, audit)
         announcements: list[tuple[str, dict[str, Any]]] = []
         if "state" in changed:
-            announcements.append(("video.state", events.video_state_data(locked)))
+            announcements.append(("video.state", dict(events.video_state_data(locked))))
         if {"slow_mode_seconds", "comments_enabled"} & set(changed):
-            announcements.append(("video.settings", events.video_settings_data(locked)))
+            announcements.append(("video.settings", dict(events.video_settings_data(locked))))
         appended_events = []
         try:
             for event_type, data in announcements:
