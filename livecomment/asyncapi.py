@@ -303,6 +303,8 @@ def openapi_stream_path(result, generator, request, public):
             f"({PATH}), the machine-readable contract of this stream and the WebSocket.",
             "tags": ["videos"],
             "externalDocs": {"description": "AsyncAPI 3 document", "url": PATH},
+            # Anyone may watch; a token or the session shows held comments to moderators.
+            "security": [{"tokenAuth": []}, {"bearerAuth": []}, {"cookieAuth": []}, {}],
             "parameters": [
                 parameter,
                 {

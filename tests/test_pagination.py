@@ -307,7 +307,7 @@ def test_it_answers_cursors_beyond_a_64_bit_position(anon_client, video, alice, 
 
 @pytest.mark.parametrize("prefer_stream", [True, False])
 def test_it_reads_cursors_with_leading_zeros_as_the_same_position(anon_client, video, alice, redis, prefer_stream):
-    """"00-0" is the start, as "0-0" is: before it there is nothing (Redis
+    """ "00-0" is the start, as "0-0" is: before it there is nothing (Redis
     refuses the exclusive end "(00-0", which was a 500)."""
     post_many(video, alice, 2)
     if not prefer_stream:

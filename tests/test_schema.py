@@ -248,7 +248,12 @@ def test_it_declares_who_may_call_each_operation(schema):
     assert "Authorization: Bearer <key>" in schemes["tokenAuth"]["description"]
     paths = schema["paths"]
     assert paths["/api/v1/auth/token/"]["post"]["security"] == []  # sign-in needs no credentials
-    anonymous = {"/api/v1/videos/", "/api/v1/videos/{video_id}/", "/api/v1/videos/{video_id}/comments/"}
+    anonymous = {
+        "/api/v1/videos/",
+        "/api/v1/videos/{video_id}/",
+        "/api/v1/videos/{video_id}/comments/",
+        "/api/v1/videos/{video_id}/stream",
+    }
     for path, operations in paths.items():
         for method, operation in operations.items():
             if (path, method) == ("/api/v1/auth/token/", "post"):
