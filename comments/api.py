@@ -193,7 +193,12 @@ class CommentDetailView(APIView):
             raise ServiceError("not_found", f"No comment {comment_id}.", 404)
         return Response(comment_json(comment))
 
-    @extend_schema(operation_id="comments_destroy", responses={204: None, **ERRORS})
+    @extend_schema(
+        operation_id="comments_destroy",
+        description="Removes the comment for everyone watching; its author and the video's moderators still "
+        "read it (GET) with status removed, as the moderation log does.",
+        responses={204: None, **ERRORS},
+    )
     def delete(self, request, comment_id: int):
         comment = self.get_comment(comment_id)
         services.delete_own_comment(comment, request.user)
