@@ -95,3 +95,17 @@ def test_it_refuses_a_query_token_and_a_header_that_disagree(gateways, video, al
     for name, (query, headers) in agreeing.items():
         assert sse_status(gateway, f"/api/v1/videos/{video.pk}/stream{query}", headers) == (200, None), name
         assert ws_post(gateway, f"/ws/videos/{video.pk}/{query}", headers) == ("ack", None), name
+
+
+def test_it_answers_the_docs_page_with_bad_credentials_and_a_format_it_does_not_serve(db):
+    """/api/docs/?format=json refuses the format before it authenticates; its
+    error page's template then read the user, the credentials failed there,
+    in the middle of rendering: a 500 for any unreadable Authorization."""
+    from django.test import Client
+
+    client = Client(raise_request_exception=False)
+    for query in ("?format=json", "?format=xml"):
+        for header in ("Basic YWxpY2U6eA==", f"Bearer {UNKNOWN}", "Token \xff"):
+            r = client.get(f"/api/docs/{query}", HTTP_AUTHORIZATION=header)
+            assert 400 <= r.status_code < 500, (query, header, r.status_code)
+            assert r.json()["error"]["code"] in {"not_found", "authentication_failed"}, (query, header)
