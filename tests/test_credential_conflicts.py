@@ -109,3 +109,23 @@ def test_it_answers_the_docs_page_with_bad_credentials_and_a_format_it_does_not_
             r = client.get(f"/api/docs/{query}", HTTP_AUTHORIZATION=header)
             assert 400 <= r.status_code < 500, (query, header, r.status_code)
             assert r.json()["error"]["code"] in {"not_found", "authentication_failed"}, (query, header)
+
+
+def test_it_refuses_a_query_token_on_the_rest_api_rather_than_reading_anonymously(client, video, alice):
+    """The streams take `?token=`; the REST API reads the header only. A token
+    in its query (a long-poll written like the stream it stands in for) was
+    ignored: the read answered 200 as anonymous, a moderator's without the
+    held comments. It is 401, whether the token is good or not."""
+    key = Token.objects.create(user=alice).key
+    comments = f"/api/v1/videos/{video.pk}/comments/"
+    for path in ["/api/v1/videos/", comments, f"{comments}?after=0-0&wait=1", f"/api/v1/videos/{video.pk}/"]:
+        for token in (key, UNKNOWN):
+            sep = "&" if "?" in path else "?"
+            r = client.get(f"{path}{sep}token={token}")
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "authentication_failed"), (path, token)
+            r = client.get(f"{path}{sep}token={token}", HTTP_AUTHORIZATION=f"Bearer {key}")
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "authentication_failed"), (path, token)
+        sep = "&" if "?" in path else "?"
+        assert client.get(f"{path}{sep}token=").status_code == 200, path  # no credentials: anonymous
+    r = client.post(f"{comments}?token={key}", {"text": "hi"}, content_type="application/json")
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "authentication_failed")
