@@ -21,8 +21,9 @@ class TokenAuthentication(authentication.TokenAuthentication):
     they reach the database: PostgreSQL cannot even compare a string holding
     NUL, which would be a 500.
 
-    Any other Authorization header (`Basic ...`, an unknown scheme) is 401:
-    credentials the API cannot read are never a silent anonymous request.
+    Any other Authorization header (`Basic ...`, an unknown scheme), and a
+    `?token=` (the streams' form), are 401: credentials the API does not read
+    are never a silent anonymous request.
     Without the header the session (SessionAuthentication) or anonymity applies.
 
     The lookup is one SQL statement written once: it runs on every API
@@ -30,6 +31,12 @@ class TokenAuthentication(authentication.TokenAuthentication):
     was a tenth of a comment POST's CPU in the write benchmark."""
 
     def authenticate(self, request):
+        if request.query_params.get("token"):
+            # The streams' way to send a token; read here it would be ignored,
+            # an anonymous request for credentials that were sent.
+            raise exceptions.AuthenticationFailed(
+                "The REST API takes the token in the Authorization header (Token <key> or Bearer <key>), not in ?token=."
+            )
         auth = authentication.get_authorization_header(request).split()
         if not auth:
             return None

@@ -9,8 +9,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 _BOTH = (
     "An API token from POST /api/v1/auth/token/, sent as `Authorization: Token <key>` "
-    "or `Authorization: Bearer <key>` (the same tokens). A wrong token or any other "
-    "scheme is 401 authentication_failed, never an anonymous request."
+    "or `Authorization: Bearer <key>` (the same tokens). A wrong token, any other "
+    "scheme, or a `?token=` (the streams' form, not read here) is 401 "
+    "authentication_failed, never an anonymous request."
 )
 
 

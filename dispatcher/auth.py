@@ -21,7 +21,14 @@ from django.utils.crypto import constant_time_compare
 
 
 def headers_of(scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    """The headers by lower-case name; a repeated one is its values joined with
+    "," as Django joins them, so that two Authorization headers are one the
+    streams cannot read either (401), not the last one taken."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
 
 
 def query_of(scope) -> dict[str, str]:
@@ -89,7 +96,11 @@ def authenticate_scope(scope):
     close_old_connections()
     headers = headers_of(scope)
     from_header = _key_of(headers.get("authorization", ""))  # checked even beside ?token=
-    token = query_of(scope).get("token") or from_header
+    raw_query = scope.get("query_string", b"").decode("latin-1")
+    keys = {key for key in (*parse_qs(raw_query).get("token", []), from_header) if key}
+    if len(keys) > 1:
+        raise BadToken()  # credentials that disagree: neither is taken
+    token = next(iter(keys), None)
     if token:
         user = _user_for_token(token)
         if user is None:

@@ -176,7 +176,24 @@ def _outage(exc) -> ServiceError | None:
     return None
 
 
+def _settle_user(request) -> None:
+    """Authenticate now if the view had not yet (it refused the format first):
+    a renderer that reads `request.user` later -- the docs page's template --
+    would meet a failed authentication while it renders the error, a 500.
+    DRF sets the anonymous user on the failure; the error answered stays
+    (and stays the answer with the database down, too)."""
+    from django.db import DatabaseError
+
+    if request is None:
+        return
+    try:
+        request.user  # noqa: B018 - the read is the point
+    except (drf.APIException, DatabaseError):
+        pass
+
+
 def api_exception_handler(exc, context):
+    _settle_user(context.get("request"))
     # Django's own exceptions, raised inside DRF (e.g. Http404 from content
     # negotiation for ?format=xml): DRF's handler answers them, but they carry
     # no .detail for the error body below.
