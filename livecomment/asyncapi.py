@@ -26,6 +26,7 @@ from django.views.decorators.http import require_safe
 
 from comments.events import EVENT_TYPES, EVERYONE, MODERATORS, CommentJson
 from dispatcher import protocol
+from livecomment.lib.errors import ERROR_CODES
 from livecomment.lib.typedschema import typed_dict_schema
 
 PATH = "/api/asyncapi.json"
@@ -124,6 +125,8 @@ def build(host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
     schemas.ref(protocol.PingFrame)
     schemas.ref(protocol.PostMessage)
     schemas.ref(protocol.ErrorFrame)
+    # The same codes as the OpenAPI document's ErrorCode enum: one table for both.
+    schemas.schemas["ErrorDetail"]["properties"]["code"]["enum"] = sorted(ERROR_CODES)
     schemas.schemas["AckFrame"] = {
         "type": "object",
         "description": "A post was accepted (or had been, for a retried idempotency_key).",

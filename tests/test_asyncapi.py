@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 from comments import events, services
 from comments.models import BlockedTerm, Comment
 from livecomment.asyncapi import build
+from livecomment.lib.errors import ERROR_CODES
 from tests import realtime_clients
 from tests.asyncapi_check import problems
 from tests.base import alice, bob, staff, video
@@ -100,6 +101,8 @@ def test_it_documents_every_event_type_and_every_video_state():
     status = document["components"]["schemas"]["CommentJson"]["properties"]["status"]
     assert status["enum"] == list(Comment.Status.values)
     assert set(document["channels"]["socket"]["x-close-codes"]) >= {"4401", "4404", "4503"}
+    code = document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
+    assert code["enum"] == sorted(ERROR_CODES)  # the OpenAPI document's ErrorCode enum too
 
 
 def test_it_refuses_an_event_type_it_does_not_list():
