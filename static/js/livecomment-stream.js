@@ -328,9 +328,15 @@ export class LiveCommentStream {
     }
     this._socket = ws;
     let refusal = null;
+    let admitted = false;
     this._armWsWatchdog(ws);
-    ws.onopen = () => {
-      if (this._socket !== ws) return;
+    // A refusal (too many streams, shutting down) is an opened socket too: an
+    // `error` frame, then a close. So the socket is live, and the backoff starts
+    // again, only at its first other frame (the viewers count, comes at once);
+    // refused again and again, it keeps backing off.
+    const admit = () => {
+      if (admitted) return;
+      admitted = true;
       this._attempts = 0;
       this._setState("live");
     };
@@ -343,7 +349,9 @@ export class LiveCommentStream {
       } catch (exc) {
         return;
       }
-      if (!frame || frame.event === "ping") return;
+      if (!frame) return;
+      if (frame.event !== "error" || frame.ref) admit();
+      if (frame.event === "ping") return;
       if (frame.event === "ack" || (frame.event === "error" && frame.ref)) {
         const settle = this._pending.get(frame.ref);
         if (settle) {
