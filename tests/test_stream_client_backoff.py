@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
@@ -59,5 +60,52 @@ def test_it_backs_off_while_every_connection_is_refused(mode, gateways, video):
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["closeCodes"] and set(result["closeCodes"]) == {4429}, result
     assert 2 <= result["sockets"] <= MOST_SOCKETS, result
-    assert result["streams"] == (1 if mode == "fallback" else 0), result
+    # fallback: SSE first, the WebSocket at once, then the two take turns
+    assert result["streams"] == (result["sockets"] if mode == "fallback" else 0), result
     assert "live" not in result["states"], result
+
+
+def test_it_goes_back_to_sse_when_the_websocket_it_fell_back_to_is_refused_too(gateways, video):
+    """A page of another site may use SSE only (the WebSocket refuses its
+    Origin). When its first SSE connection is refused (a full gateway, one
+    starting up) the client falls back to the WebSocket; refused there as
+    well, it must try SSE again rather than knock on the WebSocket for ever."""
+    binary = node()
+    eventsource_package()
+    gateway = gateways.start(MAX_STREAMS_PER_IP="1", NUM_PROXIES="1")
+    holder = httpx.stream(
+        "GET", gateway.url(f"/api/v1/videos/{video.pk}/stream"), headers={"X-Forwarded-For": IP}, timeout=10
+    )
+    response = holder.__enter__()
+    assert response.status_code == 200
+    env = os.environ | {
+        "LC_BASE": gateway.base,
+        "LC_VIDEO": str(video.pk),
+        "LC_IP": IP,
+        "LC_MODE": "foreign",
+        "LC_WATCH_MS": "15000",
+    }
+    process = subprocess.Popen(
+        [binary, "--no-warnings", str(SCRIPT)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []  # the client's console.info, then the script's "refused"
+        while not lines or lines[-1] not in ("refused", ""):
+            lines.append(process.stdout.readline().strip())
+        holder.__exit__(None, None, None)  # the address's one stream is free again
+        assert lines[-1] == "refused", lines
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, f"{out}\n{err}\n{gateway.log()}"
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["states"][-1] == "live" and result["transport"] == "sse", result
+    assert result["streams"] >= 2, result
