@@ -21,7 +21,9 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseNotModified
+from django.http import HttpResponse
+from django.utils.cache import get_conditional_response
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from comments.events import EVENT_TYPES, EVERYONE, MODERATORS, CommentJson
@@ -269,14 +271,14 @@ def _rendered(host: str, secure: bool) -> tuple[bytes, str]:
     return body, '"%s"' % hashlib.sha256(body).hexdigest()[:32]
 
 
+@csrf_exempt  # writes nothing: any other method is a 405, not a CSRF failure
 @require_safe
 def asyncapi_view(request):
-    """GET (or HEAD) /api/asyncapi.json: anyone, cacheable, with an ETag (If-None-Match: 304)."""
+    """GET (or HEAD) /api/asyncapi.json: anyone, cacheable, with an ETag
+    (If-None-Match: 304, compared as RFC 9110 says -- weakly, `*` included)."""
     body, etag = _rendered(request.get_host(), request.is_secure())
-    response: HttpResponse
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponseNotModified()
-    else:
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
         response = HttpResponse(body, content_type="application/json")
     response["ETag"] = etag
     response["Cache-Control"] = "public, max-age=300"

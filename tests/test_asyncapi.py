@@ -189,3 +189,26 @@ def test_it_puts_the_sse_stream_in_the_openapi_document_as_an_event_stream(db):
         assert stream["responses"][status]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"
         }
+
+
+def test_it_answers_any_write_with_405_even_without_a_csrf_token(db):
+    """As a real gateway runs it, with Django's CSRF check: a POST to the
+    document is the wrong method (405), not a failed CSRF check (403)."""
+    client = Client(enforce_csrf_checks=True)
+    for method in ("post", "put", "patch", "delete"):
+        refused = getattr(client, method)("/api/asyncapi.json")
+        assert refused.status_code == 405, (method, refused.content)
+        assert refused.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_it_matches_if_none_match_as_rfc_9110_says(db):
+    """If-None-Match compares weakly (a proxy that compresses the body turns
+    the ETag into W/"..." and its clients send that back) and `*` matches."""
+    client = Client()
+    etag = client.get("/api/asyncapi.json")["ETag"]
+    for header in (etag, f"W/{etag}", f'"other", W/{etag}', "*"):
+        again = client.get("/api/asyncapi.json", HTTP_IF_NONE_MATCH=header)
+        assert again.status_code == 304, header
+        assert again["ETag"] == etag
+    for header in ('"other"', f'W/{etag[:-2]}x"', "", "garbage"):
+        assert client.get("/api/asyncapi.json", HTTP_IF_NONE_MATCH=header).status_code == 200, header

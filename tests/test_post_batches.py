@@ -91,6 +91,25 @@ def test_it_gives_each_draft_its_own_answer(video, redis, alice, bob, staff):
     ]
 
 
+def test_it_answers_a_failed_write_to_every_draft_of_its_key_in_a_batch(transactional_db, video, redis, alice):
+    """Two drafts with one Idempotency-Key and different bodies in one batch,
+    and the first one's write fails: nothing holds the key (its reservation was
+    given back), so the second is told the write failed (503, retry), not that
+    the key was already used (422) -- it was not, and a retry is accepted."""
+
+    def fail():
+        raise DatabaseError("disk I/O error (injected)")
+
+    services.store.FAIL_POINTS["before_commit"] = fail
+    outcomes = services.post_comments(
+        video, [services.Draft(alice, "first", "k-9"), services.Draft(alice, "second", "k-9")]
+    )
+    assert [(o.code, o.status) for o in outcomes] == [("database_unavailable", 503)] * 2
+    services.store.FAIL_POINTS.clear()
+    retried = services.post_comments(video, [services.Draft(alice, "second", "k-9")])
+    assert retried[0].created and retried[0].comment.text == "second"
+
+
 def test_it_refuses_an_idempotency_key_reused_with_another_body_in_a_batch_and_after_it(video, redis, alice):
     drafts = [
         services.Draft(alice, "keyed", "k-1"),

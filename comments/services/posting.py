@@ -143,12 +143,12 @@ def post_comments(video: Video, drafts: list[Draft], bans: dict[int, Ban] | None
         for item in in_flight:
             first = next(w for w in to_write if w.author.pk == item.author.pk and w.key == item.key)
             written_first = outcomes[first.index]
-            if item.text != first.text:
+            if not isinstance(written_first, PostResult):
+                outcomes[item.index] = written_first  # not written: the key is free again, not "used"
+            elif item.text != first.text:
                 outcomes[item.index] = _key_reused()
-            elif isinstance(written_first, PostResult):
-                outcomes[item.index] = PostResult(written_first.comment, False)
             else:
-                outcomes[item.index] = written_first
+                outcomes[item.index] = PostResult(written_first.comment, False)
     done = [outcome for outcome in outcomes if outcome is not None]
     assert len(done) == len(drafts), "a draft without an outcome"
     return done

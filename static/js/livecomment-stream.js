@@ -19,7 +19,8 @@
  *
  * EventSource to GET /api/v1/videos/<id>/stream first; the WebSocket
  * /ws/videos/<id>/ when SSE cannot connect (no event ever came through it)
- * or a connection stays silent past the heartbeat window (a buffering proxy).
+ * or a connection stays silent past the heartbeat window (a buffering proxy);
+ * SSE again when that WebSocket is never let in either (they take turns).
  * Reconnects with jittered backoff (0.5 s doubling to 5 s, each +-25 %; not
  * EventSource's own retry, which would bring back every viewer of a lost
  * gateway at the same moment) and resumes after the last event id seen (a new
@@ -102,6 +103,7 @@ export class LiveCommentStream {
     this._source = null;
     this._socket = null;
     this._sseProven = false; // SSE has delivered at least one event here
+    this._wsProven = false; // a WebSocket has been let in (a frame other than a refusal)
     this._silenceTimer = null;
     this._retryTimer = null;
     this._attempts = 0;
@@ -215,7 +217,8 @@ export class LiveCommentStream {
     this._closeSSE();
     this.transport = "ws";
     this._onTransport("ws");
-    this._attempts = 0;
+    // Not back to the shortest wait: SSE and a WebSocket that both fail take
+    // turns (see _connectWS), and each round must wait longer than the last.
     this._connect();
     return true;
   }
@@ -328,9 +331,16 @@ export class LiveCommentStream {
     }
     this._socket = ws;
     let refusal = null;
+    let admitted = false;
     this._armWsWatchdog(ws);
-    ws.onopen = () => {
-      if (this._socket !== ws) return;
+    // A refusal (too many streams, shutting down) is an opened socket too: an
+    // `error` frame, then a close. So the socket is live, and the backoff starts
+    // again, only at its first other frame (the viewers count, comes at once);
+    // refused again and again, it keeps backing off.
+    const admit = () => {
+      if (admitted) return;
+      admitted = true;
+      this._wsProven = true;
       this._attempts = 0;
       this._setState("live");
     };
@@ -343,7 +353,9 @@ export class LiveCommentStream {
       } catch (exc) {
         return;
       }
-      if (!frame || frame.event === "ping") return;
+      if (!frame) return;
+      if (frame.event !== "error" || frame.ref) admit();
+      if (frame.event === "ping") return;
       if (frame.event === "ack" || (frame.event === "error" && frame.ref)) {
         const settle = this._pending.get(frame.ref);
         if (settle) {
@@ -366,6 +378,11 @@ export class LiveCommentStream {
         this._setState("offline", (refusal && refusal.message) || "offline");
         return;
       }
+      // A WebSocket never let in here, reached by falling back from SSE: SSE
+      // again next time. A page of another site has SSE only (the WebSocket
+      // refuses its Origin): after one refused SSE connection (a full or
+      // starting gateway) it must not keep knocking on the WebSocket.
+      if (!admitted && !this._wsProven && !this._forced && this._EventSource) this.transport = "sse";
       this._setState("reconnecting");
       this._scheduleReconnect();
     };
