@@ -38,6 +38,11 @@ class CommentSerializer(serializers.Serializer):
     global_id = serializers.CharField(
         help_text='"<origin region>:<id there>": the same in every region; deduplicate by it when switching regions'
     )
+    offset_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="Milliseconds from the video's started_at to the comment (negative before it; the same in every "
+        "region); null when the video had no started_at when it was posted. Chat replay: /replay/",
+    )
 
 
 class OwnCommentSerializer(CommentSerializer):
