@@ -60,6 +60,21 @@ class CommentPageSerializer(serializers.Serializer):
     has_more = serializers.BooleanField(help_text="More comments exist in the direction asked")
 
 
+class ReplayPageSerializer(serializers.Serializer):
+    """Comments by their time in the video (chat replay)."""
+
+    results = CommentSerializer(many=True, help_text="In offset_ms order; ties in stream order")
+    has_more = serializers.BooleanField(help_text="More comments before to_ms: continue with next_from_ms and cursor")
+    next_from_ms = serializers.IntegerField(
+        help_text="Pass as from_ms= to continue: the last comment's offset_ms when has_more, else to_ms"
+    )
+    cursor = serializers.CharField(
+        allow_null=True,
+        help_text="Pass as after= with from_ms=next_from_ms to continue among comments of the same offset_ms "
+        "(none lost or repeated); null when the range is done",
+    )
+
+
 class PostCommentSerializer(serializers.Serializer):
     # Validated by comments.services.clean_text so every transport gives the
     # same answer; here only for the schema.

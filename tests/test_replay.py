@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 
 from comments import hotstore, services
 from comments.fastpost.batcher import PostRequest, write_batch
-from comments.models import Comment
+from comments.models import BlockedTerm, Comment
 from comments.streaming import post_from_socket
 from regions import ingest
 from tests.base import *
@@ -107,3 +107,135 @@ def test_it_keeps_the_origin_regions_offset_of_a_relayed_comment(transactional_d
     data = {**data, "id": 8, "global_id": "far:8", "offset_ms": "soon"}  # malformed: no offset, not a made-up one
     assert ingest.ingest_remote_event("far", "2-0", "comment", started.pk, data) == "applied"
     assert Comment.objects.get(origin_region="far", origin_id=8).offset_ms is None
+
+
+# -- GET /api/v1/videos/<id>/replay/ -------------------------------------------------------------
+
+
+def replay(client, video, **params):
+    return client.get(f"/api/v1/videos/{video.pk}/replay/", params)
+
+
+def posted_at(video, author, offsets: list[int]) -> list[int]:
+    """Comments of `author` at these offsets (set on the rows: the order of posting is not the order of offsets)."""
+    ids = []
+    for n, offset in enumerate(offsets):
+        comment = services.post_comment(video, author, f"at {offset} #{n}").comment
+        Comment.objects.filter(pk=comment.pk).update(offset_ms=offset)
+        ids.append(comment.pk)
+    return ids
+
+
+def test_it_replays_a_range_in_offset_order_with_ties_in_stream_order(anon_client, alice, started, redis):
+    ids = posted_at(started, alice, [3000, 1000, 2000, 1000, 5000, -4000])
+    r = replay(anon_client, started, from_ms=0, to_ms=5000)
+    assert r.status_code == 200, r.content
+    body = r.json()
+    # from_ms inclusive, to_ms exclusive; 1000 twice: the one posted first first.
+    assert [c["id"] for c in body["results"]] == [ids[1], ids[3], ids[2], ids[0]]
+    assert [c["offset_ms"] for c in body["results"]] == [1000, 1000, 2000, 3000]
+    assert body["has_more"] is False and body["next_from_ms"] == 5000 and body["cursor"] is None
+    assert set(body["results"][0]) == {"id", "cursor", "video", "author", "text", "created", "global_id", "offset_ms"}
+    # Chat before the start has negative offsets.
+    before = replay(anon_client, started, from_ms=-10_000, to_ms=1000).json()["results"]
+    assert [c["id"] for c in before] == [ids[5]]
+    assert replay(anon_client, started, from_ms=2000, to_ms=2001).json()["results"][0]["id"] == ids[2]
+    assert replay(anon_client, started, from_ms=2000, to_ms=2000).json()["results"] == []
+
+
+def test_it_pages_through_ties_at_one_offset_without_losing_or_repeating_any(anon_client, alice, started, redis):
+    ids = posted_at(started, alice, [1000] * 7 + [2000] * 3 + [500])
+    expected = [ids[10], *ids[:10]]
+    seen, params, pages = [], {"from_ms": 0, "to_ms": 10_000, "limit": 3}, 0
+    while True:
+        body = replay(anon_client, started, **params).json()
+        pages += 1
+        seen += [c["id"] for c in body["results"]]
+        if not body["has_more"]:
+            assert body["next_from_ms"] == 10_000 and body["cursor"] is None
+            break
+        last = body["results"][-1]
+        assert (body["next_from_ms"], body["cursor"]) == (last["offset_ms"], last["cursor"])
+        params = {**params, "from_ms": body["next_from_ms"], "after": body["cursor"]}
+    assert seen == expected and pages == 4
+
+
+def test_it_never_replays_held_or_removed_comments_even_removed_after_the_end(
+    anon_client, alice, staff, started, redis
+):
+    services.save_blocked_term(BlockedTerm(term="spoiler", video=started), staff)
+    kept, removed = (services.post_comment(started, alice, text).comment for text in ("kept", "removed later"))
+    held = services.post_comment(started, alice, "a spoiler").comment
+    assert Comment.objects.get(pk=held.pk).status == "held"
+    services.update_video(started, staff, state="ended")
+    services.moderate_comment(Comment.objects.get(pk=removed.pk), staff, "remove")  # after the end
+    body = replay(anon_client, started, from_ms=-60_000, to_ms=600_000).json()
+    assert [c["id"] for c in body["results"]] == [kept.pk]
+    # Restored, it is back in the replay at its own offset.
+    services.moderate_comment(Comment.objects.get(pk=removed.pk), staff, "restore")
+    body = replay(anon_client, started, from_ms=-60_000, to_ms=600_000).json()
+    assert [c["id"] for c in body["results"]] == [kept.pk, removed.pk]
+
+
+def test_it_replays_a_live_video_to_anyone_and_leaves_out_comments_without_an_offset(
+    anon_client, alice_client, alice, video, started, redis
+):
+    services.post_comment(video, alice, "no started_at yet")  # offset null: not on the timeline
+    assert replay(anon_client, video, from_ms=-(10**12), to_ms=10**12).json()["results"] == []
+    comment = services.post_comment(started, alice, "live").comment
+    for client in (anon_client, alice_client):
+        r = replay(client, started, from_ms=0, to_ms=600_000)
+        assert r.status_code == 200 and [c["id"] for c in r.json()["results"]] == [comment.pk]
+
+
+@pytest.mark.parametrize(
+    "params, code",
+    [
+        ({"to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": 0}, "invalid_to_ms"),
+        ({"from_ms": 2000, "to_ms": 1000}, "invalid_range"),
+        ({"from_ms": "1.5", "to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": "+1", "to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": " 1", "to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": "", "to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": "1e3", "to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": "٣", "to_ms": 1000}, "invalid_from_ms"),
+        ({"from_ms": 0, "to_ms": "x"}, "invalid_to_ms"),
+        ({"from_ms": 0, "to_ms": 10**12 + 1}, "invalid_to_ms"),
+        ({"from_ms": -(10**13), "to_ms": 0}, "invalid_from_ms"),
+        ({"from_ms": 0, "to_ms": 1000, "limit": 0}, "invalid_limit"),
+        ({"from_ms": 0, "to_ms": 1000, "limit": 501}, "invalid_limit"),
+        ({"from_ms": 0, "to_ms": 1000, "after": "soon"}, "invalid_cursor"),
+    ],
+)
+def test_it_refuses_a_bad_range_with_the_error_object(anon_client, started, params, code):
+    r = replay(anon_client, started, **params)
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+
+
+def test_it_answers_404_for_an_unknown_video(anon_client, db):
+    r = anon_client.get("/api/v1/videos/999999/replay/", {"from_ms": 0, "to_ms": 1})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_it_takes_one_query_of_the_offset_index(anon_client, alice, started, redis):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    posted_at(started, alice, [10, 20, 30])
+    with CaptureQueriesContext(connection) as queries:
+        assert len(replay(anon_client, started, from_ms=0, to_ms=100).json()["results"]) == 3
+    comment_queries = [q["sql"] for q in queries if "comments_comment" in q["sql"]]
+    assert len(comment_queries) == 1, comment_queries
+    with connection.cursor() as cursor:
+        sql, params = (
+            Comment.objects.visible()
+            .filter(video=started, offset_ms__gte=0, offset_ms__lt=100)
+            .order_by("offset_ms", "position")
+            .query.sql_with_params()
+        )
+        explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+        cursor.execute(explain + sql, params)
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "comment_video_offset" in plan, plan
