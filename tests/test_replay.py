@@ -239,3 +239,30 @@ def test_it_takes_one_query_of_the_offset_index(anon_client, alice, started, red
         cursor.execute(explain + sql, params)
         plan = " ".join(str(row) for row in cursor.fetchall())
     assert "comment_video_offset" in plan, plan
+
+
+def test_it_gives_existing_comments_their_offset_when_migrating(transactional_db):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("comments", "0003_origin")], [("comments", "0004_offset_ms")]
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        old = MigrationExecutor(connection).loader.project_state(before).apps
+        OldVideo, OldComment = old.get_model("videos", "Video"), old.get_model("comments", "Comment")
+        author = old.get_model("auth", "User").objects.create(username="old")
+        start = timezone.now() - timedelta(minutes=10)
+        on_air = OldVideo.objects.create(title="went on air", state="ended", started_at=start)
+        never = OldVideo.objects.create(title="cancelled", state="ended")
+        made = [
+            OldComment.objects.create(video=on_air, author=author, text="early", position=1),
+            OldComment.objects.create(video=never, author=author, text="none", position=2),
+        ]
+        OldComment.objects.filter(pk=made[0].pk).update(created=start + timedelta(seconds=90, milliseconds=5))
+        MigrationExecutor(connection).migrate(after)
+        assert Comment.objects.get(pk=made[0].pk).offset_ms == 90_005
+        assert Comment.objects.get(pk=made[1].pk).offset_ms is None
+    finally:
+        MigrationExecutor(connection).migrate(leaves)
