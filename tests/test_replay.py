@@ -89,6 +89,12 @@ def test_it_stores_the_offset_of_a_websocket_post(transactional_db, alice, start
     assert answer.body["offset_ms"] == comment.offset_ms == offset_of(comment) >= 5000
 
 
+def test_it_never_takes_an_offset_from_the_client(alice_client, started, redis):
+    r = alice_client.post(f"/api/v1/videos/{started.pk}/comments/", {"text": "hi", "offset_ms": -5}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_fields"
+    assert not Comment.objects.exists()
+
+
 def test_it_keeps_the_origin_regions_offset_of_a_relayed_comment(transactional_db, started, redis):
     # Here the video started 5 s ago; the origin's offset (its own started_at) is stored as it was there.
     data = {
