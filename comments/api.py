@@ -22,6 +22,7 @@ from comments.serializers import (
     ErrorSerializer,
     OwnCommentSerializer,
     PostCommentSerializer,
+    ReplayPageSerializer,
 )
 from livecomment.lib import metrics
 from livecomment.lib.errors import ServiceError, Unavailable
@@ -172,6 +173,82 @@ def page_json(page: queries.Page, after: str | None, before: str | None) -> dict
         "prev_cursor": prev_cursor,
         "has_more": page.has_more,
     }
+
+
+# Replay offsets: whole milliseconds, signed (chat before the start is negative),
+# within about 31 years either side of the start.
+REPLAY_MS_MAX = 10**12
+REPLAY_DEFAULT_LIMIT = 100
+REPLAY_MAX_LIMIT = 500
+_MILLISECONDS = re.compile(r"-?[0-9]{1,13}")
+_MS_SCHEMA = {"type": "integer", "minimum": -REPLAY_MS_MAX, "maximum": REPLAY_MS_MAX}
+
+
+def parse_ms(value: str | None, name: str) -> int:
+    """A required query parameter that is a whole number of milliseconds in
+    range (ASCII digits and an optional minus: no "+5", " 5", "5.0" or "1e3")."""
+    if value is None or not _MILLISECONDS.fullmatch(value) or not -REPLAY_MS_MAX <= int(value) <= REPLAY_MS_MAX:
+        raise ServiceError(
+            f"invalid_{name}",
+            f"{name} must be a whole number of milliseconds from {-REPLAY_MS_MAX} to {REPLAY_MS_MAX}.",
+        )
+    return int(value)
+
+
+class ReplayView(APIView):
+    """Chat replay: the comments of a stretch of the video, by their offset_ms."""
+
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    throttle_classes = [AnonIPThrottle]
+
+    @extend_schema(
+        operation_id="comments_replay",
+        description="Visible comments with from_ms <= offset_ms < to_ms (offset_ms: milliseconds from the "
+        "video's started_at), in offset order, ties in stream order; for live and ended videos. Held and removed "
+        "comments never appear (a removal made after the end too), nor comments without an offset_ms (posted "
+        "while the video had no started_at). To continue, ask again with from_ms=next_from_ms and after=cursor.",
+        parameters=[
+            OpenApiParameter("from_ms", _MS_SCHEMA, required=True, description="Start of the range (inclusive)"),
+            OpenApiParameter(
+                "to_ms",
+                _MS_SCHEMA,
+                required=True,
+                description="End of the range (exclusive); before from_ms: 400 invalid_range",
+            ),
+            OpenApiParameter(
+                "after",
+                CURSOR_SCHEMA,
+                description="The cursor of the previous page: continue after it among comments at offset from_ms",
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": REPLAY_MAX_LIMIT, "default": REPLAY_DEFAULT_LIMIT},
+                description=f"1..{REPLAY_MAX_LIMIT}, default {REPLAY_DEFAULT_LIMIT}; anything else is 400 invalid_limit",
+            ),
+        ],
+        responses={200: ReplayPageSerializer, **ERRORS},
+    )
+    def get(self, request, video_id: int):
+        from_ms = parse_ms(request.query_params.get("from_ms"), "from_ms")
+        to_ms = parse_ms(request.query_params.get("to_ms"), "to_ms")
+        if to_ms < from_ms:
+            raise ServiceError("invalid_range", f"to_ms ({to_ms}) is before from_ms ({from_ms}).")
+        after = parse_cursor(request.query_params.get("after"), "after")
+        limit = parse_int(request.query_params.get("limit"), "limit", REPLAY_DEFAULT_LIMIT, 1, REPLAY_MAX_LIMIT)
+        video = get_video(video_id)
+        try:
+            page = queries.replay_page(video.pk, from_ms, to_ms, limit, after)
+        except DatabaseError as exc:
+            raise Unavailable("database") from exc
+        last = page.results[-1] if page.has_more else None
+        return Response(
+            {
+                "results": page.results,
+                "has_more": page.has_more,
+                "next_from_ms": last["offset_ms"] if last is not None else to_ms,
+                "cursor": last["cursor"] if last is not None else None,
+            }
+        )
 
 
 class CommentDetailView(APIView):

@@ -44,6 +44,9 @@ class CommentBody(TypedDict):
     text: str
     created: str  # ISO 8601, UTC, milliseconds: "2026-11-24T22:00:00.000Z"
     global_id: str  # "<origin region>:<id there>", the same in every region
+    # Milliseconds from the video's started_at to the comment's creation in its origin
+    # region (negative before the start); null when the video had no started_at then.
+    offset_ms: int | None
 
 
 class CommentData(CommentBody, Positioned):
@@ -150,6 +153,7 @@ def comment_data(comment) -> CommentBody:
         "text": comment.text,
         "created": timestamp(comment.created),
         "global_id": comment.global_id,
+        "offset_ms": comment.offset_ms,
     }
 
 

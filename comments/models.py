@@ -37,6 +37,11 @@ class Comment(models.Model):
     # "" = this region; else the origin region's name and the comment's id there.
     origin_region = models.CharField(max_length=32, blank=True, default="", editable=False)
     origin_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    # Milliseconds from the video's started_at to the comment's creation in its
+    # origin region (negative before the start). Set once on the write path
+    # (comments/services/store.py), copied from the origin by region ingest,
+    # never recomputed; null when the video had no started_at at the time.
+    offset_ms = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = CommentQuerySet.as_manager()
 
@@ -55,6 +60,8 @@ class Comment(models.Model):
             models.Index(fields=["video", "position"], name="comment_video_position"),
             models.Index(fields=["video", "status_position"], name="comment_video_status_pos"),
             models.Index(fields=["author", "idempotency_key"], name="comment_author_idem"),
+            # Chat replay: a range of offsets in order, ties by position (comments/queries.py).
+            models.Index(fields=["video", "offset_ms", "position"], name="comment_video_offset"),
         ]
 
     def __str__(self) -> str:

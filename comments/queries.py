@@ -84,3 +84,16 @@ def page_between(video_id: int, after: str, before: str, limit: int) -> Page:
         .order_by("position")[: limit + 1]
     )
     return Page([_from_db(c) for c in rows[:limit]], len(rows) > limit, "database")
+
+
+def replay_page(video_id: int, from_ms: int, to_ms: int, limit: int, after: str | None = None) -> Page:
+    """Chat replay: visible comments with from_ms <= offset_ms < to_ms, in
+    offset order, ties by position; `after` (the cursor of the last comment a
+    previous page gave, whose offset is from_ms) continues among the ties at
+    from_ms. From the database (the stream is in post order, and trimmed):
+    one range of the (video, offset_ms, position) index."""
+    rows = _db_visible(video_id).filter(offset_ms__gte=from_ms, offset_ms__lt=to_ms)
+    if after is not None:
+        rows = rows.exclude(offset_ms=from_ms, position__lte=cursors.to_position(after))
+    found = list(rows.order_by("offset_ms", "position")[: limit + 1])
+    return Page([_from_db(c) for c in found[:limit]], len(found) > limit, "database")

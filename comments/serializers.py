@@ -38,6 +38,11 @@ class CommentSerializer(serializers.Serializer):
     global_id = serializers.CharField(
         help_text='"<origin region>:<id there>": the same in every region; deduplicate by it when switching regions'
     )
+    offset_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="Milliseconds from the video's started_at to the comment (negative before it; the same in every "
+        "region); null when the video had no started_at when it was posted. Chat replay: /replay/",
+    )
 
 
 class OwnCommentSerializer(CommentSerializer):
@@ -53,6 +58,21 @@ class CommentPageSerializer(serializers.Serializer):
     next_cursor = serializers.CharField(help_text="Pass as after= to catch up on newer comments")
     prev_cursor = serializers.CharField(allow_null=True, help_text="Pass as before= for older comments")
     has_more = serializers.BooleanField(help_text="More comments exist in the direction asked")
+
+
+class ReplayPageSerializer(serializers.Serializer):
+    """Comments by their time in the video (chat replay)."""
+
+    results = CommentSerializer(many=True, help_text="In offset_ms order; ties in stream order")
+    has_more = serializers.BooleanField(help_text="More comments before to_ms: continue with next_from_ms and cursor")
+    next_from_ms = serializers.IntegerField(
+        help_text="Pass as from_ms= to continue: the last comment's offset_ms when has_more, else to_ms"
+    )
+    cursor = serializers.CharField(
+        allow_null=True,
+        help_text="Pass as after= with from_ms=next_from_ms to continue among comments of the same offset_ms "
+        "(none lost or repeated); null when the range is done",
+    )
 
 
 class PostCommentSerializer(serializers.Serializer):

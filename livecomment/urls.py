@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api import TokenView
-from comments.api import CommentDetailView
+from comments.api import CommentDetailView, ReplayView
 from comments.longpoll import comments_endpoint
 from comments.moderation_api import (
     BanDetailView,
@@ -25,6 +25,7 @@ api_v1 = [
     path("videos/", VideoListView.as_view(), name="api-videos"),
     path("videos/<id:video_id>/", VideoDetailView.as_view(), name="api-video"),
     path("videos/<id:video_id>/comments/", comments_endpoint, name="api-comments"),
+    path("videos/<id:video_id>/replay/", ReplayView.as_view(), name="api-replay"),
     path("comments/<id:comment_id>/", CommentDetailView.as_view(), name="api-comment"),
     path("comments/<id:comment_id>/moderate/", ModerateView.as_view(), name="api-comment-moderate"),
     path("comments/<id:comment_id>/report/", ReportView.as_view(), name="api-comment-report"),

@@ -84,6 +84,14 @@ def _regional_user(identity, origin: str, create: bool = True):
 _REMOTE_STATUS_ACTIONS = ("remove", "restore", "approve", "delete_own")
 
 
+def _offset_ms(value) -> int | None:
+    """The origin's offset of a comment, as it was there (not computed again
+    against this region's started_at, which differs by the relay's delay)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53:
+        return value
+    return None
+
+
 def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> str:
     video = None
     if video_id is not None:
@@ -113,6 +121,7 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
             origin=origin,
             origin_id=int(number),
             created=parse_datetime(data["created"]) if data.get("created") else None,
+            offset_ms=_offset_ms(data.get("offset_ms")),
         )
         return "applied"
     if kind == "status":

@@ -124,6 +124,7 @@ def test_it_flags_a_payload_that_differs_from_the_document():
             "text": "hi",
             "created": "2026-11-24T22:00:00.000Z",
             "global_id": "eu:1",
+            "offset_ms": 1500,
         },
     }
     assert problems("sse", good) == [] and problems("ws", good) == []

@@ -127,6 +127,7 @@ def test_it_shows_one_comment(anon_client, comment, alice):
         "created": r.json()["created"],
         "status": "visible",
         "global_id": f"local:{comment.pk}",
+        "offset_ms": comment.offset_ms,
     }
     assert r.json()["created"].endswith("Z")
 

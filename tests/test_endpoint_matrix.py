@@ -50,6 +50,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, re_path
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from comments import services
@@ -153,7 +154,8 @@ def unmatched(routes: list[str], matrix: dict) -> tuple[list[str], list[str]]:
 
 
 def build_world() -> SimpleNamespace:
-    video = Video.objects.create(title="Live now", state=Video.State.LIVE)
+    # On air (started_at): its comments have an offset_ms and are in its replay.
+    video = Video.objects.create(title="Live now", state=Video.State.LIVE, started_at=timezone.now())
     other = Video.objects.create(title="Other", state=Video.State.LIVE)
     users = {
         "viewer": make_user("viewer"),
@@ -323,6 +325,9 @@ MATRIX: dict[str, list[Row]] = {
     ],
     # -- comments
     "GET /api/v1/videos/<id:video_id>/comments/": [Row(f"{V}/comments/", everyone(200), check=only_visible_listed)],
+    "GET /api/v1/videos/<id:video_id>/replay/": [
+        Row(f"{V}/replay/?from_ms=-1000000000000&to_ms=1000000000000", everyone(200), check=only_visible_listed)
+    ],
     "POST /api/v1/videos/<id:video_id>/comments/": [
         Row(f"{V}/comments/", signed_in(201, banned=403), body={"text": "hello"}, check=posted_as_self)
     ],

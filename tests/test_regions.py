@@ -41,13 +41,18 @@ VIDEO = 1
 SCHEDULED = 2  # a second video, scheduled: the state test takes it on air and ends it
 SEED = """
 from django.contrib.auth import get_user_model
+from datetime import timedelta
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from videos.models import Video
 User = get_user_model()
 for name, key, staff in [("alice", "{alice}", False), ("troll", "{troll}", False), ("mod", "{mod}", True)]:
     user = User.objects.create_user(name, is_staff=staff)
     Token.objects.create(user=user, key=key)
-Video.objects.create(pk={video}, title="Live in every region", state=Video.State.LIVE)
+Video.objects.create(
+    pk={video}, title="Live in every region", state=Video.State.LIVE,
+    started_at=timezone.now() - timedelta(seconds={on_air_for}),
+)
 Video.objects.create(pk={scheduled}, title="Later in every region", state=Video.State.SCHEDULED)
 """
 
@@ -175,7 +180,11 @@ def regions(tmp_path_factory):
         # Both databases start from the same migrated file (REGION is not in it).
         assert made[0].manage("migrate", "--noinput", "-v", "0").wait(120) == 0
         shutil.copyfile(made[0].db_path, made[1].db_path)
-        seeds = [r.manage("shell", "-c", SEED.format(video=VIDEO, scheduled=SCHEDULED, **r.tokens)) for r in made]
+        # Each region's started_at of the live video differs (as the relay's delay makes it differ).
+        seeds = [
+            r.manage("shell", "-c", SEED.format(video=VIDEO, scheduled=SCHEDULED, on_air_for=60 - 30 * i, **r.tokens))
+            for i, r in enumerate(made)
+        ]
         assert all(p.wait(60) == 0 for p in seeds)
         for region in made:
             region.gateway = pool.start(wait=False, **region.env())
@@ -220,6 +229,11 @@ def test_it_delivers_a_comment_to_the_other_regions_viewers_within_a_second(regi
             with there.api("alice") as client:
                 page = client.get(f"/api/v1/videos/{VIDEO}/comments/").json()["results"]
             assert [c["global_id"] for c in page if c["text"] == text] == [posted["global_id"]]
+            # Its offset in the video is the origin's, not computed again against this region's started_at
+            # (30 s apart): in the event and the REST objects of both regions.
+            assert posted["offset_ms"] > (50_000 if here is east else 20_000)
+            assert event["data"]["offset_ms"] == posted["offset_ms"]
+            assert [c["offset_ms"] for c in page if c["text"] == text] == [posted["offset_ms"]]
             # Stored there as a comment from elsewhere, shown to its viewers like a local one.
             assert there.comments(text) == [(text, here.name, posted["id"], "visible")]
             assert viewers[here.name].wait_until(lambda c, t=text: any(e["data"]["text"] == t for e in c.comments()), 5)

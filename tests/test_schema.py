@@ -252,6 +252,7 @@ def test_it_declares_who_may_call_each_operation(schema):
         "/api/v1/videos/",
         "/api/v1/videos/{video_id}/",
         "/api/v1/videos/{video_id}/comments/",
+        "/api/v1/videos/{video_id}/replay/",
         "/api/v1/videos/{video_id}/stream",
     }
     for path, operations in paths.items():

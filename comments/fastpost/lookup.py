@@ -10,11 +10,13 @@ waits on.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
 
 from accounts.authentication import could_be_token
@@ -23,7 +25,7 @@ from comments.models import Ban, Comment
 from videos.models import Video
 
 _USER_FIELDS = ("is_superuser", "is_staff", "is_active")
-_VIDEO_FIELDS = ("id", "state", "slow_mode_seconds", "comments_enabled")
+_VIDEO_FIELDS = ("id", "state", "slow_mode_seconds", "comments_enabled", "started_at")
 
 
 @functools.cache
@@ -46,6 +48,15 @@ def _lookup_statement(tokens: int) -> tuple[str, list[str], list[str]]:
         f" WHERE t.{Token._meta.pk.column} IN ({', '.join(['%s'] * tokens)})"
     )
     return sql, [f.attname for f in user_fields], [f.attname for f in video_fields]
+
+
+def _aware(value) -> datetime | None:
+    """A datetime column as the raw cursor answers it: SQLite's is naive UTC (or text)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
 
 
 def look_up(video_id: int, tokens: list[str]) -> tuple[dict[str, Any], Video | None, list]:
@@ -74,4 +85,5 @@ def look_up(video_id: int, tokens: list[str]) -> tuple[dict[str, Any], Video | N
         if video is None and row[split + 1] is not None:
             video = Video.from_db(connection.alias, video_names, row[split + 1 :])
             video.comments_enabled = bool(video.comments_enabled)  # SQLite answers 0 / 1
+            video.started_at = _aware(video.started_at)  # the base of the comments' offset_ms
     return users, video, banned

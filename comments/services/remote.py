@@ -19,9 +19,9 @@ from videos.models import Video
 
 
 def store_remote_comment(
-    video: Video, author, text: str, *, held: bool, origin: str, origin_id: int, created
+    video: Video, author, text: str, *, held: bool, origin: str, origin_id: int, created, offset_ms: int | None
 ) -> Comment:
-    row = _Row(author, text, "", held, origin_region=origin, origin_id=origin_id, created=created)
+    row = _Row(author, text, "", held, origin_region=origin, origin_id=origin_id, created=created, offset_ms=offset_ms)
     return _store_and_append_many(video, [row])[0]
 
 

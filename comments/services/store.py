@@ -30,6 +30,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
@@ -56,6 +57,16 @@ class _Row:
     origin_region: str = ""
     origin_id: int | None = None
     created: Any = None  # from another region: the time it was posted there
+    offset_ms: int | None = None  # from another region: its offset there (never computed again here)
+
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def offset_ms(created: datetime, started_at: datetime | None) -> int | None:
+    """A comment's offset: milliseconds from the video's start to its creation
+    (negative before it; None while the video has no started_at)."""
+    return None if started_at is None else (created - started_at) // _MILLISECOND
 
 
 def _store_and_append(video: Video, author, text: str, idempotency_key: str, held: bool = False, **origin) -> Comment:
@@ -74,6 +85,7 @@ def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
             origin_region=row.origin_region,
             origin_id=row.origin_id,
             created=row.created if row.created is not None else now,
+            offset_ms=row.offset_ms if row.origin_region else offset_ms(now, video.started_at),
         )
         for row in rows
     ]
@@ -190,7 +202,17 @@ def _undo_appends(video_id: int, appended: list[str], region_entries: list[str])
 # The INSERT and UPDATE of every comment, as statements written once: with
 # the ORM (`objects.create`, `filter().update()`) building them cost more CPU
 # than the database spent running them (docs/BENCHMARKS.md, "The write path").
-_INSERT_FIELDS = ("video", "author", "text", "created", "status", "idempotency_key", "origin_region", "origin_id")
+_INSERT_FIELDS = (
+    "video",
+    "author",
+    "text",
+    "created",
+    "status",
+    "idempotency_key",
+    "origin_region",
+    "origin_id",
+    "offset_ms",
+)
 # With the id and the position known before the INSERT (_append_then_insert).
 _NUMBERED_FIELDS = ("id", *_INSERT_FIELDS, "cursor", "position")
 

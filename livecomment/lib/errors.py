@@ -77,6 +77,9 @@ ERROR_CODES: dict[str, str] = {
     "missing_after": "wait= needs after=<cursor>.",
     "invalid_state": "A state (filter or new state) is not one of the allowed values.",
     "invalid_last_event_id": "Last-Event-ID is not a stream position.",
+    "invalid_from_ms": "from_ms= is missing or not a whole number of milliseconds in range.",
+    "invalid_to_ms": "to_ms= is missing or not a whole number of milliseconds in range.",
+    "invalid_range": "to_ms= is before from_ms=.",
     # Moderation and video settings
     "invalid_action": "The moderation action is not one the endpoint knows.",
     "invalid_reason": "The reason is missing, not a string or too long.",
