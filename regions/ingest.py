@@ -105,6 +105,7 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
         author = _regional_user({**author, "region": origin}, origin) if isinstance(author, dict) else None
         if author is None:
             return "skipped: malformed author"
+        roles = data["author"].get("roles")
         remote.store_remote_comment(
             video,
             author,
@@ -113,6 +114,7 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
             origin=origin,
             origin_id=int(number),
             created=parse_datetime(data["created"]) if data.get("created") else None,
+            roles=[r for r in roles if isinstance(r, str)] if isinstance(roles, list) else (),
         )
         return "applied"
     if kind == "status":

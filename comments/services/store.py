@@ -56,6 +56,7 @@ class _Row:
     origin_region: str = ""
     origin_id: int | None = None
     created: Any = None  # from another region: the time it was posted there
+    roles: str = ""  # Comment.author_roles
 
 
 def _store_and_append(video: Video, author, text: str, idempotency_key: str, held: bool = False, **origin) -> Comment:
@@ -74,6 +75,7 @@ def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
             origin_region=row.origin_region,
             origin_id=row.origin_id,
             created=row.created if row.created is not None else now,
+            author_roles=row.roles,
         )
         for row in rows
     ]
@@ -190,7 +192,17 @@ def _undo_appends(video_id: int, appended: list[str], region_entries: list[str])
 # The INSERT and UPDATE of every comment, as statements written once: with
 # the ORM (`objects.create`, `filter().update()`) building them cost more CPU
 # than the database spent running them (docs/BENCHMARKS.md, "The write path").
-_INSERT_FIELDS = ("video", "author", "text", "created", "status", "idempotency_key", "origin_region", "origin_id")
+_INSERT_FIELDS = (
+    "video",
+    "author",
+    "text",
+    "created",
+    "status",
+    "idempotency_key",
+    "origin_region",
+    "origin_id",
+    "author_roles",
+)
 # With the id and the position known before the INSERT (_append_then_insert).
 _NUMBERED_FIELDS = ("id", *_INSERT_FIELDS, "cursor", "position")
 

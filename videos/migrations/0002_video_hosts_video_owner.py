@@ -6,21 +6,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('videos', '0001_initial'),
+        ("videos", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='video',
-            name='hosts',
-            field=models.ManyToManyField(blank=True, help_text='Users shown as host in the chat besides the owner (co-hosts, guests).', related_name='hosted_videos', to=settings.AUTH_USER_MODEL),
+            model_name="video",
+            name="hosts",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Users shown as host in the chat besides the owner (co-hosts, guests).",
+                related_name="hosted_videos",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='video',
-            name='owner',
-            field=models.ForeignKey(blank=True, help_text='Whose video this is: shown as host in the chat.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='owned_videos', to=settings.AUTH_USER_MODEL),
+            model_name="video",
+            name="owner",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Whose video this is: shown as host in the chat.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="owned_videos",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
     ]
