@@ -147,3 +147,19 @@ def test_it_relays_a_comment_with_the_roles_of_its_origin(transactional_db, vide
 def test_it_names_the_same_roles_everywhere():
     assert rules.ROLES == get_args(events.Role)
     assert Video._meta.get_field("owner").null
+
+
+def test_it_knows_the_owner_on_the_token_post_path_without_a_query(cast, video, django_assert_num_queries):
+    """The token POST in front of Django loads the video with its own statement
+    (comments/fastpost/lookup.py); that row has the owner, so the roles of a
+    post there cost no query either."""
+    from rest_framework.authtoken.models import Token
+
+    from comments.fastpost import lookup
+
+    token, _ = Token.objects.get_or_create(user=cast["owner"])
+    users, found, _ = lookup.look_up(video.pk, [token.key])
+    assert found is not None and "owner_id" not in found.get_deferred_fields()
+    rules.author_roles(cast["mod"], found)  # warms the caches
+    with django_assert_num_queries(0):
+        assert rules.author_roles(users[token.key], found) == "host"
