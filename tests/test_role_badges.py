@@ -121,6 +121,13 @@ def test_it_reads_a_page_of_comments_without_a_query_per_comment(cast, video, bo
     assert [json.loads(e.data)["author"]["roles"] for e in replayed] == [c["author"]["roles"] for c in page]
 
 
+def test_it_sends_the_roles_to_other_regions(cast, video, redis, settings):
+    settings.REGION_STREAM_MAXLEN = 1000
+    posted = post(cast["boss"], video, "to every region")
+    [entry] = [f for _, f in redis.xrange(hotstore.REGION_STREAM) if json.loads(f["d"]).get("id") == posted["id"]]
+    assert json.loads(entry["d"])["author"]["roles"] == ["moderator", "staff"]
+
+
 def test_it_relays_a_comment_with_the_roles_of_its_origin(transactional_db, video, redis):
     """A comment from another region carries the roles it had there (this
     region knows neither its hosts' accounts nor its staff); names it does
