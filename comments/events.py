@@ -33,6 +33,15 @@ class Author(TypedDict):
     name: str
 
 
+Role = Literal["host", "moderator", "staff"]  # comments.services.rules.ROLES (tests/test_role_badges.py)
+
+
+class CommentAuthor(Author):
+    """The author of a comment, with their roles in the video when they posted it."""
+
+    roles: list[Role]  # host: the video's owner or a designated host; moderator: of the video; staff: of the site
+
+
 class Positioned(TypedDict):
     cursor: str  # the stream position of the comment (or, for video events, of the event)
 
@@ -40,7 +49,7 @@ class Positioned(TypedDict):
 class CommentBody(TypedDict):
     id: int
     video: int
-    author: Author
+    author: CommentAuthor
     text: str
     created: str  # ISO 8601, UTC, milliseconds: "2026-11-24T22:00:00.000Z"
     global_id: str  # "<origin region>:<id there>", the same in every region
@@ -149,7 +158,11 @@ def comment_data(comment) -> CommentBody:
     return {
         "id": comment.pk,
         "video": comment.video_id,
-        "author": {"id": comment.author_id, "name": comment.author.get_username()},
+        "author": {
+            "id": comment.author_id,
+            "name": comment.author.get_username(),
+            "roles": comment.author_roles.split(),  # stored as Role names, in their order
+        },
         "text": comment.text,
         "created": timestamp(comment.created),
         "global_id": comment.global_id,

@@ -43,6 +43,12 @@ class Comment(models.Model):
     # never recomputed; null when the video had no started_at at the time.
     offset_ms = models.BigIntegerField(null=True, blank=True, editable=False)
 
+    # The author's roles in the video when they posted ("host moderator staff",
+    # space-separated, in that order; "" for a plain viewer), set on the write
+    # path from cached data so that reads and fan-out never look them up; from
+    # another region: as the origin stored them.
+    author_roles = models.CharField(max_length=64, blank=True, default="", editable=False)
+
     objects = CommentQuerySet.as_manager()
 
     class Meta:

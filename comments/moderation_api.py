@@ -286,7 +286,11 @@ def report_json(report: Report) -> dict:
             "cursor": comment.cursor,
             "text": comment.text,
             "status": comment.status,
-            "author": {"id": comment.author_id, "name": comment.author.get_username()},
+            "author": {
+                "id": comment.author_id,
+                "name": comment.author.get_username(),
+                "roles": comment.author_roles.split(),
+            },
         },
         "reporter": {"id": report.reporter_id, "name": report.reporter.get_username()},
         "reason": report.reason,

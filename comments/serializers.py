@@ -1,12 +1,23 @@
+from typing import get_args
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from comments.events import Role
 from livecomment.lib.errors import ERROR_CODE_CHOICES
 
 
 class AuthorSerializer(serializers.Serializer):
+    """The author of a comment."""
+
     id = serializers.IntegerField()
     name = serializers.CharField()
+    roles = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(get_args(Role))),
+        help_text="The author's roles in the video when they posted (for badges), in this order: "
+        "host (the video's owner or a designated host), moderator (of the video), staff (of the site); "
+        "empty for a viewer",
+    )
 
 
 class UserRefSerializer(serializers.Serializer):
@@ -23,7 +34,7 @@ class ReportedCommentSerializer(serializers.Serializer):
     cursor = serializers.CharField(help_text="Stream position of the comment")
     text = serializers.CharField()
     status = serializers.ChoiceField(choices=["visible", "held", "removed"])
-    author = UserRefSerializer()
+    author = AuthorSerializer()
 
 
 class CommentSerializer(serializers.Serializer):

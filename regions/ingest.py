@@ -113,6 +113,7 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
         author = _regional_user({**author, "region": origin}, origin) if isinstance(author, dict) else None
         if author is None:
             return "skipped: malformed author"
+        roles = data["author"].get("roles")
         remote.store_remote_comment(
             video,
             author,
@@ -122,6 +123,7 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
             origin_id=int(number),
             created=parse_datetime(data["created"]) if data.get("created") else None,
             offset_ms=_offset_ms(data.get("offset_ms")),
+            roles=[r for r in roles if isinstance(r, str)] if isinstance(roles, list) else (),
         )
         return "applied"
     if kind == "status":

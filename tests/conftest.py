@@ -23,6 +23,7 @@ def clean_redis():
     services.store._pending_undos.clear()
     services.store.FAIL_POINTS.clear()
     services.rules._moderators_cache.clear()
+    services.rules._hosts_cache.clear()
     services.rules._terms_cache.clear()
     yield
     services.store._pending_undos.clear()

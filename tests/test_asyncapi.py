@@ -120,7 +120,7 @@ def test_it_flags_a_payload_that_differs_from_the_document():
             "id": 1,
             "cursor": "1764000000000-0",
             "video": 3,
-            "author": {"id": 5, "name": "ann"},
+            "author": {"id": 5, "name": "ann", "roles": ["host"]},
             "text": "hi",
             "created": "2026-11-24T22:00:00.000Z",
             "global_id": "eu:1",

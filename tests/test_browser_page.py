@@ -240,7 +240,7 @@ def test_report_and_moderator_badge(gateway, live_video, alice, bob, staff, view
     viewer = viewers().session_for(gateway, bob).open(gateway, live_video)
     viewer.wait_for_text("please keep it civil")
     mod = viewer.page.locator("#chat-list li.comment.by-mod")
-    assert mod.count() == 1 and mod.locator(".mod-badge").inner_text() == "MOD"
+    assert mod.count() == 1 and mod.locator(".role-badge [aria-hidden=true]").inner_text() == "Staff"
 
     row = viewer.comment(comment.pk)
     row.hover()

@@ -122,7 +122,7 @@ def test_it_shows_one_comment(anon_client, comment, alice):
         "id": comment.pk,
         "cursor": comment.cursor,
         "video": comment.video_id,
-        "author": {"id": alice.pk, "name": "alice"},
+        "author": {"id": alice.pk, "name": "alice", "roles": []},
         "text": "to be deleted",
         "created": r.json()["created"],
         "status": "visible",

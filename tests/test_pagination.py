@@ -66,7 +66,7 @@ def test_it_returns_the_newest_page_oldest_first(anon_client, video, alice):
     first = body["results"][0]
     assert set(first) == {"id", "cursor", "video", "author", "text", "created", "global_id", "offset_ms"}
     assert first["global_id"] == f"local:{posted[2].pk}"
-    assert first["author"] == {"id": alice.pk, "name": "alice"}
+    assert first["author"] == {"id": alice.pk, "name": "alice", "roles": []}
     assert first["text"] == "comment 2"
 
 

@@ -19,7 +19,7 @@ def test_it_creates_a_comment_in_the_database_and_the_stream(alice_client, alice
     assert r.status_code == 201, r.content
     body = r.json()
     assert body["text"] == "hello world"
-    assert body["author"] == {"id": alice.pk, "name": "alice"}
+    assert body["author"] == {"id": alice.pk, "name": "alice", "roles": []}
     assert body["video"] == video.pk
     assert body["created"].endswith("Z")
     comment = Comment.objects.get(pk=body["id"])

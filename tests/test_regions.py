@@ -243,6 +243,25 @@ def test_it_delivers_a_comment_to_the_other_regions_viewers_within_a_second(regi
 
 
 @pytest.mark.processes
+def test_a_relayed_comment_keeps_its_authors_roles(regions):
+    """Staff in east is no one in west (a placeholder account there): the
+    comment carries the roles east gave it, to west's viewers and API."""
+    east, west = regions
+    viewer = west.stream()
+    try:
+        posted = east.post("roles from east", user="mod")
+        assert posted["author"]["roles"] == ["staff"]
+        assert viewer.wait_until(lambda c: any(e["data"]["text"] == "roles from east" for e in c.comments()), 10)
+        event = next(e for e in viewer.comments() if e["data"]["text"] == "roles from east")
+        assert event["data"]["author"]["roles"] == ["staff"]
+        with west.api("alice") as client:
+            page = client.get(f"/api/v1/videos/{VIDEO}/comments/").json()["results"]
+        assert [c["author"]["roles"] for c in page if c["text"] == "roles from east"] == [["staff"]]
+    finally:
+        viewer.close()
+
+
+@pytest.mark.processes
 def test_it_never_echoes_a_relayed_comment_back(regions):
     east, west = regions
     posted = [east.post(f"echo east {i}") for i in range(3)] + [west.post(f"echo west {i}") for i in range(3)]

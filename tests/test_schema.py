@@ -168,7 +168,9 @@ def test_it_types_the_moderation_objects(schema):
     assert components["UserRef"]["properties"].keys() == {"id", "name"}
     assert set(components["UserRef"]["required"]) == {"id", "name"}
     reported = components["ReportedComment"]
-    assert reported["properties"]["author"] == {"$ref": "#/components/schemas/UserRef"}
+    # A comment's author, as everywhere a comment is shown: with its roles (badges).
+    assert reported["properties"]["author"] == {"$ref": "#/components/schemas/Author"}
+    assert components["Author"]["properties"].keys() == {"id", "name", "roles"}
     assert {"id", "cursor", "text", "status", "author"} <= set(reported["required"])
 
     def target(prop):

@@ -17,6 +17,7 @@ FIELDS = {
     "created",
     "started_at",
     "ended_at",
+    "owner",
 }
 
 
@@ -132,3 +133,12 @@ def test_the_home_page_lists_live_then_scheduled_videos(client, videos):
 
 def test_the_video_page_answers_404_for_an_unknown_video(client, db):
     assert client.get("/videos/999/").status_code == 404
+
+
+def test_it_names_the_owner_of_a_video(anon_client, videos, alice):
+    videos["soon"].owner = alice
+    videos["soon"].save(update_fields=["owner"])
+    assert anon_client.get(f"/api/v1/videos/{videos['soon'].pk}/").json()["owner"] == alice.pk
+    assert anon_client.get(f"/api/v1/videos/{videos['later'].pk}/").json()["owner"] is None
+    listed = {v["title"]: v["owner"] for v in anon_client.get("/api/v1/videos/").json()["results"]}
+    assert listed["soon"] == alice.pk and listed["later"] is None

@@ -10,7 +10,8 @@ class VideoAdmin(admin.ModelAdmin):
     list_display = ["title", "state", "slow_mode_seconds", "comments_enabled", "created"]
     list_filter = ["state", "comments_enabled"]
     search_fields = ["title"]
-    filter_horizontal = ["moderators"]
+    filter_horizontal = ["moderators", "hosts"]
+    raw_id_fields = ["owner"]
     fields = [
         "title",
         "description",
@@ -19,6 +20,8 @@ class VideoAdmin(admin.ModelAdmin):
         "state",
         "slow_mode_seconds",
         "comments_enabled",
+        "owner",
+        "hosts",
         "moderators",
     ]
 

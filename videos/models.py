@@ -34,6 +34,21 @@ class Video(models.Model):
         related_name="moderated_videos",
         help_text="Users who may moderate this video (staff may moderate every video).",
     )
+    # Who is "host" in the chat's role badges: the owner and the designated hosts.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_videos",
+        help_text="Whose video this is: shown as host in the chat.",
+    )
+    hosts = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="hosted_videos",
+        help_text="Users shown as host in the chat besides the owner (co-hosts, guests).",
+    )
     created = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -18,5 +18,7 @@ class VideoSerializer(serializers.ModelSerializer):
             "created",
             "started_at",
             "ended_at",
+            "owner",
         ]
         read_only_fields = fields
+        extra_kwargs = {"owner": {"help_text": "Id of the user whose video this is (a host in the chat); null if none"}}

@@ -25,7 +25,7 @@ from comments.models import Ban, Comment
 from videos.models import Video
 
 _USER_FIELDS = ("is_superuser", "is_staff", "is_active")
-_VIDEO_FIELDS = ("id", "state", "slow_mode_seconds", "comments_enabled", "started_at")
+_VIDEO_FIELDS = ("id", "state", "slow_mode_seconds", "comments_enabled", "started_at", "owner_id")  # owner: role badges
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from comments.services.rules import (
     _raise_if_banned,
     _screen_terms,
     active_bans,
+    author_roles,
     can_moderate,
     clean_idempotency_key,
     clean_text,
@@ -63,6 +64,7 @@ class _Accepted:
     key: str | None
     held: bool
     slow: int
+    roles: str = ""  # Comment.author_roles
     reservation: writekeys.Reservation | None = None
 
 
@@ -104,7 +106,8 @@ def post_comments(video: Video, drafts: list[Draft], bans: dict[int, Ban] | None
         except ServiceError as exc:
             outcomes[index] = exc
             continue
-        accepted.append(_Accepted(index, author, text, key, held, 0 if moderator else video.slow_mode_seconds))
+        slow = 0 if moderator else video.slow_mode_seconds
+        accepted.append(_Accepted(index, author, text, key, held, slow, author_roles(author, video)))
 
     if accepted:
         _retry_undos()
@@ -207,7 +210,7 @@ def _write_accepted(video: Video, items: list[_Accepted]) -> list[Outcome]:
     keys = [key for item in items for key in (item.reservation.keys if item.reservation else ())]
     try:
         comments = _store_and_append_many(
-            video, [_Row(item.author, item.text, item.key or "", held=item.held) for item in items]
+            video, [_Row(item.author, item.text, item.key or "", held=item.held, roles=item.roles) for item in items]
         )
     except BaseException as exc:
         _undo(writekeys.release, video.pk, keys)

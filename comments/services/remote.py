@@ -12,16 +12,37 @@ from typing import Any
 
 from comments.models import Ban, Comment
 from comments.services.moderation import _change_status, _create_ban, _lift_bans
-from comments.services.rules import _reason
+from comments.services.rules import ROLES, _reason
 from comments.services.store import _Row, _store_and_append_many
 from comments.services.video_settings import _apply_video_change
 from videos.models import Video
 
 
 def store_remote_comment(
-    video: Video, author, text: str, *, held: bool, origin: str, origin_id: int, created, offset_ms: int | None
+    video: Video,
+    author,
+    text: str,
+    *,
+    held: bool,
+    origin: str,
+    origin_id: int,
+    created,
+    offset_ms: int | None,
+    roles=(),
 ) -> Comment:
-    row = _Row(author, text, "", held, origin_region=origin, origin_id=origin_id, created=created, offset_ms=offset_ms)
+    """`roles`: the author's roles as the origin region stored them (unknown names are dropped)."""
+    known = " ".join(role for role in ROLES if role in roles)
+    row = _Row(
+        author,
+        text,
+        "",
+        held,
+        origin_region=origin,
+        origin_id=origin_id,
+        created=created,
+        offset_ms=offset_ms,
+        roles=known,
+    )
     return _store_and_append_many(video, [row])[0]
 
 

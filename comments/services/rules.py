@@ -84,6 +84,50 @@ def _forget_moderators(sender, instance, action, pk_set=None, reverse=False, **k
 
 m2m_changed.connect(_forget_moderators, sender=Video.moderators.through, dispatch_uid="forget-moderators")
 
+_hosts_cache: dict[int, tuple[float, frozenset]] = {}
+
+
+def video_host_ids(video: Video) -> frozenset:
+    """Ids of the video's designated hosts, cached like its moderators (the
+    owner is on the row itself)."""
+    now = time.monotonic()
+    cached = _hosts_cache.get(video.pk)
+    if cached is not None and now - cached[0] < MODERATORS_CACHE_SECONDS:
+        return cached[1]
+    ids = frozenset(video.hosts.values_list("pk", flat=True))
+    _hosts_cache[video.pk] = (now, ids)
+    return ids
+
+
+def _forget_hosts(sender, instance, action, pk_set=None, reverse=False, **kwargs):
+    if action.startswith("post_"):
+        if reverse:
+            _hosts_cache.clear()
+        else:
+            _hosts_cache.pop(instance.pk, None)
+
+
+m2m_changed.connect(_forget_hosts, sender=Video.hosts.through, dispatch_uid="forget-hosts")
+
+ROLES = ("host", "moderator", "staff")  # comments.events.Role, in this order
+
+
+def author_roles(user, video: Video) -> str:
+    """The roles a comment by `user` in `video` carries, as stored on the row
+    ("host moderator staff", space-separated; "" for a plain viewer): host --
+    the video's owner or a designated host; moderator -- one of the video's
+    moderators; staff -- site staff (who may moderate every video). From the
+    user and video the write path holds and the caches above: no query of its
+    own but the cached ones."""
+    roles = []
+    if user.pk == video.owner_id or user.pk in video_host_ids(video):
+        roles.append("host")
+    if user.pk in video_moderator_ids(video):
+        roles.append("moderator")
+    if user.is_staff:
+        roles.append("staff")
+    return " ".join(roles)
+
 
 def can_moderate(user, video: Video) -> bool:
     if not getattr(user, "is_authenticated", False):

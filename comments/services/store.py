@@ -58,6 +58,7 @@ class _Row:
     origin_id: int | None = None
     created: Any = None  # from another region: the time it was posted there
     offset_ms: int | None = None  # from another region: its offset there (never computed again here)
+    roles: str = ""  # Comment.author_roles
 
 
 _MILLISECOND = timedelta(milliseconds=1)
@@ -86,6 +87,7 @@ def _store_and_append_many(video: Video, rows: list[_Row]) -> list[Comment]:
             origin_id=row.origin_id,
             created=row.created if row.created is not None else now,
             offset_ms=row.offset_ms if row.origin_region else offset_ms(now, video.started_at),
+            author_roles=row.roles,
         )
         for row in rows
     ]
@@ -212,6 +214,7 @@ _INSERT_FIELDS = (
     "origin_region",
     "origin_id",
     "offset_ms",
+    "author_roles",
 )
 # With the id and the position known before the INSERT (_append_then_insert).
 _NUMBERED_FIELDS = ("id", *_INSERT_FIELDS, "cursor", "position")

@@ -67,14 +67,42 @@ import { openStream } from "./livecomment-stream.js";
     return moderators.has(author.id);
   }
 
+  // Role badges: the author's roles as the comment carries them (author.roles,
+  // fixed when it was posted); a payload without them falls back to the
+  // page's list of moderators. Text, not color alone; the full word for screen readers.
+  var ROLE_BADGES = {
+    host: { text: "Host", label: "host", title: "Host of this video" },
+    moderator: { text: "Mod", label: "moderator", title: "Moderator of this video" },
+    staff: { text: "Staff", label: "staff", title: "Site staff" },
+  };
+
+  function rolesOf(author) {
+    if (Array.isArray(author.roles)) return author.roles.filter(function (r) { return ROLE_BADGES[r]; });
+    return isModerator(author) ? ["moderator"] : [];
+  }
+
+  function roleBadge(role) {
+    var spec = ROLE_BADGES[role];
+    var badge = make("span", "role-badge role-" + role);
+    badge.dataset.role = role;
+    badge.title = spec.title;
+    var shown = make("span", null, spec.text);
+    shown.setAttribute("aria-hidden", "true");
+    badge.appendChild(shown);
+    badge.appendChild(make("span", "visually-hidden", " (" + spec.label + ")"));
+    return badge;
+  }
+
   function render(c) {
     var author = c.author || { id: null, name: "?" };
+    var roles = rolesOf(author);
     var li = make("li", "comment");
     li.dataset.id = String(c.id);
     li.dataset.cursor = c.cursor;
     var own = me && author.id === me.id;
     if (own) li.classList.add("own");
-    if (isModerator(author)) li.classList.add("by-mod");
+    roles.forEach(function (role) { li.classList.add("by-" + role); });
+    if (roles.indexOf("moderator") >= 0 || roles.indexOf("staff") >= 0) li.classList.add("by-mod");
 
     var time = make("time", "time", formatTime(c.created));
     time.dateTime = c.created || "";
@@ -83,11 +111,7 @@ import { openStream } from "./livecomment-stream.js";
     var who = make("span", "author", author.name);
     who.style.setProperty("--hue", authorHue(String(author.name)));
     li.appendChild(who);
-    if (isModerator(author)) {
-      var badge = make("span", "mod-badge", "MOD");
-      badge.title = "Moderator";
-      li.appendChild(badge);
-    }
+    roles.forEach(function (role) { li.appendChild(roleBadge(role)); });
     li.appendChild(make("span", "text", c.text));
 
     var actions = make("span", "actions");

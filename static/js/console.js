@@ -256,6 +256,29 @@ import { openStream } from "./livecomment-stream.js";
     return row;
   }
 
+  // The author's roles as the comment carries them (fixed when it was
+  // posted); without them, the page's list of moderators.
+  const ROLE_TAGS = {
+    host: ["Host", "Host of this video"],
+    moderator: ["Mod", "Moderator of this video"],
+    staff: ["Staff", "Site staff"],
+  };
+
+  function roleTags(author) {
+    const roles = Array.isArray(author.roles) ? author.roles : isModerator.has(author.id) ? ["moderator"] : [];
+    return roles
+      .filter((role) => ROLE_TAGS[role])
+      .map((role) => {
+        const [text, title] = ROLE_TAGS[role];
+        const tag = el("span", `tag tag-role tag-${role === "moderator" ? "mod" : role}`, text);
+        tag.dataset.role = role;
+        tag.title = title;
+        tag.setAttribute("aria-label", title);
+        tag.setAttribute("role", "img");
+        return tag;
+      });
+  }
+
   function setRowStatus(row, data, status) {
     row.dataset.status = status;
     const tags = row.querySelector(".tags");
@@ -268,7 +291,7 @@ import { openStream } from "./livecomment-stream.js";
       flag.title = `${open.reports.size} open report${open.reports.size > 1 ? "s" : ""}`;
       tags.append(flag);
     }
-    if (isModerator.has(data.author.id)) tags.append(el("span", "tag tag-mod", "Mod"));
+    for (const badge of roleTags(data.author)) tags.append(badge);
     row.querySelector(".acts-slot").replaceChildren(actionsFor(data, status, "stream"));
     applyFilter(row);
   }

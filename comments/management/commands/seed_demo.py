@@ -12,6 +12,7 @@ DEMO_USERS = [
     ("alice", "alice-demo-pass", False),
     ("bob", "bob-demo-pass", False),
 ]
+DEMO_HOST = "alice"
 DEMO_VIDEO_TITLE = "livecomment demo stream"
 
 
@@ -37,6 +38,9 @@ class Command(BaseCommand):
                 "poster_url": "/static/demo/poster.svg",
             },
         )
+        if video.owner_id is None:  # alice hosts the demo stream: her comments carry the Host badge
+            video.owner = User.objects.get(username=DEMO_HOST)
+            video.save(update_fields=["owner"])
         Video.objects.get_or_create(
             title="Coming up: launch keynote",
             defaults={"state": Video.State.SCHEDULED, "poster_url": "/static/demo/poster.svg"},
@@ -44,5 +48,5 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo video: /videos/{video.pk}/ ({'created' if created else 'exists'})")
         self.stdout.write("Demo users (username / password):")
         for username, password, staff in DEMO_USERS:
-            role = " (staff moderator)" if staff else ""
+            role = " (staff moderator)" if staff else " (host of the demo video)" if username == DEMO_HOST else ""
             self.stdout.write(f"  {username} / {password}{role}")
