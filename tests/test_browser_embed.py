@@ -18,7 +18,7 @@ import pytest
 from comments import services
 from tests.base import *
 from tests.browser import *
-from tests.browser import Viewer, off_loop, wait_until
+from tests.browser import Viewer, gateway_password, off_loop, wait_until
 from tests.servers import Gateways
 from videos.models import Video
 
@@ -134,15 +134,27 @@ def test_it_shows_live_comments_in_a_frame_of_an_allowed_site(gateway, sites, li
     assert chat is not None
     assert chat.eval_on_selector_all("#chat-list li.comment", "els => els.map(e => Number(e.dataset.id))") == posted
     assert chat.evaluate("() => document.documentElement.dataset.framed") == "1"
-    # Signing in leaves the frame (the sign-in page refuses every frame): a tab of its own.
-    assert chat.get_attribute("#signin-link", "href").startswith(f"/accounts/login/?next=/videos/{live_video.pk}/chat/")
+    viewer.screenshot("embed-allowed-site")
+    # Signing in leaves the frame (the sign-in page refuses every frame): a tab
+    # of its own, which comes back to the chat page, signed in; what is posted
+    # there reaches the frame.
+    assert chat.get_attribute("#signin-link", "href") == f"/accounts/login/?next=/videos/{live_video.pk}/chat/"
+    password = gateway_password(alice)
     with viewer.context.expect_page() as opened:
         frame.locator("#signin-link").click()
     tab = opened.value
     tab.wait_for_load_state("domcontentloaded")
     assert tab.url.startswith(gateway.url("/accounts/login/"))
+    tab.fill("#id_username", "alice")
+    tab.fill("#id_password", password)
+    with tab.expect_navigation():
+        tab.click("#login-form button[type=submit]")
+    assert tab.url == chat_url
+    tab.wait_for_selector("#conn-status[data-state=live]")
+    tab.fill("#compose-text", "signed in beside the blog")
+    tab.press("#compose-text", "Enter")
+    frame.locator("#chat-list li.comment .text", has_text="signed in beside the blog").wait_for()
     tab.close()
-    viewer.screenshot("embed-allowed-site")
     assert viewer.errors == []
 
 

@@ -5,9 +5,11 @@
  * window sized like a chat (without script it is a link to the same page).
  * In a frame of another site (EMBED_ALLOWED_ORIGINS), links leave the frame:
  * the sign-in and sign-up pages refuse to be framed, so they open in a tab of
- * their own, and the frame reloads when the viewer comes back to it after
- * signing in there (its cookies then reach the frame when the site sets them
- * SameSite=None; Secure -- docs/OPERATIONS.md, "Embedding the chat").
+ * their own, which returns to this chat page once signed in. Whether the frame
+ * itself is then signed in is the browser's choice: it sends the session to a
+ * frame of another site only if the site set its cookies SameSite=None; Secure
+ * and the browser allows third-party cookies (docs/OPERATIONS.md, "Embedding
+ * the chat").
  */
 (function () {
   var framed = window.top !== window.self;
@@ -28,8 +30,5 @@
     var link = target.closest("a[href]");
     if (!framed || !link || link.target) return;
     link.target = "_blank";
-    if (link.href.indexOf("/accounts/") !== -1) {
-      window.addEventListener("focus", function () { window.location.reload(); }, { once: true });
-    }
   }, true);
 })();
