@@ -191,4 +191,3 @@ def test_it_pops_the_chat_out_into_a_window_of_its_own(gateway, live_video, alic
     assert popup.evaluate("() => document.documentElement.dataset.framed") == "0"
     Viewer(viewer.context, popup, viewer.errors).screenshot("embed-popout")
     assert viewer.errors == []
-

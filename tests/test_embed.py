@@ -7,6 +7,7 @@ In Chromium: tests/test_browser_embed.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def test_it_refuses_every_frame_by_default(client, video, settings):
 def test_it_lets_only_the_configured_origins_frame_the_chat_page(client, video, settings):
     settings.EMBED_ALLOWED_ORIGINS = ["https://blog.example.com", "https://*.example.org:8443"]
     chat = client.get(f"/videos/{video.pk}/chat/")
-    assert chat.headers["Content-Security-Policy"] == "frame-ancestors https://blog.example.com https://*.example.org:8443"
+    assert (
+        chat.headers["Content-Security-Policy"] == "frame-ancestors https://blog.example.com https://*.example.org:8443"
+    )
     assert "X-Frame-Options" not in chat.headers  # DENY would contradict the CSP
     # Every other page still refuses.
     for path in (f"/videos/{video.pk}/", "/", "/accounts/login/", f"/api/v1/videos/{video.pk}/"):
@@ -117,7 +120,7 @@ def settings_error(**env) -> str:
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
-        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "livecomment.settings", **env},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "livecomment.settings", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,18 +129,23 @@ def settings_error(**env) -> str:
 
 
 def test_it_fails_at_start_on_a_bad_origin_or_samesite():
-    assert "EMBED_ALLOWED_ORIGINS" in settings_error(EMBED_ALLOWED_ORIGINS="https://ok.example,https://bad.example/path")
+    assert "EMBED_ALLOWED_ORIGINS" in settings_error(
+        EMBED_ALLOWED_ORIGINS="https://ok.example,https://bad.example/path"
+    )
     assert "SESSION_COOKIE_SAMESITE must be Lax, Strict or None" in settings_error(SESSION_COOKIE_SAMESITE="none-ish")
     assert "CSRF_COOKIE_SAMESITE=None needs CSRF_COOKIE_SECURE=1" in settings_error(
         CSRF_COOKIE_SAMESITE="None", CSRF_COOKIE_SECURE="0"
     )
-    assert settings_error(
-        EMBED_ALLOWED_ORIGINS="https://ok.example",
-        SESSION_COOKIE_SAMESITE="None",
-        CSRF_COOKIE_SAMESITE="None",
-        SESSION_COOKIE_SECURE="1",
-        CSRF_COOKIE_SECURE="1",
-    ) == ""
+    assert (
+        settings_error(
+            EMBED_ALLOWED_ORIGINS="https://ok.example",
+            SESSION_COOKIE_SAMESITE="None",
+            CSRF_COOKIE_SAMESITE="None",
+            SESSION_COOKIE_SECURE="1",
+            CSRF_COOKIE_SECURE="1",
+        )
+        == ""
+    )
 
 
 def test_it_sets_samesite_none_cookies_when_told(client, video, alice, settings):

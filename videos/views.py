@@ -58,7 +58,11 @@ def chat_config(request, video: Video) -> dict:
 
 
 def chat_context(request, video: Video) -> dict:
-    return {"video": video, "config": chat_config(request, video), "viewers": viewer_count(video.pk) if video.is_live else 0}
+    return {
+        "video": video,
+        "config": chat_config(request, video),
+        "viewers": viewer_count(video.pk) if video.is_live else 0,
+    }
 
 
 @ensure_csrf_cookie
