@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from livecomment.lib.embed import parse_origins
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -28,6 +30,18 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def env_samesite(name: str, secure: bool) -> str:
+    """A cookie's SameSite: Lax (the default), Strict or None; None only with Secure."""
+    value = env.str(name, default="Lax")
+    spelled = {"lax": "Lax", "strict": "Strict", "none": "None"}.get(value.lower())
+    if spelled is None:
+        raise ImproperlyConfigured(f"{name} must be Lax, Strict or None, got {value!r}")
+    if spelled == "None" and not secure:
+        secure_name = name.replace("SAMESITE", "SECURE")
+        raise ImproperlyConfigured(f"{name}=None needs {secure_name}=1 (and HTTPS): browsers drop the cookie otherwise")
+    return spelled
 
 
 # Runtime state (SQLite file, embedded Redis socket and data) lives here.
@@ -391,8 +405,10 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROX
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SAMESITE = "Lax"
-CSRF_COOKIE_SAMESITE = "Lax"
+# Lax by default. A chat framed by another site (EMBED_ALLOWED_ORIGINS) gets
+# its cookies only with None, which browsers accept only with Secure (HTTPS).
+SESSION_COOKIE_SAMESITE = env_samesite("SESSION_COOKIE_SAMESITE", secure=SESSION_COOKIE_SECURE)
+CSRF_COOKIE_SAMESITE = env_samesite("CSRF_COOKIE_SAMESITE", secure=CSRF_COOKIE_SECURE)
 # The CSRF cookie stays readable: static/js sends it back as X-CSRFToken.
 CSRF_FAILURE_VIEW = "livecomment.lib.security.csrf_failure"  # JSON for API clients
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0)
@@ -405,6 +421,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Origins (scheme://host[:port], comma-separated) whose pages may frame the
+# chat-only page /videos/<id>/chat/ (livecomment/lib/embed.py); empty: none.
+# Every other page refuses to be framed whatever this says.
+EMBED_ALLOWED_ORIGINS = parse_origins(env.list("EMBED_ALLOWED_ORIGINS", default=[]))
 
 # --- Logs and metrics (docs/OPERATIONS.md) -------------------------------------
 # json: one JSON object per line (python-json-logger), the default in production;

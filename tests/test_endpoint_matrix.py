@@ -395,6 +395,8 @@ MATRIX: dict[str, list[Row]] = {
     "POST /": [Row("/", everyone(200), via="page", body={})],
     "GET /videos/<id:video_id>/": [Row("/videos/{video}/", everyone(200), via="page")],
     "POST /videos/<id:video_id>/": [Row("/videos/{video}/", everyone(200), via="page", body={})],
+    "GET /videos/<id:video_id>/chat/": [Row("/videos/{video}/chat/", everyone(200), via="page")],
+    "POST /videos/<id:video_id>/chat/": [Row("/videos/{video}/chat/", everyone(200), via="page", body={})],
     "GET /moderation/videos/<id:video_id>/": [
         Row("/moderation/videos/{video}/", moderators(200, anon=302), via="page")
     ],

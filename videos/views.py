@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from dispatcher import viewer_count
+from livecomment.lib import embed
 from videos.models import Video
 
 # Moderator badges: the comment payload names only the author (id, name), so
@@ -30,9 +31,9 @@ def moderator_ids(video: Video) -> list[int]:
     return sorted(set(staff) | set(own))
 
 
-@ensure_csrf_cookie
-def video_page(request, video_id: int):
-    video = get_object_or_404(Video, pk=video_id)
+def chat_config(request, video: Video) -> dict:
+    """What the chat panel's script (static/js/chat.js) reads from #lc-config:
+    the same for the video page, the chat-only page and {% live_chat %}."""
     user = request.user
     config = {
         "videoId": video.pk,
@@ -53,5 +54,27 @@ def video_page(request, video_id: int):
     }
     mod_ids = config["moderatorIds"]
     config["canModerate"] = bool(user.is_authenticated and user.pk in mod_ids)
-    context = {"video": video, "config": config, "viewers": viewer_count(video.pk) if video.is_live else 0}
-    return render(request, "videos/video.html", context)
+    return config
+
+
+def chat_context(request, video: Video) -> dict:
+    return {
+        "video": video,
+        "config": chat_config(request, video),
+        "viewers": viewer_count(video.pk) if video.is_live else 0,
+    }
+
+
+@ensure_csrf_cookie
+def video_page(request, video_id: int):
+    video = get_object_or_404(Video, pk=video_id)
+    return render(request, "videos/video.html", chat_context(request, video))
+
+
+@ensure_csrf_cookie
+def chat_page(request, video_id: int):
+    """The chat panel alone, full height: the pop-out window and the frame
+    other sites embed (framing: livecomment.lib.embed)."""
+    video = get_object_or_404(Video, pk=video_id)
+    response = render(request, "videos/chat.html", chat_context(request, video))
+    return embed.allow_framing(response)

@@ -4,6 +4,10 @@ Run by `manage.py serve` before it starts workers and by livecomment/asgi.py
 when a worker loads the app -- not registered with Django's check framework,
 whose checks also run in `migrate` and `check --deploy`, which a release runs
 before `collectstatic`.
+
+And warnings of the check framework (registered in livecomment/apps.py; shown
+by `manage.py check`, `migrate` and `serve`): a setting that works but not as
+the operator likely meant.
 """
 
 from __future__ import annotations
@@ -27,6 +31,28 @@ def static_files_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             "so every page would answer 500.",
             hint="Run `python manage.py collectstatic --noinput` with the same STATIC_ROOT before starting the server.",
             id="livecomment.E001",
+        )
+    ]
+
+
+def embed_cookies_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Other sites may frame the chat, but with SameSite=Lax (or Strict) cookies
+    the browser sends the frame no session and no CSRF cookie: nobody can sign
+    in or post there."""
+    if not settings.EMBED_ALLOWED_ORIGINS:
+        return []
+    names = ("SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE")
+    strict = [f"{name}={getattr(settings, name)}" for name in names if getattr(settings, name) != "None"]
+    if not strict:
+        return []
+    return [
+        checks.Warning(
+            f"EMBED_ALLOWED_ORIGINS lets other sites frame the chat, but {' and '.join(strict)}: "
+            "browsers send those cookies to no frame of another site, so the framed chat cannot sign in or post.",
+            hint="Set SESSION_COOKIE_SAMESITE=None and CSRF_COOKIE_SAMESITE=None (they need SESSION_COOKIE_SECURE=1, "
+            "CSRF_COOKIE_SECURE=1 and HTTPS); see docs/OPERATIONS.md, 'Embedding the chat'. Or keep them: the "
+            "framed chat is then read-only, and its sign-in link opens the chat in a tab of its own.",
+            id="livecomment.W001",
         )
     ]
 
