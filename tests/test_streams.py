@@ -168,6 +168,28 @@ def test_it_posts_over_the_websocket(gateways, video, alice):
     watcher.close()
 
 
+def test_it_judges_a_websocket_post_by_the_video_as_it_is_now(gateways, video, alice):
+    """A socket opened while comments were open must not keep posting after a
+    moderator turned them off or the video ended (it held its connect-time copy)."""
+    from videos.models import Video
+
+    gateway = gateways.start()
+    token = Token.objects.create(user=alice).key
+    ws = WSClient(gateway.ws_url(f"/ws/videos/{video.pk}/?token={token}"))
+    ws.send({"action": "post", "text": "while open", "ref": "r1"})
+    assert ws.wait_until(lambda c: c.of_type("ack"), 5)
+    Video.objects.filter(pk=video.pk).update(comments_enabled=False)
+    ws.send({"action": "post", "text": "after comments were turned off", "ref": "r2"})
+    assert ws.wait_until(lambda c: c.of_type("error"), 5)
+    assert ws.of_type("error")[0]["error"]["code"] == "comments_disabled"
+    Video.objects.filter(pk=video.pk).update(comments_enabled=True, state=Video.State.ENDED)
+    ws.send({"action": "post", "text": "after the end", "ref": "r3"})
+    assert ws.wait_until(lambda c: len(c.of_type("error")) == 2, 5)
+    assert ws.of_type("error")[1]["error"]["code"] == "video_not_live"
+    assert len(ws.of_type("ack")) == 1
+    ws.close()
+
+
 def test_it_refuses_anonymous_posts_over_the_websocket(gateways, video):
     gateway = gateways.start()
     ws = WSClient(gateway.ws_url(f"/ws/videos/{video.pk}/"))
