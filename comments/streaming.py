@@ -8,6 +8,7 @@ from comments import services
 from comments.accept import Answer, Post, accept
 from livecomment.lib.errors import ServiceError, Unavailable
 from videos.lookups import get_video
+from videos.models import Video
 
 
 def post_from_socket(video, user, text, idempotency_key, meta: dict) -> Answer:
@@ -17,7 +18,7 @@ def post_from_socket(video, user, text, idempotency_key, meta: dict) -> Answer:
     socket's copy is from its connect, before the video may have ended or
     closed its comments or changed slow mode."""
     try:
-        current: object = get_video(video.pk)
+        current: Video | int = get_video(video.pk)
     except ServiceError as exc:
         if exc.status != 404:
             raise
