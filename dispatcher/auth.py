@@ -26,7 +26,8 @@ def headers_of(scope) -> dict[str, str]:
     streams cannot read either (401), not the last one taken."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", []):
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        # Without the whitespace around it (RFC 9110 5.5), which uvicorn keeps and Daphne drops.
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1").strip(" \t")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     return headers
 

@@ -4,6 +4,7 @@ import json
 import time
 
 import httpx
+import pytest
 from rest_framework.authtoken.models import Token
 
 from comments import services
@@ -80,6 +81,29 @@ def test_it_answers_400_for_a_bad_last_event_id(gateways, video):
     r = httpx.get(stream_url(gateway, video.pk), headers={"Last-Event-ID": "yesterday"}, timeout=5)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_last_event_id"
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
+def test_it_reads_a_last_event_id_with_whitespace_around_it(gateways, video, alice, server):
+    """RFC 9110: a field value has no surrounding whitespace; uvicorn hands it
+    over as sent, so "Last-Event-ID: <id> " was a 400 there and a resume on Daphne."""
+    import socket
+
+    first = services.post_comment(video, alice, "seen").comment
+    services.post_comment(video, alice, "missed")
+    gateway = gateways.start(server=server)
+    request = (
+        f"GET /api/v1/videos/{video.pk}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Last-Event-ID: \t{first.cursor} \r\nAccept: text/event-stream\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        received = b""
+        deadline = time.monotonic() + 5
+        while b"missed" not in received and time.monotonic() < deadline:
+            received += sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert b"missed" in received and b'"seen"' not in received
 
 
 def test_it_answers_401_for_a_bad_token(gateways, video):
