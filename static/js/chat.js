@@ -10,6 +10,7 @@
  */
 import { ApiError, compareCursors as comparePos, createApi, el as make, urlFor } from "./livecomment-api.js";
 import { openStream } from "./livecomment-stream.js";
+import { startReplay } from "./chat-replay.js";
 
 (function () {
   var configNode = document.getElementById("lc-config");
@@ -630,7 +631,22 @@ import { openStream } from "./livecomment-stream.js";
   }
 
   // ---------------------------------------------------------------- start
-  var stream = openStream({
+  // An ended video with its recording on the page: the chat replays along
+  // with the player (chat-replay.js) instead of opening the live stream.
+  var player = cfg.replay ? document.getElementById("player") : null;
+  if (player) chat.dataset.mode = "replay";
+  var stream = player ? startReplay({
+    player: player,
+    api: api,
+    replayUrl: cfg.replayUrl,
+    list: el.list,
+    render: render,
+    nodes: nodes,
+    arrived: commentArrived,
+    reset: function () { stick = true; unseen = 0; updateNewButton(); },
+    setStatus: setStatus,
+    onEmpty: function (empty) { if (el.empty) el.empty.hidden = !empty; },
+  }) : openStream({
     streamPath: cfg.streamUrl,
     wsPath: cfg.wsPath,
     transport: forced,
