@@ -181,6 +181,9 @@ def test_it_replays_the_chat_with_the_recording(gateway, recorded, viewers):
     texts = viewer.comment_texts()
     assert texts[:3] == ["at -2 s", "at 1.2 s", "at 2.5 s"], texts
     assert "removed after the end" not in texts
+    # Each shows its time in the recording.
+    times = page.eval_on_selector_all("#chat-list li.comment time", "els => els.map(e => e.textContent)")
+    assert times[:4] == ["-0:02", "0:01", "0:02", "0:04"], times
     viewer.screenshot("replay-desktop")
 
     # Play to the end: the last comments, and the list stays when the recording stops.

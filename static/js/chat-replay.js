@@ -17,6 +17,16 @@ export const REPLAY_AHEAD_MS = 30_000;
 const PAGE = 200;
 const TICK_MS = 100;
 
+// 754120 -> "12:34", 3723000 -> "1:02:03", -2000 -> "-0:02".
+function clock(ms) {
+  const sign = ms < 0 ? "-" : "";
+  const total = Math.floor(Math.abs(ms) / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return sign + (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + s;
+}
+
 /**
  * options: player (<video>), api (createApi()), replayUrl, list (<ol>),
  * render(comment) -> <li>, nodes (Map id -> <li>, chat.js's), arrived(li),
@@ -121,6 +131,12 @@ export function startReplay(options) {
       const c = items[shown];
       const li = render(c);
       li.dataset.offset = String(c.offset_ms);
+      // The time in the recording, not the wall clock (which stays in the title).
+      const time = li.querySelector("time");
+      if (time) {
+        time.title = time.textContent;
+        time.textContent = clock(c.offset_ms);
+      }
       list.appendChild(li);
       nodes.set(c.id, li);
       shown += 1;
