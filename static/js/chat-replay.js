@@ -30,11 +30,12 @@ function clock(ms) {
 /**
  * options: player (<video>), api (createApi()), replayUrl, list (<ol>),
  * render(comment) -> <li>, nodes (Map id -> <li>, chat.js's), arrived(li),
- * reset(), setStatus(state, text), onEmpty(bool).
+ * reset(), setStatus(state), onEmpty(bool), maxNodes (the list's bound, default 500).
  * Returns what chat.js keeps of a stream: close(), reconnect(), post().
  */
 export function startReplay(options) {
   const { player, api, replayUrl, list, render, nodes, arrived, reset, setStatus, onEmpty } = options;
+  const maxNodes = options.maxNodes || 500;
   let items = []; // loaded comments, in replay order
   let shown = 0; // items[0..shown) are in the list
   let from = 0; // the loaded range starts here (offset_ms) ...
@@ -44,6 +45,7 @@ export function startReplay(options) {
   let loading = false;
   let timer = null;
   let closed = false;
+  let failing = false; // the last fetch failed: retried every 2 s
 
   const playhead = () => Math.floor(player.currentTime * 1000);
 
@@ -82,6 +84,7 @@ export function startReplay(options) {
       (page) => {
         if (mine !== generation || closed) return;
         loading = false;
+        failing = false;
         for (const c of page.results) items.push(c);
         nextFrom = page.next_from_ms;
         after = page.cursor;
@@ -89,6 +92,7 @@ export function startReplay(options) {
       },
       () => {
         if (mine !== generation) return;
+        failing = true;
         setStatus("offline");
         // Try again shortly; the next sync does.
         setTimeout(() => {
@@ -105,19 +109,6 @@ export function startReplay(options) {
     const t = playhead();
     if (t < from || t > nextFrom + REPLAY_AHEAD_MS) {
       restart(t); // a seek out of what is loaded (or soon will be, page by page)
-    }
-    // Drop what fell behind the window.
-    let dropped = 0;
-    while (dropped < items.length && items[dropped].offset_ms < t - REPLAY_BEHIND_MS && dropped < shown) dropped++;
-    if (dropped) {
-      for (let i = 0; i < dropped; i++) {
-        const li = nodes.get(items[i].id);
-        if (li) li.remove();
-        nodes.delete(items[i].id);
-      }
-      items = items.slice(dropped);
-      shown -= dropped;
-      from = t - REPLAY_BEHIND_MS;
     }
     // Backward: take off what the playhead has not reached.
     while (shown > 0 && items[shown - 1].offset_ms > t) {
@@ -142,11 +133,27 @@ export function startReplay(options) {
       shown += 1;
       arrived(li);
     }
+    // Drop what fell behind the window, and the oldest past maxNodes.
+    let dropped = 0;
+    while (dropped < shown && (items[dropped].offset_ms < t - REPLAY_BEHIND_MS || shown - dropped > maxNodes)) {
+      dropped++;
+    }
+    if (dropped) {
+      for (let i = 0; i < dropped; i++) {
+        const li = nodes.get(items[i].id);
+        if (li) li.remove();
+        nodes.delete(items[i].id);
+      }
+      // Complete from here on: a seek back before it starts over.
+      from = Math.max(t - REPLAY_BEHIND_MS, items[dropped - 1].offset_ms + 1);
+      items = items.slice(dropped);
+      shown -= dropped;
+    }
     onEmpty(shown === 0);
     // Complete up to the playhead? Else the list may miss comments still to load.
     const complete = nextFrom > t;
     list.dataset.syncedMs = complete ? String(t) : "";
-    setStatus(player.paused ? "paused" : "replay");
+    setStatus(failing ? "offline" : player.paused ? "paused" : "replay");
     load();
   }
 

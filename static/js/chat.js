@@ -646,6 +646,7 @@ import { startReplay } from "./chat-replay.js";
     reset: function () { stick = true; unseen = 0; updateNewButton(); },
     setStatus: setStatus,
     onEmpty: function (empty) { if (el.empty) el.empty.hidden = !empty; },
+    maxNodes: MAX_NODES,
   }) : openStream({
     streamPath: cfg.streamUrl,
     wsPath: cfg.wsPath,
