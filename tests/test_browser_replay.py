@@ -114,7 +114,7 @@ def control(viewer, script: str) -> None:
 
 def seek(viewer, seconds: float) -> None:
     control(viewer, f"p.currentTime = {seconds};")
-    viewer.page.wait_for_function(f"() => !document.getElementById('player').seeking", timeout=2_000)
+    viewer.page.wait_for_function("() => !document.getElementById('player').seeking", timeout=2_000)
 
 
 def wait_synced(viewer, video, timeout: float = 1_000) -> dict:
@@ -130,7 +130,10 @@ def test_it_replays_the_chat_with_the_recording(gateway, recorded, viewers):
     replay_requests: list[dict] = []
     page.on(
         "request",
-        lambda r: "/replay/" in r.url and replay_requests.append({k: v[0] for k, v in parse_qs(urlparse(r.url).query).items()}),
+        lambda r: (
+            "/replay/" in r.url
+            and replay_requests.append({k: v[0] for k, v in parse_qs(urlparse(r.url).query).items()})
+        ),
     )
     page.goto(gateway.url(f"/videos/{recorded.pk}/"), wait_until="domcontentloaded")
     page.wait_for_selector("#chat[data-mode=replay]")
@@ -155,7 +158,10 @@ def test_it_replays_the_chat_with_the_recording(gateway, recorded, viewers):
         snap = page.evaluate(SNAPSHOT)
         assert not snap["paused"], snap
         # Never a comment past the playhead; at most one tick (100 ms) behind it.
-        assert snap["ids"] in (up_to(recorded, snap["t"]), *(up_to(recorded, snap["t"] - d) for d in (100, 200, 300))), snap
+        assert snap["ids"] in (
+            up_to(recorded, snap["t"]),
+            *(up_to(recorded, snap["t"] - d) for d in (100, 200, 300)),
+        ), snap
         seen_counts.add(len(snap["ids"]))
         if snap["t"] >= 6_500:
             break
