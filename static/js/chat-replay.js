@@ -30,12 +30,15 @@ function clock(ms) {
 /**
  * options: player (<video>), api (createApi()), replayUrl, list (<ol>),
  * render(comment) -> <li>, nodes (Map id -> <li>, chat.js's), arrived(li),
- * reset(), setStatus(state), onEmpty(bool), maxNodes (the list's bound, default 500).
+ * reset(), setStatus(state), onEmpty(bool), maxNodes (the list's bound, default 500),
+ * behindMs / aheadMs (the window, default REPLAY_BEHIND_MS / REPLAY_AHEAD_MS).
  * Returns what chat.js keeps of a stream: close(), reconnect(), post().
  */
 export function startReplay(options) {
   const { player, api, replayUrl, list, render, nodes, arrived, reset, setStatus, onEmpty } = options;
   const maxNodes = options.maxNodes || 500;
+  const behind = options.behindMs || REPLAY_BEHIND_MS;
+  const ahead = options.aheadMs || REPLAY_AHEAD_MS;
   let items = []; // loaded comments, in replay order
   let shown = 0; // items[0..shown) are in the list
   let from = 0; // the loaded range starts here (offset_ms) ...
@@ -62,7 +65,7 @@ export function startReplay(options) {
   function restart(t) {
     generation += 1;
     clear();
-    from = t - REPLAY_BEHIND_MS;
+    from = t - behind;
     nextFrom = from;
     after = null;
     loading = false;
@@ -70,12 +73,12 @@ export function startReplay(options) {
   }
 
   // The next page of the window; one request at a time, chained while the
-  // loaded range does not reach REPLAY_AHEAD_MS past the playhead.
+  // loaded range reaches less than half of `ahead` past the playhead.
   function load() {
     if (loading || closed) return;
     const t = playhead();
-    const to = t + REPLAY_AHEAD_MS;
-    if (nextFrom >= to) return;
+    const to = t + ahead;
+    if (nextFrom - t >= ahead / 2) return; // enough loaded: the next fetch when half of it is played
     loading = true;
     const mine = generation;
     const query = new URLSearchParams({ from_ms: String(nextFrom), to_ms: String(to), limit: String(PAGE) });
@@ -107,7 +110,7 @@ export function startReplay(options) {
   function sync() {
     if (closed) return;
     const t = playhead();
-    if (t < from || t > nextFrom + REPLAY_AHEAD_MS) {
+    if (t < from || t > nextFrom + ahead) {
       restart(t); // a seek out of what is loaded (or soon will be, page by page)
     }
     // Backward: take off what the playhead has not reached.
@@ -135,7 +138,7 @@ export function startReplay(options) {
     }
     // Drop what fell behind the window, and the oldest past maxNodes.
     let dropped = 0;
-    while (dropped < shown && (items[dropped].offset_ms < t - REPLAY_BEHIND_MS || shown - dropped > maxNodes)) {
+    while (dropped < shown && (items[dropped].offset_ms < t - behind || shown - dropped > maxNodes)) {
       dropped++;
     }
     if (dropped) {
@@ -145,7 +148,7 @@ export function startReplay(options) {
         nodes.delete(items[i].id);
       }
       // Complete from here on: a seek back before it starts over.
-      from = Math.max(t - REPLAY_BEHIND_MS, items[dropped - 1].offset_ms + 1);
+      from = Math.max(t - behind, items[dropped - 1].offset_ms + 1);
       items = items.slice(dropped);
       shown -= dropped;
     }

@@ -647,6 +647,9 @@ import { startReplay } from "./chat-replay.js";
     setStatus: setStatus,
     onEmpty: function (empty) { if (el.empty) el.empty.hidden = !empty; },
     maxNodes: MAX_NODES,
+    // A page may narrow or widen the window: window.livecommentReplay = {behindMs, aheadMs}.
+    behindMs: (window.livecommentReplay || {}).behindMs,
+    aheadMs: (window.livecommentReplay || {}).aheadMs,
   }) : openStream({
     streamPath: cfg.streamUrl,
     wsPath: cfg.wsPath,
