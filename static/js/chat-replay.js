@@ -85,8 +85,9 @@ export function startReplay(options) {
     if (after) query.set("after", after);
     api.get(replayUrl + "?" + query).then(
       (page) => {
-        if (mine !== generation || closed) return;
+        if (mine !== generation) return; // a seek started over meanwhile
         loading = false;
+        if (closed) return; // left the page: fetched again on return
         failing = false;
         for (const c of page.results) items.push(c);
         nextFrom = page.next_from_ms;
@@ -110,9 +111,10 @@ export function startReplay(options) {
   function sync() {
     if (closed) return;
     const t = playhead();
-    if (t < from || t > nextFrom + ahead) {
-      restart(t); // a seek out of what is loaded (or soon will be, page by page)
-    }
+    // A seek out of what is loaded starts over there. Ahead of it by up to
+    // behind + ahead (as just after a start over, before the first page)
+    // the pages catch up instead.
+    if (t < from || t - nextFrom > behind + ahead) restart(t);
     // Backward: take off what the playhead has not reached.
     while (shown > 0 && items[shown - 1].offset_ms > t) {
       shown -= 1;
@@ -192,8 +194,8 @@ export function startReplay(options) {
       timer = null;
     },
     reconnect() {
+      // Not `loading = false`: a request still on its way would then be made twice.
       closed = false;
-      loading = false;
       sync();
     },
     post() {
