@@ -8,9 +8,9 @@
  * (stream) order, removed on comment.removed; user text only ever goes
  * through textContent.
  */
+import { startReplay } from "./chat-replay.js";
 import { ApiError, compareCursors as comparePos, createApi, el as make, urlFor } from "./livecomment-api.js";
 import { openStream } from "./livecomment-stream.js";
-import { startReplay } from "./chat-replay.js";
 
 (function () {
   var configNode = document.getElementById("lc-config");
