@@ -229,9 +229,13 @@ def test_the_stream_ended_banner(gateway, live_video, alice, staff, viewers):
     assert viewer.page.inner_text("#state-pill").lower() == "ended"
     assert viewer.page.is_disabled("#compose-text") and viewer.page.is_disabled("#compose-send")
     assert viewer.page.get_attribute("#compose-text", "placeholder") == "The stream has ended; chat is closed"
-    # A viewer who arrives later sees it from the page itself.
-    late = viewers().open(gateway, Video.objects.get(pk=live_video.pk))
+    # A viewer who arrives later sees it from the page itself, and the chat
+    # replays with the recording (tests/test_browser_replay.py).
+    late = viewers()
+    late.page.goto(gateway.url(f"/videos/{live_video.pk}/"), wait_until="domcontentloaded")
+    late.page.wait_for_selector("#chat[data-mode=replay]")
     assert late.page.inner_text("#state-banner") == "Stream ended"
+    assert late.page.inner_text("#chat .chat-head h2") == "Chat replay"
 
 
 def test_report_and_moderator_badge(gateway, live_video, alice, bob, staff, viewers):

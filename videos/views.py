@@ -43,6 +43,10 @@ def chat_config(request, video: Video) -> dict:
         "commentsUrl": reverse("api-comments", args=[video.pk]),
         "commentUrl": "/api/v1/comments/{id}/",
         "reportUrl": "/api/v1/comments/{id}/report/",
+        # Chat replay: an ended video with a recording replays its chat along
+        # with the player where the page has one (static/js/chat-replay.js).
+        "replay": video.state == Video.State.ENDED and bool(video.stream_url),
+        "replayUrl": reverse("api-replay", args=[video.pk]),
         "heartbeatSeconds": settings.REALTIME_HEARTBEAT_SECONDS,
         "maxLength": settings.COMMENT_MAX_LENGTH,
         "maxNodes": 500,

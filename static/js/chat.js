@@ -8,6 +8,7 @@
  * (stream) order, removed on comment.removed; user text only ever goes
  * through textContent.
  */
+import { startReplay } from "./chat-replay.js";
 import { ApiError, compareCursors as comparePos, createApi, el as make, urlFor } from "./livecomment-api.js";
 import { openStream } from "./livecomment-stream.js";
 
@@ -630,7 +631,26 @@ import { openStream } from "./livecomment-stream.js";
   }
 
   // ---------------------------------------------------------------- start
-  var stream = openStream({
+  // An ended video with its recording on the page: the chat replays along
+  // with the player (chat-replay.js) instead of opening the live stream.
+  var player = cfg.replay ? document.getElementById("player") : null;
+  if (player) chat.dataset.mode = "replay";
+  var stream = player ? startReplay({
+    player: player,
+    api: api,
+    replayUrl: cfg.replayUrl,
+    list: el.list,
+    render: render,
+    nodes: nodes,
+    arrived: commentArrived,
+    reset: function () { stick = true; unseen = 0; updateNewButton(); },
+    setStatus: setStatus,
+    onEmpty: function (empty) { if (el.empty) el.empty.hidden = !empty; },
+    maxNodes: MAX_NODES,
+    // A page may narrow or widen the window: window.livecommentReplay = {behindMs, aheadMs}.
+    behindMs: (window.livecommentReplay || {}).behindMs,
+    aheadMs: (window.livecommentReplay || {}).aheadMs,
+  }) : openStream({
     streamPath: cfg.streamUrl,
     wsPath: cfg.wsPath,
     transport: forced,
