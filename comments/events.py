@@ -137,6 +137,8 @@ class EventType(NamedTuple):
     audiences: tuple[str, ...]  # who receives it
     in_stream: bool  # has an `id` (a stream position), is resumed from; else live only
     summary: str
+    # Also sent without an id: as a stream's first event, the current state (the pin).
+    also_without_id: bool = False
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -167,6 +169,7 @@ EVENT_TYPES: dict[str, EventType] = {
         True,
         "A moderator pinned a comment or an announcement; it replaces any earlier pin. A stream open "
         "sends the current pin first, without an `id` (see docs/realtime.md).",
+        also_without_id=True,
     ),
     "pin.cleared": EventType(
         PinClearedData, (EVERYONE,), True, "The pin was taken down (unpinned, or its comment removed)."
