@@ -629,6 +629,8 @@ import { openStream } from "./livecomment-stream.js";
     ban: "banned",
     unban: "lifted ban on",
     resolve_report: "dismissed report on",
+    pin: "pinned",
+    unpin: "unpinned",
     slow_mode_seconds: "slow mode",
     comments_enabled: "comments",
     video_state: "video state",
@@ -652,6 +654,8 @@ import { openStream } from "./livecomment-stream.js";
       line.append(el("span", "obj", details.value ? " on" : " off"));
     } else if (row.action === "video_state") {
       line.append(el("span", "obj", ` → ${details.value}`));
+    } else if ((row.action === "pin" || row.action === "unpin") && !row.target_user) {
+      line.append(el("span", "obj", details.text ? ` an announcement “${snippet(details.text)}”` : " the pin"));
     } else if (row.action.startsWith("term_")) {
       line.append(el("span", "obj", ` “${details.term || ""}”`));
     } else if (row.target_user && !(row.actor && row.actor.id === row.target_user.id)) {
