@@ -122,6 +122,7 @@ def moderation_console(request, video_id: int):
             "ban": f"/api/v1/videos/{video.pk}/bans/{{id}}/",
             "log": reverse("api-moderation-log", args=[video.pk]),
             "held": reverse("api-held", args=[video.pk]),
+            "pin": reverse("api-pin", args=[video.pk]),
             "resolve": reverse("moderation-resolve-reports", args=[video.pk]),
             "viewer": video.get_absolute_url(),
             "login": f"{settings.LOGIN_URL}?next={quote(request.get_full_path())}",

@@ -108,6 +108,21 @@ class VideoSettingsData(VideoSettingsBody, Positioned):
     """`video.settings`: slow mode or posting changed."""
 
 
+class PinBody(TypedDict):
+    comment: CommentData | None  # the pinned comment; null for an announcement
+    text: str | None  # the announcement; null when a comment is pinned
+    by: Author  # the moderator who pinned it
+    expires: str | None  # ISO 8601, UTC: hide the pin from then on; null: until unpinned
+
+
+class PinData(PinBody, Positioned):
+    """`pin`: the video's pin now; `cursor` (its stream position) names it, e.g. to dismiss it."""
+
+
+class PinClearedData(Positioned):
+    """`pin.cleared`: the video has no pin any more (unpinned, or its comment removed)."""
+
+
 class ViewersData(TypedDict):
     """`viewers`: how many watch the video now (not in the stream: no id)."""
 
@@ -122,6 +137,8 @@ class EventType(NamedTuple):
     audiences: tuple[str, ...]  # who receives it
     in_stream: bool  # has an `id` (a stream position), is resumed from; else live only
     summary: str
+    # Also sent without an id: as a stream's first event, the current state (the pin).
+    also_without_id: bool = False
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -146,6 +163,17 @@ EVENT_TYPES: dict[str, EventType] = {
     ),
     "video.state": EventType(VideoStateData, (EVERYONE,), True, "The video's state changed."),
     "video.settings": EventType(VideoSettingsData, (EVERYONE,), True, "Slow mode or comments enabled changed."),
+    "pin": EventType(
+        PinData,
+        (EVERYONE,),
+        True,
+        "A moderator pinned a comment or an announcement; it replaces any earlier pin. A stream open "
+        "sends the current pin first, without an `id` (see docs/realtime.md).",
+        also_without_id=True,
+    ),
+    "pin.cleared": EventType(
+        PinClearedData, (EVERYONE,), True, "The pin was taken down (unpinned, or its comment removed)."
+    ),
     "viewers": EventType(ViewersData, (EVERYONE,), False, "The number of viewers, every few seconds while it changes."),
 }
 
@@ -191,6 +219,15 @@ def video_state_data(video) -> VideoStateBody:
 
 def video_settings_data(video) -> VideoSettingsBody:
     return {"slow_mode_seconds": video.slow_mode_seconds, "comments_enabled": video.comments_enabled}
+
+
+def pin_data(comment, text: str | None, by, expires_at) -> PinBody:
+    return {
+        "comment": dict(comment_data(comment), cursor=comment.cursor) if comment is not None else None,  # type: ignore[typeddict-item]
+        "text": text,
+        "by": {"id": by.pk, "name": by.get_username()},
+        "expires": timestamp(expires_at) if expires_at is not None else None,
+    }
 
 
 def comment_json(comment) -> dict:

@@ -199,3 +199,24 @@ class ModerationAction(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("the moderation log is append-only")
+
+
+class Pin(models.Model):
+    """The current pin of a video: one of its comments, or an announcement
+    (text), until `expires_at` (None: until unpinned). At most one per video;
+    pinning another replaces it, unpinning deletes it, and a past `expires_at`
+    counts as no pin (cleared lazily, at the next pin or unpin)."""
+
+    video = models.OneToOneField("videos.Video", primary_key=True, on_delete=models.CASCADE, related_name="+")
+    comment = models.ForeignKey(Comment, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField(blank=True, default="")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The `pin` event's stream position and data (JSON text, "cursor" included):
+    # what a stream open sends first, as it was announced.
+    cursor = models.CharField(max_length=32, editable=False)
+    data = models.TextField(editable=False)
+
+    def __str__(self) -> str:
+        return f"pin of video {self.video_id}: " + (f"comment {self.comment_id}" if self.comment_id else self.text)

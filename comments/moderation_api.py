@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -13,7 +15,13 @@ from comments import services
 from comments.api import ERRORS
 from comments.events import comment_json, timestamp
 from comments.models import Ban, Comment, ModerationAction, Report
-from comments.serializers import OwnCommentSerializer, ReportedCommentSerializer, UserRefSerializer
+from comments.serializers import (
+    CommentSerializer,
+    OwnCommentSerializer,
+    ReportedCommentSerializer,
+    UserRefSerializer,
+)
+from comments.services import pins
 from livecomment.lib.errors import ServiceError
 from livecomment.lib.parsers import strict_body
 from livecomment.lib.throttling import AnonIPThrottle, ReportThrottle
@@ -355,3 +363,51 @@ class ReportResolveView(APIView):
         if report is None:
             raise ServiceError("not_found", f"No report {report_id}.", 404)
         return Response(report_json(services.resolve_report(report, request.user, reason)))
+
+
+class PinRequest(serializers.Serializer):
+    comment = serializers.IntegerField(required=False, help_text="Pin this comment of the video (or give text)")
+    text = serializers.CharField(required=False, help_text="An announcement, bounded like a comment's text")
+    duration_s = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=pins.PIN_MAX_SECONDS,
+        help_text="With text: seconds until the announcement runs out; absent or null: until unpinned",
+    )
+
+
+class PinSerializer(serializers.Serializer):
+    comment = CommentSerializer(allow_null=True, help_text="The pinned comment; null for an announcement")
+    text = serializers.CharField(allow_null=True, help_text="The announcement; null when a comment is pinned")
+    by = UserRefSerializer(help_text="The moderator who pinned it")
+    expires = serializers.DateTimeField(allow_null=True, help_text="null: until unpinned")
+    cursor = serializers.CharField(help_text="The `pin` event's stream position: names this pin")
+
+
+class PinView(APIView):
+    """The video's pin: a comment or an announcement (moderators of the video)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="pin_set", request=PinRequest, responses={200: PinSerializer, **ERRORS})
+    def put(self, request, video_id: int):
+        body = body_of(request, PinRequest)
+        video = get_video(video_id)
+        services.require_moderator(request.user, video)
+        if ("comment" in body) == ("text" in body) or ("duration_s" in body and "text" not in body):
+            raise ServiceError("invalid_pin", 'Give exactly one of "comment" (an id) or "text" (with "duration_s").')
+        if "comment" in body:
+            comment_id = body["comment"]
+            if isinstance(comment_id, bool) or not isinstance(comment_id, int) or not 0 < comment_id < 2**63:
+                raise ServiceError("invalid_comment", '"comment" must be a comment id.')
+            pin = pins.pin_comment(video, request.user, get_comment(comment_id))
+        else:
+            pin = pins.pin_announcement(video, request.user, body["text"], body.get("duration_s"))
+        return Response(json.loads(pin.data))
+
+    @extend_schema(operation_id="pin_clear", responses={204: None, **ERRORS})
+    def delete(self, request, video_id: int):
+        video = get_video(video_id)
+        pins.unpin(video, request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

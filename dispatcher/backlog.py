@@ -23,7 +23,7 @@ from typing import cast
 
 from comments import cursors, events, hotstore
 from comments.hotstore import StreamEvent
-from comments.models import Comment
+from comments.models import Comment, Pin
 from livecomment.lib import redis_client
 
 
@@ -34,10 +34,27 @@ class Backlog:
     events: list[StreamEvent]
     last_id: str  # how far the page reaches; live events up to here are dropped
     more: bool = False  # a full page: the next one follows at once
+    # The video's current pin, sent before the first page's events (`current_pin`).
+    pin: StreamEvent | None = None
 
     @property
     def last_position(self) -> int:
         return cursors.to_position(self.last_id)
+
+
+def current_pin(video_id: int) -> StreamEvent | None:
+    """The video's pin now, as a `pin` event with no id: a stream open sends it
+    first, before the backlog, whether the viewer joins or resumes. Without an
+    id it does not move the client's resume point (SSE keeps its last event
+    ID); its data's `cursor` is where it was pinned, so a client that also
+    finds that `pin` in the backlog or live knows it for the same pin. A pin
+    whose `expires` has passed is none (expiry is lazy: comments/services/pins.py)."""
+    from django.utils import timezone
+
+    row = Pin.objects.filter(video_id=video_id).values_list("data", "expires_at").first()
+    if row is None or (row[1] is not None and row[1] <= timezone.now()):
+        return None
+    return StreamEvent("", "pin", row[0])
 
 
 def _comment_event(comment: Comment, moderator: bool) -> StreamEvent | None:

@@ -93,10 +93,14 @@ async def prepare(scope, video_id: int) -> StreamRequest:
 def _read_backlog(request: StreamRequest) -> backlog.Backlog:
     use_database = not request.degraded
     if request.last_event_id is not None:
-        return backlog.resume_page(
+        page = backlog.resume_page(
             request.video.pk, request.last_event_id, settings.REALTIME_CATCHUP_PAGE, request.moderator, use_database
         )
-    return backlog.latest(request.video.pk, settings.REALTIME_BACKLOG, request.moderator, use_database)
+    else:
+        page = backlog.latest(request.video.pk, settings.REALTIME_BACKLOG, request.moderator, use_database)
+    if use_database:  # the pin is read after the page: a pin made between the two comes again live, same cursor
+        page.pin = backlog.current_pin(request.video.pk)
+    return page
 
 
 def _read_page(request: StreamRequest, after: str, since: str) -> backlog.Backlog:
@@ -141,6 +145,8 @@ async def catch_up(
     """
     since = request.last_event_id or page.last_id
     written = 0
+    if page.pin is not None:  # the current pin first (no id: the resume point stays), then the backlog
+        await write([page.pin])
     while True:
         if page.events:
             await write(page.events)

@@ -92,7 +92,8 @@ def build(host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
                 "type": "object",
                 "description": "The SSE frame's fields besides data.",
                 "properties": {"id": {"$ref": "#/components/schemas/Position"}, "event": {"enum": [event_type]}},
-                "required": ["id", "event"],
+                # The current pin a stream open sends first has no id.
+                "required": ["event"] if spec.also_without_id else ["id", "event"],
             }
         messages[f"sse_{name}"] = sse
         properties: dict[str, Any] = {"event": {"type": "string", "enum": [event_type]}}
@@ -102,7 +103,7 @@ def build(host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
         frame = {
             "type": "object",
             "properties": properties,
-            "required": [*properties],
+            "required": [p for p in properties if not (p == "id" and spec.also_without_id)],
             "additionalProperties": False,
         }
         schemas.schemas[f"Ws_{name}"] = frame

@@ -156,4 +156,19 @@ def _apply_remote(origin: str, kind: str, video_id: int | None, data: dict) -> s
         changes = {k: v for k, v in (data.get("changes") or {}).items() if k in services.VIDEO_FIELDS}
         remote.apply_remote_video_change(video, changes, origin)
         return "applied"
+    if kind in ("pin", "unpin"):
+        by = _regional_user(data.get("by"), origin)
+        if video is None or by is None:
+            return "skipped: malformed pin"
+        if kind == "unpin":
+            remote.apply_remote_unpin(video, by, origin)
+            return "applied"
+        comment = None
+        if data.get("comment") is not None:
+            comment = comment_by_global_id(data["comment"])
+            if comment is None or comment.video_id != video.pk:
+                return f"skipped: no comment {data.get('comment')!r} here"
+        expires_at = parse_datetime(data["expires_at"]) if data.get("expires_at") else None
+        remote.apply_remote_pin(video, by, comment, data.get("text"), expires_at, origin)
+        return "applied"
     return f"skipped: unknown kind {kind!r}"

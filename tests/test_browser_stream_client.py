@@ -116,7 +116,14 @@ def test_it_serves_the_pages_modules_under_hashed_names_with_debug_off(gateways,
 
     names = sorted({re.sub(r".*/static/js/", "", url) for url in loaded})
     stems = [re.sub(r"\.[0-9a-f]{12}\.js$", "", name) for name in names]
-    assert sorted(stems) == ["chat", "chat-replay", "chat-window", "livecomment-api", "livecomment-stream"], names
+    assert sorted(stems) == [
+        "chat",
+        "chat-pin",
+        "chat-replay",
+        "chat-window",
+        "livecomment-api",
+        "livecomment-stream",
+    ], names
     assert all(re.search(r"\.[0-9a-f]{12}\.js$", name) for name in names), names
     assert viewer.errors == []
 

@@ -54,7 +54,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from comments import services
-from comments.models import Ban, BlockedTerm, Comment, Report
+from comments.models import Ban, BlockedTerm, Comment, Pin, Report
+from comments.services import pins
 from tests.base import make_user
 from tests.realtime_clients import SSEClient
 from videos.models import Video
@@ -177,6 +178,7 @@ def build_world() -> SimpleNamespace:
     services.remove_comment(removed, author)
     report = services.report_comment(visible, reporter, "a report")
     services.ban_user(video, users["banned"], users["staff"], None)
+    pins.pin_announcement(video, users["mod"], "an announcement")
     tokens = {role: Token.objects.create(user=user).key for role, user in users.items()}
     ids = {
         "video": video.pk,
@@ -292,6 +294,14 @@ def lifted_when_allowed(world, role, status, body):
     assert (ban.lifted_at is not None) is (status == 204)
 
 
+def pinned_when_allowed(world, role, status, body):
+    assert Pin.objects.filter(video=world.video, comment_id=world.ids["comment"]).exists() is (status == 200)
+
+
+def unpinned_when_allowed(world, role, status, body):
+    assert Pin.objects.filter(video=world.video).exists() is (status != 204)
+
+
 def resolved_when_allowed(world, role, status, body):
     assert Report.objects.get(pk=world.ids["report"]).resolved is (status == 200)
 
@@ -373,6 +383,10 @@ MATRIX: dict[str, list[Row]] = {
     "POST /api/v1/videos/<id:video_id>/bans/": [
         Row(f"{V}/bans/", moderators(201), body={"user": "viewer", "duration_seconds": 60}, check=banned_when_allowed)
     ],
+    "PUT /api/v1/videos/<id:video_id>/pin/": [
+        Row(f"{V}/pin/", moderators(200), body={"comment": "{comment}"}, check=pinned_when_allowed)
+    ],
+    "DELETE /api/v1/videos/<id:video_id>/pin/": [Row(f"{V}/pin/", moderators(204), check=unpinned_when_allowed)],
     "DELETE /api/v1/videos/<id:video_id>/bans/<id:user_id>/": [
         Row(f"{V}/bans/{{banned}}/", moderators(204), check=lifted_when_allowed)
     ],

@@ -132,6 +132,11 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
                 **_from_region(origin),
             )
             events.announce(video_id, events.event(event_type, (prev, appended), data, audience, of_comment=locked))
+            if not visible:
+                from comments.services.pins import _clear_pin  # pins builds on this module
+
+                # A removed comment comes down from the top too (in every region: each removes it).
+                _clear_pin(video_id, by, "unpin", origin, of_comment=locked)
     except DatabaseError as exc:
         # The database keeps the old status; put the hidden flag back in step.
         _undo(hotstore.set_hidden, video_id, comment.pk, comment.status != Comment.Status.VISIBLE)

@@ -12,7 +12,8 @@ from typing import Any
 
 from comments.models import Ban, Comment
 from comments.services.moderation import _change_status, _create_ban, _lift_bans
-from comments.services.rules import ROLES, _reason
+from comments.services.pins import _apply_pin, _clear_pin
+from comments.services.rules import ROLES, _reason, clean_text
 from comments.services.store import _Row, _store_and_append_many
 from comments.services.video_settings import _apply_video_change
 from videos.models import Video
@@ -60,3 +61,16 @@ def apply_remote_unban(video: Video | None, user, reason, origin: str) -> int:
 
 def apply_remote_video_change(video: Video, changes: dict[str, Any], origin: str) -> Video:
     return _apply_video_change(video, None, changes, origin=origin)
+
+
+def apply_remote_pin(video: Video, by, comment: Comment | None, text, expires_at, origin: str) -> None:
+    """A pin another region made (by `by`, their account here): the comment, or the announcement's text."""
+    if comment is None:
+        text = clean_text(text)
+    elif comment.status != Comment.Status.VISIBLE:
+        return  # removed here meanwhile: its removal took the pin down
+    _apply_pin(video, by, comment, None if comment is not None else text, expires_at, origin=origin)
+
+
+def apply_remote_unpin(video: Video, by, origin: str) -> None:
+    _clear_pin(video.pk, by, "unpin", origin)

@@ -11,6 +11,7 @@
 import { startReplay } from "./chat-replay.js";
 import { ApiError, compareCursors as comparePos, createApi, el as make, urlFor } from "./livecomment-api.js";
 import { openStream } from "./livecomment-stream.js";
+import { createPin } from "./chat-pin.js";
 
 (function () {
   var configNode = document.getElementById("lc-config");
@@ -302,8 +303,14 @@ import { openStream } from "./livecomment-stream.js";
   }
 
   // ---------------------------------------------------------- events
+  var pin = createPin(document.getElementById("chat-pin"));
+
   function handleEvent(type, data) {
     switch (type) {
+      case "pin":
+      case "pin.cleared":
+        pin.handle(type, data);
+        break;
       case "comment":
         var li = addComment(data);
         if (li) commentArrived(li);
@@ -655,7 +662,7 @@ import { openStream } from "./livecomment-stream.js";
     wsPath: cfg.wsPath,
     transport: forced,
     heartbeatSeconds: heartbeatSeconds,
-    events: ["comment", "comment.removed", "viewers", "video.state", "video.settings"],
+    events: ["comment", "comment.removed", "viewers", "video.state", "video.settings", "pin", "pin.cleared"],
     onEvent: handleEvent,
     onState: setStatus,
     onTransport: function (transport) {

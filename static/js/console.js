@@ -138,6 +138,7 @@ import { openStream } from "./livecomment-stream.js";
       box.append(actionButton("restore", "Restore", "Show it to everyone again"));
     } else {
       box.append(actionButton("remove", "Remove", "Remove it from every screen"));
+      box.append(pinButton(data.id));
     }
     if (where === "report") box.append(actionButton("dismiss", "Dismiss", "Close the reports, keep the comment"));
     if (canSanction(data.author)) {
@@ -146,6 +147,55 @@ import { openStream } from "./livecomment-stream.js";
     }
     return box;
   }
+
+  // ---- the pin: Pin / Unpin on each visible message, and announcements ----------------
+
+  let pinned = null; // the `pin` event's data now shown to viewers, or null
+
+  function pinButton(commentId) {
+    const mine = pinned && pinned.comment && pinned.comment.id === commentId;
+    return mine
+      ? actionButton("unpin", "Unpin", "Take this pin down for everyone")
+      : actionButton("pin", "Pin", "Pin it above the chat for everyone (replaces the pin)");
+  }
+
+  function showPin(data) {
+    pinned = data && (!data.expires || Date.parse(data.expires) > Date.now()) ? data : null;
+    const text = $("c-pin-text");
+    if (!pinned) text.textContent = "Nothing pinned.";
+    else if (pinned.comment) text.textContent = `${pinned.comment.author.name}: ${snippet(pinned.comment.text)}`;
+    else text.textContent = `Announcement: ${snippet(pinned.text)}` + (pinned.expires ? ` (until ${clock(pinned.expires)})` : "");
+    $("c-unpin").hidden = !pinned;
+    for (const button of document.querySelectorAll("button[data-act=pin], button[data-act=unpin]")) {
+      const holder = button.closest("[data-id]");
+      if (holder) button.replaceWith(pinButton(Number(holder.dataset.id)));
+    }
+  }
+
+  async function unpin() {
+    try {
+      await api("DELETE", cfg.urls.pin);
+      toast("Unpinned", "ok");
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
+    scheduleLog(150);
+  }
+
+  $("c-unpin").addEventListener("click", unpin);
+  $("c-announce").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("c-announce-text");
+    const duration = $("c-announce-duration").value;
+    try {
+      await api("PUT", cfg.urls.pin, { text: input.value, duration_s: duration ? Number(duration) : null });
+      input.value = "";
+      toast("Announcement pinned", "ok");
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
+    scheduleLog(150);
+  });
 
   function authorNode(author) {
     const name = el("span", "uname", author.name);
@@ -172,6 +222,11 @@ import { openStream } from "./livecomment-stream.js";
         } else {
           toast(`Restored ${author.name}'s comment`, "ok");
         }
+      } else if (act === "pin") {
+        await api("PUT", cfg.urls.pin, { comment: commentId });
+        toast(`Pinned ${author.name}'s comment`, "ok", () => unpin());
+      } else if (act === "unpin") {
+        await unpin();
       } else if (act === "dismiss") {
         await resolveReports(commentId, "");
         toast(`Dismissed the reports on ${author.name}'s comment`, "ok");
@@ -574,6 +629,8 @@ import { openStream } from "./livecomment-stream.js";
     ban: "banned",
     unban: "lifted ban on",
     resolve_report: "dismissed report on",
+    pin: "pinned",
+    unpin: "unpinned",
     slow_mode_seconds: "slow mode",
     comments_enabled: "comments",
     video_state: "video state",
@@ -597,6 +654,8 @@ import { openStream } from "./livecomment-stream.js";
       line.append(el("span", "obj", details.value ? " on" : " off"));
     } else if (row.action === "video_state") {
       line.append(el("span", "obj", ` → ${details.value}`));
+    } else if ((row.action === "pin" || row.action === "unpin") && !row.target_user) {
+      line.append(el("span", "obj", details.text ? ` an announcement “${snippet(details.text)}”` : " the pin"));
     } else if (row.action.startsWith("term_")) {
       line.append(el("span", "obj", ` “${details.term || ""}”`));
     } else if (row.target_user && !(row.actor && row.actor.id === row.target_user.id)) {
@@ -734,6 +793,14 @@ import { openStream } from "./livecomment-stream.js";
     },
     "report.created"(data) {
       addReport(data);
+      scheduleLog();
+    },
+    pin(data) {
+      showPin(data);
+      scheduleLog();
+    },
+    "pin.cleared"() {
+      showPin(null);
       scheduleLog();
     },
     viewers(data) {

@@ -61,6 +61,8 @@ export const STREAM_EVENTS = [
   "viewers",
   "video.state",
   "video.settings",
+  "pin",
+  "pin.cleared",
 ];
 
 // Not in the video's stream, so never carry an id of their own.
@@ -170,6 +172,9 @@ export class LiveCommentStream {
 
   _deliver(type, id, data) {
     if (UNSTREAMED.has(type)) id = null;
+    // The current pin a stream open sends first has no id of its own (an
+    // EventSource reports the last one it saw): only a pin at its own position is in the stream.
+    if (type === "pin" && data && id !== data.cursor) id = null;
     if (id) {
       if (this.lastEventId && compareCursors(id, this.lastEventId) <= 0) return;
       this.lastEventId = id;
