@@ -4,7 +4,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.base import alice, video
+from tests.base import alice, staff, video
 from tests.endpoint_store import member_count
 from tests.realtime_clients import Poster, SSEClient, WSClient
 
@@ -87,3 +87,35 @@ def test_it_leaves_the_group_when_the_last_viewer_goes(gateways, video, alice, r
     s = stats(a)
     assert s["videos"] == {}
     assert s["groups_left"] == 1
+
+
+def test_it_fans_out_pins_and_badges_as_one_message_per_gateway(gateways, video, alice, staff):
+    """Badges ride in the comment (decided at write time) and a pin is one
+    stream event: per gateway one message each, per viewer one frame each,
+    however many viewers -- nothing per viewer beyond any comment's cost."""
+    from comments.services import pins
+
+    video.owner = alice
+    video.save(update_fields=["owner"])
+    a = gateways.start()
+    clients = [SSEClient(stream_url(a, video)).wait_open() for _ in range(4)]
+    clients += [WSClient(a.ws_url(f"/ws/videos/{video.pk}/")) for _ in range(2)]
+    poster = Poster(a.base, Token.objects.create(user=alice).key)
+    try:
+        for client in clients:
+            assert client.wait_until(lambda c: c.of_type("viewers"), 5)
+        before = stats(a)["received_by_video"].get(str(video.pk), 0)
+        posted = poster.post(video.pk, "from the host")
+        assert posted["author"]["roles"] == ["host"]
+        from comments.models import Comment
+
+        pins.pin_comment(video, staff, Comment.objects.get(pk=posted["id"]))
+        for client in clients:
+            assert client.wait_until(lambda c: c.of_type("pin"), 5), client.events
+            assert [c["data"]["author"]["roles"] for c in client.comments()] == [["host"]]
+            assert len(client.of_type("pin")) == 1
+        assert stats(a)["received_by_video"][str(video.pk)] - before == 2  # the comment and the pin
+    finally:
+        for client in clients:
+            client.close()
+        poster.close()
