@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -178,3 +179,52 @@ def test_it_sends_the_pin_live_and_first_to_joiners_across_gateways(gateways, vi
     assert Comment.objects.filter(video=video).count() == 2
     for client in (sse, ws, *joiners, fresh):
         client.close()
+
+
+def test_it_leaves_no_pin_event_behind_when_the_database_write_fails(
+    transactional_db, redis, video, alice, staff, monkeypatch
+):
+    """Nothing half-written: the database refusing a pin (or an unpin) takes
+    its stream event back, so no resume replays a pin the database never had."""
+    from django.db import OperationalError
+
+    from livecomment.lib.errors import Unavailable
+
+    comment = services.post_comment(video, alice, "pin me").comment
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    real_audit = pins._audit
+    monkeypatch.setattr(pins, "_audit", database_gone)
+    with pytest.raises(Unavailable):
+        pins.pin_comment(video, staff, comment)
+    assert stream_types(video) == ["comment"] and not Pin.objects.exists()
+
+    monkeypatch.setattr(pins, "_audit", real_audit)
+    pins.pin_comment(video, staff, comment)
+    monkeypatch.setattr(pins, "_audit", database_gone)
+    with pytest.raises(Unavailable):
+        pins.unpin(video, staff)
+    assert stream_types(video) == ["comment", "pin"] and Pin.objects.filter(video=video).exists()
+
+
+def test_it_leaves_no_removal_event_behind_when_the_database_write_fails(
+    transactional_db, redis, video, alice, staff, monkeypatch
+):
+    from django.db import OperationalError
+
+    from comments.services import moderation
+    from livecomment.lib.errors import Unavailable
+
+    comment = services.post_comment(video, alice, "remove me").comment
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(moderation, "_audit", database_gone)
+    with pytest.raises(Unavailable):
+        services.remove_comment(comment, staff)
+    assert stream_types(video) == ["comment"]
+    comment.refresh_from_db()
+    assert comment.status == Comment.Status.VISIBLE

@@ -79,7 +79,7 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
     original cursor, so clients place it where it was first posted.
     """
     video_id = comment.video_id
-    region_entry = None
+    region_entry = appended = None
     try:
         with transaction.atomic():
             locked = Comment.objects.select_for_update().select_related("author").get(pk=comment.pk)
@@ -140,6 +140,8 @@ def _change_status(comment: Comment, new_status: str, by, action: str, reason: s
     except DatabaseError as exc:
         # The database keeps the old status; put the hidden flag back in step.
         _undo(hotstore.set_hidden, video_id, comment.pk, comment.status != Comment.Status.VISIBLE)
+        if appended is not None:  # nor may a resume replay the change
+            _undo(hotstore.delete_entry, video_id, appended)
         if region_entry is not None:
             _undo(hotstore.delete_region_entry, video_id, region_entry)
         raise Unavailable("database") from exc

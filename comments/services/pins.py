@@ -19,6 +19,7 @@ from comments import events, hotstore
 from comments.models import Comment, Pin
 from comments.services.moderation import _audit, _from_region, _identity, _to_regions
 from comments.services.rules import clean_text, require_moderator
+from comments.services.store import _undo
 from livecomment.lib.errors import ServiceError, Unavailable
 from livecomment.lib.redis_client import UNAVAILABLE_ERRORS
 from videos.models import Video
@@ -53,7 +54,11 @@ def pin_announcement(video: Video, by, text, duration_s=None) -> Pin:
 def unpin(video: Video, by) -> None:
     """Take the video's pin down; not_found (404) when it has none (or it ran out)."""
     require_moderator(by, video)
-    if not _clear_pin(video.pk, by, "unpin"):
+    try:
+        cleared = _clear_pin(video.pk, by, "unpin")
+    except DatabaseError as exc:
+        raise Unavailable("database") from exc
+    if not cleared:
         raise ServiceError("not_found", "This video has no pin.", 404)
 
 
@@ -71,6 +76,7 @@ def current_pin(video_id: int) -> Pin | None:
 
 def _apply_pin(video: Video, by, comment: Comment | None, text: str | None, expires_at, origin: str = "") -> Pin:
     data = dict(events.pin_data(comment, text, by, expires_at))
+    appended = None
     try:
         with transaction.atomic():
             Video.objects.select_for_update().filter(pk=video.pk).first()  # one pin change at a time per video
@@ -114,6 +120,8 @@ def _apply_pin(video: Video, by, comment: Comment | None, text: str | None, expi
                 )
             events.announce(video.pk, events.event("pin", (prev, appended), data))
     except DatabaseError as exc:
+        if appended is not None:  # the database has no such pin: neither may a resume
+            _undo(hotstore.delete_entry, video.pk, appended)
         raise Unavailable("database") from exc
     return pin
 
@@ -122,31 +130,37 @@ def _clear_pin(video_id: int, by, action: str, origin: str = "", of_comment: Com
     """Delete the video's pin (only if it pins `of_comment`, when given) and
     append `pin.cleared`; False when there was no pin, or it had run out
     (then its row goes without an event)."""
-    with transaction.atomic():
-        found = Pin.objects.select_for_update().filter(video_id=video_id)
-        if of_comment is not None:
-            found = found.filter(comment=of_comment)
-        pin = found.first()
-        if pin is None:
-            return False
-        pin.delete()
-        if pin.expires_at is not None and pin.expires_at <= timezone.now():
-            return False
-        try:
-            prev, appended = hotstore.append(video_id, "pin.cleared", {})
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable("redis") from exc
-        because = {"because": "comment removed"} if of_comment is not None else {}
-        audit = _audit(
-            by,
-            action,
-            video=Video(pk=video_id),
-            comment=pin.comment,
-            pinned=pin.cursor,
-            **because,
-            **_from_region(origin),
-        )
-        if not origin and of_comment is None:
-            _to_regions("unpin", Video(pk=video_id), {"by": _identity(by)}, audit)
-        events.announce(video_id, events.event("pin.cleared", (prev, appended), {}))
+    appended = None
+    try:
+        with transaction.atomic():
+            found = Pin.objects.select_for_update().filter(video_id=video_id)
+            if of_comment is not None:
+                found = found.filter(comment=of_comment)
+            pin = found.first()
+            if pin is None:
+                return False
+            pin.delete()
+            if pin.expires_at is not None and pin.expires_at <= timezone.now():
+                return False
+            try:
+                prev, appended = hotstore.append(video_id, "pin.cleared", {})
+            except UNAVAILABLE_ERRORS as exc:
+                raise Unavailable("redis") from exc
+            because = {"because": "comment removed"} if of_comment is not None else {}
+            audit = _audit(
+                by,
+                action,
+                video=Video(pk=video_id),
+                comment=pin.comment,
+                pinned=pin.cursor,
+                **because,
+                **_from_region(origin),
+            )
+            if not origin and of_comment is None:
+                _to_regions("unpin", Video(pk=video_id), {"by": _identity(by)}, audit)
+            events.announce(video_id, events.event("pin.cleared", (prev, appended), {}))
+    except DatabaseError:
+        if appended is not None:
+            _undo(hotstore.delete_entry, video_id, appended)
+        raise  # as it came: a status change that called this undoes its own part
     return True
