@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from comments import hotstore, services
 from comments.models import Comment, ModerationAction, Pin
 from comments.services import pins
+from livecomment.lib.errors import ServiceError
 from regions import ingest
 from tests.base import alice, bob, client_for, staff, video
 from tests.realtime_clients import SSEClient, WSClient
@@ -105,6 +106,20 @@ def test_it_unpins_a_comment_that_is_removed(db, redis, video, alice, staff):
     assert ModerationAction.objects.filter(action="unpin", comment=comment).get().details["because"] == (
         "comment removed"
     )
+
+
+def test_it_never_pins_a_comment_removed_since_it_was_read(db, redis, video, alice, staff):
+    # The request read the comment while it was visible; a removal landed
+    # before the pin's write (it found no pin to take down): the check is
+    # made again under the pin's lock, or every joiner gets the removed text.
+    comment = services.post_comment(video, alice, "about to go").comment
+    read_before = Comment.objects.get(pk=comment.pk)
+    services.moderate_comment(comment, staff, "remove")
+    with pytest.raises(ServiceError) as refused:
+        pins.pin_comment(video, staff, read_before)
+    assert (refused.value.code, refused.value.status) == ("invalid_state", 409)
+    assert pins.current_pin(video.pk) is None
+    assert "pin" not in stream_types(video)
 
 
 def test_it_counts_an_expired_pin_as_none(db, redis, video, staff):

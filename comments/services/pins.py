@@ -80,6 +80,11 @@ def _apply_pin(video: Video, by, comment: Comment | None, text: str | None, expi
     try:
         with transaction.atomic():
             Video.objects.select_for_update().filter(pk=video.pk).first()  # one pin change at a time per video
+            if comment is not None and not _still_visible(comment):
+                # Removed since the caller read it: its removal found no pin to take down.
+                raise ServiceError(
+                    "invalid_state", f"Only visible comments can be pinned; comment {comment.pk} is not.", 409
+                )
             try:
                 prev, appended = hotstore.append(video.pk, "pin", data)
             except UNAVAILABLE_ERRORS as exc:
@@ -124,6 +129,13 @@ def _apply_pin(video: Video, by, comment: Comment | None, text: str | None, expi
             _undo(hotstore.delete_entry, video.pk, appended)
         raise Unavailable("database") from exc
     return pin
+
+
+def _still_visible(comment: Comment) -> bool:
+    """The comment's status now, its row locked: a removal either finished
+    before (then this says so) or waits for the pin and then takes it down."""
+    locked = Comment.objects.select_for_update().filter(pk=comment.pk).values_list("status", flat=True).first()
+    return locked == Comment.Status.VISIBLE
 
 
 def _clear_pin(video_id: int, by, action: str, origin: str = "", of_comment: Comment | None = None) -> bool:

@@ -16,6 +16,7 @@ from comments.services.pins import _apply_pin, _clear_pin
 from comments.services.rules import ROLES, _reason, clean_text
 from comments.services.store import _Row, _store_and_append_many
 from comments.services.video_settings import _apply_video_change
+from livecomment.lib.errors import ServiceError
 from videos.models import Video
 
 
@@ -69,7 +70,12 @@ def apply_remote_pin(video: Video, by, comment: Comment | None, text, expires_at
         text = clean_text(text)
     elif comment.status != Comment.Status.VISIBLE:
         return  # removed here meanwhile: its removal took the pin down
-    _apply_pin(video, by, comment, None if comment is not None else text, expires_at, origin=origin)
+    try:
+        _apply_pin(video, by, comment, None if comment is not None else text, expires_at, origin=origin)
+    except ServiceError as exc:
+        if comment is None or exc.code != "invalid_state":
+            raise
+        # removed here since the check above: its removal took the pin down
 
 
 def apply_remote_unpin(video: Video, by, origin: str) -> None:
