@@ -300,12 +300,28 @@ def read_range(video_id: int, after: str, until: str = "+", count: int | None = 
     return [parse_entry(entry_id, fields) for entry_id, fields in entries]
 
 
+def _pinned_comment_id(event: StreamEvent) -> int | None:
+    """The id of the comment a `pin` event carries (None: an announcement)."""
+    comment = json.loads(event.data).get("comment") if event.type == "pin" else None
+    return comment.get("id") if isinstance(comment, dict) else None
+
+
 def filter_for_viewer(video_id: int, events: list[StreamEvent], moderator: bool = False) -> list[StreamEvent]:
-    """Drop what a viewer must not see: moderator-only events, hidden comments."""
+    """Drop what a viewer must not see: moderator-only events, hidden comments
+    (and a `pin` event carrying one: a resume from before a pin whose comment
+    was removed since must not get its text back)."""
     if not moderator:
         events = [e for e in events if not e.for_moderators_only]
-    hidden = _hidden_among(redis_client.for_video(video_id), video_id, events)
-    return [e for e in events if not (e.type == "comment" and e.comment_id in hidden)]
+    pinned = {e.id: _pinned_comment_id(e) for e in events if e.type == "pin"}
+    probes = [e for e in events if e.comment_id is not None] + [
+        StreamEvent(id=i, type="pin", data="{}", comment_id=c) for i, c in pinned.items() if c is not None
+    ]
+    hidden = _hidden_among(redis_client.for_video(video_id), video_id, probes)
+    return [
+        e
+        for e in events
+        if not (e.type == "comment" and e.comment_id in hidden) and not (e.type == "pin" and pinned[e.id] in hidden)
+    ]
 
 
 def comments_after(video_id: int, after: str, limit: int) -> tuple[list[StreamEvent], bool]:

@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from comments import hotstore, services
 from comments.models import Comment, ModerationAction, Pin
 from comments.services import pins
+from dispatcher import backlog
 from livecomment.lib.errors import ServiceError
 from regions import ingest
 from tests.base import alice, bob, client_for, staff, video
@@ -120,6 +121,24 @@ def test_it_never_pins_a_comment_removed_since_it_was_read(db, redis, video, ali
     assert (refused.value.code, refused.value.status) == ("invalid_state", 409)
     assert pins.current_pin(video.pk) is None
     assert "pin" not in stream_types(video)
+
+
+def test_it_never_resends_a_removed_comment_in_its_old_pin_event(db, redis, video, alice, staff):
+    # A resume from before the pin replays the stream: the `comment` event of
+    # a removed comment is dropped, and so must be the `pin` event carrying it.
+    comment = services.post_comment(video, alice, "pinned, then removed").comment
+    before = hotstore.last_id(video.pk)
+    pins.pin_comment(video, staff, comment)
+    services.moderate_comment(comment, staff, "remove")
+    for moderator in (False, True):
+        page = backlog.resume_page(video.pk, before, 100, moderator=moderator)
+        assert [e.type for e in page.events] == ["comment.removed", "pin.cleared"]
+        assert all("pinned, then removed" not in e.data for e in page.events)
+    # A pin of a comment that stays visible is replayed as it was.
+    kept = services.post_comment(video, alice, "still here").comment
+    pins.pin_comment(video, staff, kept)
+    page = backlog.resume_page(video.pk, before, 100)
+    assert [e.type for e in page.events][-2:] == ["comment", "pin"]
 
 
 def test_it_counts_an_expired_pin_as_none(db, redis, video, staff):
