@@ -242,6 +242,10 @@ def test_it_takes_one_query_of_the_offset_index(anon_client, alice, started, red
             .query.sql_with_params()
         )
         explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+        if connection.vendor == "postgresql":
+            # Three rows and no statistics: PostgreSQL would sort them rather than
+            # read an index in order. Priced as a busy video's would be, it uses ours.
+            cursor.execute("SET LOCAL enable_sort = off")
         cursor.execute(explain + sql, params)
         plan = " ".join(str(row) for row in cursor.fetchall())
     assert "comment_video_offset" in plan, plan
